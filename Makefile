@@ -1,0 +1,36 @@
+# Two commands on a fresh machine:
+#   make demo   creates .venv, installs asr-kd, runs recipes/synth/run.sh (small) end to end
+#   make test   creates .venv, installs asr-kd with its test tools, runs the tests
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= small
+WORK_DIR ?= recipes/synth
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint install bench clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	PATH="$(abspath $(BIN)):$$PATH" recipes/synth/run.sh --config $(CONFIG) --work-dir $(WORK_DIR)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check asr_kd tests bench local
+	$(BIN)/ruff format --check asr_kd tests bench local
+
+bench: install
+	$(BIN)/python bench/corpus_features.py
+
+clean-demo:
+	rm -rf $(WORK_DIR)/data $(WORK_DIR)/exp

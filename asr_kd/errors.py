@@ -1,0 +1,22 @@
+"""Exceptions that carry a message meant for the user.
+
+Library code raises these with a message that names the file or utterance, what was
+expected and which stage produces the missing or bad input. The CLI turns them into
+a one-line error and a non-zero exit; anything else is a bug and keeps its traceback.
+"""
+
+
+class AsrKdError(Exception):
+    """Base class of every error the toolkit reports to its user."""
+
+
+class BadInputError(AsrKdError):
+    """An input file, utterance or transcript is unusable (corrupt, empty, mismatched)."""
+
+
+class MissingInputError(AsrKdError):
+    """An input a stage needs does not exist (usually: an earlier stage has not run)."""
+
+
+class ConfigError(AsrKdError):
+    """A configuration file or override is invalid."""

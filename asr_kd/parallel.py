@@ -1,0 +1,87 @@
+"""Fan work out over utterances: local processes, or a Dask distributed cluster.
+
+Stages that process utterances independently (synthesis, features, alignment,
+decoding) take a ``concurrent.futures.Executor``, as Lhotse's feature extraction
+does. :func:`make_executor` gives local worker processes by default, or a Dask
+cluster's executor when a scheduler address is given (extra ``dask``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+from asr_kd.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def make_executor(num_jobs: int = 1, dask_scheduler: str | None = None) -> Iterator[Executor | None]:
+    """An executor for per-utterance work, or ``None`` for in-process work.
+
+    Args:
+        num_jobs: local worker processes; 1 runs in the calling process.
+        dask_scheduler: address of a running Dask scheduler (``tcp://host:8786``);
+            when given, work goes to that cluster and ``num_jobs`` is ignored.
+    """
+    if dask_scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ConfigError(
+                "--dask-scheduler needs the 'dask' extra: pip install 'asr-kd[dask]'"
+            ) from None
+        with Client(dask_scheduler) as client:
+            logger.info("sending work to the Dask cluster at %s", dask_scheduler)
+            yield client.get_executor()
+        return
+    if num_jobs < 1:
+        raise ConfigError(f"num_jobs must be at least 1, got {num_jobs}")
+    if num_jobs == 1:
+        yield None
+        return
+    with ProcessPoolExecutor(num_jobs) as pool:
+        yield pool
+
+
+def map_progress(
+    fn: Callable[[T], R],
+    items: Sequence[T] | Iterable[T],
+    executor: Executor | None,
+    desc: str,
+    total: int | None = None,
+) -> list[R]:
+    """``[fn(x) for x in items]`` on ``executor`` with a progress bar, in input order.
+
+    An exception raised by ``fn`` propagates unchanged (after pending work is
+    cancelled), so a worker's specific error reaches the user.
+    """
+    items = list(items)
+    total = total if total is not None else len(items)
+    with tqdm(total=total, desc=desc, unit="utt", leave=False) as bar:
+        if executor is None:
+            out = []
+            for x in items:
+                out.append(fn(x))
+                bar.update()
+            return out
+        futures = {executor.submit(fn, x): i for i, x in enumerate(items)}
+        results: list[R | None] = [None] * len(items)
+        try:
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        return results  # type: ignore[return-value]
