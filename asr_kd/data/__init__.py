@@ -1,0 +1,1 @@
+"""Corpora, Lhotse manifests and features."""

@@ -1,0 +1,235 @@
+"""LibriSpeech and mini-LibriSpeech: download and manifest preparation through Lhotse.
+
+The corpus directory is the one the OpenSLR archives unpack to::
+
+    <corpus_dir>/<part>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac
+    <corpus_dir>/<part>/<spk>/<chapter>/<spk>-<chapter>.trans.txt
+
+Preparation writes, for each part, ``librispeech_{recordings,supervisions,cuts}_<part>.jsonl.gz``
+into one output directory, atomically and idempotently (:func:`asr_kd.stage.stage_output`).
+One cut per utterance; the cut id is the utterance id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lhotse import RecordingSet, SupervisionSet
+
+from asr_kd.data.manifests import manifest_path, write_split
+from asr_kd.data.validate import audio_file_problem, raise_if_problems, validate_corpus
+from asr_kd.errors import AsrKdError, BadInputError, ConfigError, MissingInputError
+from asr_kd.stage import stage_output
+
+logger = logging.getLogger(__name__)
+
+LIBRISPEECH_PARTS = (
+    "dev-clean",
+    "dev-other",
+    "test-clean",
+    "test-other",
+    "train-clean-100",
+    "train-clean-360",
+    "train-other-500",
+    "dev-clean-2",  # mini-LibriSpeech
+    "train-clean-5",  # mini-LibriSpeech
+)
+SAMPLING_RATE = 16000
+CORPUS = "librispeech"
+STAGE = "prepare librispeech"  # the asr-kd subcommand: error prefix and completion marker
+
+
+def _check_parts(parts: Sequence[str], stage: str) -> list[str]:
+    if isinstance(parts, str):
+        parts = [parts]
+    unknown = [p for p in parts if p not in LIBRISPEECH_PARTS]
+    if unknown:
+        raise ConfigError(
+            f"{stage}: unknown LibriSpeech part(s) {', '.join(unknown)}; "
+            f"known parts: {', '.join(LIBRISPEECH_PARTS)}"
+        )
+    return list(dict.fromkeys(parts))
+
+
+def download_librispeech(target_dir: Path | str, parts: Sequence[str]) -> Path:
+    """Download and unpack LibriSpeech parts from OpenSLR, skipping finished ones.
+
+    A part is finished when ``<target_dir>/LibriSpeech/<part>/.completed`` exists
+    (Lhotse writes it after unpacking). The ``.tar.gz`` archives stay in ``target_dir``.
+
+    Args:
+        target_dir: where the archives go; they unpack to ``target_dir/LibriSpeech``.
+        parts: part names from :data:`LIBRISPEECH_PARTS`.
+
+    Returns:
+        The corpus directory to give :func:`prepare_librispeech`.
+    """
+    from lhotse.recipes.librispeech import download_librispeech as lhotse_download
+
+    stage = "download librispeech"
+    parts = _check_parts(parts, stage)
+    target_dir = Path(target_dir)
+    corpus_dir = target_dir / "LibriSpeech"
+    for part in parts:
+        if (corpus_dir / part / ".completed").is_file():
+            logger.info("%s: %s is already in %s; skipping", stage, part, corpus_dir)
+            continue
+        try:
+            lhotse_download(target_dir, dataset_parts=[part])
+        except OSError as e:  # network errors (URLError) and full disks
+            raise AsrKdError(f"{stage}: downloading {part} into {target_dir} failed: {e}") from e
+    return corpus_dir
+
+
+def _resolve_parts(corpus_dir: Path, parts: Sequence[str] | None) -> list[str]:
+    """The parts to prepare, each checked to be present in ``corpus_dir``."""
+    if not corpus_dir.is_dir():
+        hint = ""
+        if corpus_dir.name != "LibriSpeech" and (corpus_dir / "LibriSpeech").is_dir():
+            hint = f" (did you mean {corpus_dir / 'LibriSpeech'}?)"
+        raise MissingInputError(
+            f"{STAGE}: corpus directory {corpus_dir} does not exist{hint}; "
+            "download it with 'asr-kd download-librispeech'"
+        )
+    if parts is None:
+        present = [p for p in LIBRISPEECH_PARTS if (corpus_dir / p).is_dir()]
+        if not present:
+            hint = ""
+            if (corpus_dir / "LibriSpeech").is_dir():
+                hint = f" (did you mean {corpus_dir / 'LibriSpeech'}?)"
+            raise MissingInputError(
+                f"{STAGE}: {corpus_dir} holds none of the LibriSpeech part folders "
+                f"{', '.join(LIBRISPEECH_PARTS)}{hint}"
+            )
+        return present
+    parts = _check_parts(parts, STAGE)
+    missing = [str(corpus_dir / p) for p in parts if not (corpus_dir / p).is_dir()]
+    if missing:
+        raise MissingInputError(
+            f"{STAGE}: LibriSpeech part folder(s) {', '.join(missing)} do not exist; "
+            "download them with 'asr-kd download-librispeech'"
+        )
+    return parts
+
+
+def _scan_transcripts(part_dir: Path) -> dict[str, Path]:
+    """Utterance id -> FLAC path from a part's ``*.trans.txt`` files.
+
+    Catches what Lhotse's recipe would crash on without naming the file (a line
+    with no transcript) or silently drop (a listed FLAC that is missing).
+    """
+    problems = []
+    utts: dict[str, Path] = {}
+    trans_files = sorted(part_dir.rglob("*.trans.txt"))
+    if not trans_files:
+        raise MissingInputError(
+            f"{STAGE}: {part_dir} holds no <spk>-<chapter>.trans.txt files; "
+            "is the part fully unpacked?"
+        )
+    for trans in trans_files:
+        for lineno, line in enumerate(trans.read_text().splitlines(), start=1):
+            fields = line.split(maxsplit=1)
+            where = f"{trans}:{lineno}"
+            if len(fields) < 2:
+                utt = fields[0] if fields else "(blank line)"
+                problems.append(f"utterance {utt} ({where}): empty transcript")
+                continue
+            utt = fields[0]
+            ids = utt.split("-")
+            if len(ids) != 3:
+                problems.append(f"{where}: utterance id {utt!r} is not <spk>-<chapter>-<utt>")
+                continue
+            flac = part_dir / ids[0] / ids[1] / f"{utt}.flac"
+            if utt in utts:
+                problems.append(f"utterance {utt} ({where}): listed twice")
+            elif not flac.is_file():
+                problems.append(f"utterance {utt} ({flac}): audio file does not exist")
+            utts[utt] = flac
+    raise_if_problems(problems, STAGE, f"the transcripts of {part_dir}")
+    return utts
+
+
+def _prepare_part(
+    corpus_dir: Path, part: str, num_jobs: int
+) -> tuple[RecordingSet, SupervisionSet]:
+    """Run Lhotse's LibriSpeech recipe on one part; name the bad files if it fails."""
+    from lhotse.recipes.librispeech import prepare_librispeech as lhotse_prepare
+
+    utts = _scan_transcripts(corpus_dir / part)
+    try:
+        manifests = lhotse_prepare(corpus_dir, dataset_parts=[part], num_jobs=num_jobs)
+    except Exception as e:  # Lhotse names at most the first bad path, never the stage
+        problems = [
+            f"recording {utt} ({path}): cannot be read as audio ({reason})"
+            for utt, path in utts.items()
+            if (reason := audio_file_problem(path))
+        ]
+        raise_if_problems(problems, STAGE)
+        raise BadInputError(f"{STAGE}: Lhotse failed on {corpus_dir / part}: {e}") from e
+    recordings = manifests[part]["recordings"]
+    supervisions = manifests[part]["supervisions"]
+    recordings = RecordingSet.from_recordings(sorted(recordings, key=lambda r: r.id))
+    supervisions = SupervisionSet.from_segments(sorted(supervisions, key=lambda s: s.id))
+    return recordings, supervisions
+
+
+def prepare_librispeech(
+    corpus_dir: Path | str,
+    output_dir: Path | str,
+    parts: Sequence[str] | None = None,
+    num_jobs: int = 1,
+    force: bool = False,
+) -> dict[str, Path]:
+    """Write validated Lhotse manifests for LibriSpeech parts.
+
+    Args:
+        corpus_dir: the unpacked corpus, holding one folder per part (``dev-clean``, ...).
+        output_dir: the manifest directory; written atomically with a completion marker.
+        parts: parts to prepare; ``None`` prepares every known part present.
+        num_jobs: threads for reading audio headers and checking audio.
+        force: redo the stage even if ``output_dir`` is finished.
+
+    Returns:
+        Part name -> path of its cut manifest (one cut per utterance, id = utterance id).
+
+    Raises:
+        MissingInputError: the corpus directory or a requested part is missing.
+        BadInputError: a transcript, audio file or sampling rate is wrong (all listed).
+        ConfigError: an unknown part name.
+    """
+    # Lhotse stores audio paths as given: make them absolute so manifests work from anywhere.
+    corpus_dir = Path(corpus_dir).resolve()
+    output_dir = Path(output_dir)
+    parts = _resolve_parts(corpus_dir, parts)
+    outputs = {p: manifest_path(output_dir, CORPUS, "cuts", p) for p in parts}
+    config = {"corpus_dir": str(corpus_dir), "parts": parts, "sampling_rate": SAMPLING_RATE}
+    start = time.time()
+    with stage_output(output_dir, STAGE, config, force) as tmp:
+        if tmp is None:
+            return outputs
+        num_utts, seconds = 0, 0.0
+        for part in parts:
+            recordings, supervisions = _prepare_part(corpus_dir, part, num_jobs)
+            validate_corpus(
+                recordings,
+                supervisions,
+                sampling_rate=SAMPLING_RATE,
+                stage=STAGE,
+                num_workers=max(num_jobs, 4),
+            )
+            write_split(tmp, CORPUS, part, recordings, supervisions)
+            num_utts += len(supervisions)
+            seconds += sum(r.duration for r in recordings)
+    logger.info(
+        "%s: wrote %s (%s): %d utterances, %.2f h in %.1f s",
+        STAGE,
+        output_dir,
+        ", ".join(parts),
+        num_utts,
+        seconds / 3600,
+        time.time() - start,
+    )
+    return outputs

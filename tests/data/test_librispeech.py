@@ -1,0 +1,152 @@
+import gzip
+import json
+
+import pytest
+import soundfile as sf
+from lhotse import load_manifest
+
+from asr_kd.data.librispeech import LIBRISPEECH_PARTS, prepare_librispeech
+from asr_kd.errors import AsrKdError, BadInputError, ConfigError, MissingInputError
+from asr_kd.stage import is_done
+from asr_kd.testing.fake_corpora import corrupt_file, make_fake_librispeech, write_tone
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return make_fake_librispeech(tmp_path / "download", speakers=2, chapters=1, utts=2)
+
+
+def expected(corpus, part):
+    """Utterance id -> (text, seconds) read straight from the fake corpus files."""
+    out = {}
+    for trans in (corpus / part).rglob("*.trans.txt"):
+        for line in trans.read_text().splitlines():
+            utt, text = line.split(maxsplit=1)
+            flac = trans.parent / f"{utt}.flac"
+            audio, sr = sf.read(flac)
+            out[utt] = (text, len(audio) / sr)
+    return out
+
+
+def test_prepare_gives_the_corpus(corpus, tmp_path):
+    out = tmp_path / "manifests"
+    paths = prepare_librispeech(corpus, out)
+    assert set(paths) == {"dev-clean-2"}
+    assert is_done(out)
+    for kind in ("recordings", "supervisions", "cuts"):
+        assert (out / f"librispeech_{kind}_dev-clean-2.jsonl.gz").is_file()
+    cuts = load_manifest(paths["dev-clean-2"])
+    want = expected(corpus, "dev-clean-2")
+    assert len(want) == 4
+    assert sorted(c.id for c in cuts) == sorted(want)
+    for cut in cuts:
+        text, seconds = want[cut.id]
+        assert len(cut.supervisions) == 1
+        assert cut.supervisions[0].text == text
+        assert cut.supervisions[0].speaker == cut.id.split("-")[0]
+        assert cut.duration == pytest.approx(seconds)
+        assert cut.sampling_rate == 16000
+        assert cut.load_audio().shape == (1, round(seconds * 16000))
+    assert len(load_manifest(out / "librispeech_recordings_dev-clean-2.jsonl.gz")) == 4
+    assert len(load_manifest(out / "librispeech_supervisions_dev-clean-2.jsonl.gz")) == 4
+
+
+def test_rerun_is_skipped_and_force_redoes(corpus, tmp_path):
+    out = tmp_path / "manifests"
+    prepare_librispeech(corpus, out)
+    marker = (out / ".done.json").stat().st_mtime_ns
+    corrupt_file(next(corpus.rglob("*.flac")))  # would fail if the audio were read again
+    prepare_librispeech(corpus, out)
+    assert (out / ".done.json").stat().st_mtime_ns == marker
+    with pytest.raises(BadInputError):
+        prepare_librispeech(corpus, out, force=True)
+    assert is_done(out)  # the failed redo left the finished output alone
+
+
+def test_two_parts_and_part_selection(tmp_path):
+    corpus = make_fake_librispeech(tmp_path, parts=("dev-clean-2", "train-clean-5"), utts=3)
+    paths = prepare_librispeech(corpus, tmp_path / "all", num_jobs=2)
+    assert list(paths) == ["dev-clean-2", "train-clean-5"]
+    dev, train = (load_manifest(paths[p]) for p in paths)
+    assert len(dev) == len(train) == 6
+    assert not {c.supervisions[0].speaker for c in dev} & {c.supervisions[0].speaker for c in train}
+    paths = prepare_librispeech(corpus, tmp_path / "train", parts=["train-clean-5"])
+    assert list(paths) == ["train-clean-5"]
+    assert not (tmp_path / "train" / "librispeech_cuts_dev-clean-2.jsonl.gz").exists()
+    # Another configuration in the same directory is refused rather than mixed.
+    with pytest.raises(AsrKdError, match="another configuration"):
+        prepare_librispeech(corpus, tmp_path / "train", parts=["dev-clean-2"])
+
+
+def test_audio_paths_are_absolute(corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(corpus.parent)
+    paths = prepare_librispeech("LibriSpeech", tmp_path / "m")
+    with gzip.open(tmp_path / "m" / "librispeech_recordings_dev-clean-2.jsonl.gz", "rt") as f:
+        source = json.loads(f.readline())["sources"][0]["source"]
+    assert source.startswith(str(corpus))
+    assert load_manifest(paths["dev-clean-2"])[0].load_audio().size > 0
+
+
+def test_missing_corpus_dir(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(MissingInputError, match=str(missing)):
+        prepare_librispeech(missing, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_no_parts_present_names_the_parts(tmp_path):
+    make_fake_librispeech(tmp_path)
+    with pytest.raises(MissingInputError) as e:
+        prepare_librispeech(tmp_path, tmp_path / "m")  # the parent of LibriSpeech/
+    msg = str(e.value)
+    assert "dev-clean-2" in msg and "train-clean-100" in msg
+    assert f"did you mean {tmp_path / 'LibriSpeech'}" in msg
+
+
+def test_missing_or_unknown_part(corpus, tmp_path):
+    with pytest.raises(MissingInputError, match=str(corpus / "test-clean")):
+        prepare_librispeech(corpus, tmp_path / "m", parts=["test-clean"])
+    with pytest.raises(ConfigError, match="dev-clean-3"):
+        prepare_librispeech(corpus, tmp_path / "m", parts=["dev-clean-3"])
+    assert "dev-clean-2" in LIBRISPEECH_PARTS and "train-clean-100" in LIBRISPEECH_PARTS
+
+
+@pytest.mark.parametrize("how", ["truncate", "garbage"])
+def test_corrupt_flac_names_the_utterance_and_leaves_nothing(corpus, tmp_path, how):
+    flacs = sorted(corpus.rglob("*.flac"))
+    corrupt_file(flacs[1], how)
+    out = tmp_path / "m"
+    with pytest.raises(BadInputError) as e:
+        prepare_librispeech(corpus, out)
+    msg = str(e.value)
+    utt = flacs[1].stem
+    assert msg.startswith(f"prepare librispeech: recording {utt} ({flacs[1]}): cannot be read")
+    assert flacs[0].stem not in msg
+    assert not out.exists()
+    assert list(tmp_path.glob("m.tmp-*")) == []
+
+
+def test_sampling_rate_mismatch(corpus, tmp_path):
+    flac = sorted(corpus.rglob("*.flac"))[0]
+    write_tone(flac, 0.7, sampling_rate=8000)
+    with pytest.raises(BadInputError, match=rf"{flac.stem} .*8000 Hz, expected 16000 Hz"):
+        prepare_librispeech(corpus, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_empty_transcript(corpus, tmp_path):
+    trans = sorted(corpus.rglob("*.trans.txt"))[0]
+    lines = trans.read_text().splitlines()
+    utt = lines[1].split()[0]
+    trans.write_text(f"{lines[0]}\n{utt}   \n")
+    with pytest.raises(BadInputError) as e:
+        prepare_librispeech(corpus, tmp_path / "m")
+    assert str(e.value) == f"prepare librispeech: utterance {utt} ({trans}:2): empty transcript"
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_flac_is_an_error_not_a_dropped_utterance(corpus, tmp_path):
+    flac = sorted(corpus.rglob("*.flac"))[0]
+    flac.unlink()
+    with pytest.raises(BadInputError, match=rf"{flac.stem} \({flac}\): audio file does not exist"):
+        prepare_librispeech(corpus, tmp_path / "m")
