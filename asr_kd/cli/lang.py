@@ -1,0 +1,78 @@
+"""Lang directory and language-model stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from asr_kd.cli.options import force_option
+
+_FORMATS = ("auto", "plain", "kaldi", "manifest")
+text_format_option = click.option(
+    "--text-format",
+    type=click.Choice(_FORMATS),
+    default="auto",
+    show_default=True,
+    help="Format of the text files: plain sentences, Kaldi 'text' (utt-id first) or a "
+    "Lhotse supervision/cut manifest; auto tells them apart.",
+)
+
+
+@click.command("prepare-lang")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--words-from",
+    "sources",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Text file or Lhotse cut/supervision manifest whose words form the vocabulary "
+    "(repeatable; e.g. the training cuts and the LM text).",
+)
+@click.option(
+    "--sil-prob",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Probability of silence between words.",
+)
+@click.option("--map-oov", is_flag=True, help="Leave words missing from CMUdict out (<UNK>).")
+@text_format_option
+@force_option
+def prepare_lang(out_dir, sources, sil_prob, map_oov, text_format, force) -> None:
+    """Write the lang directory OUT_DIR (words.txt, phones.txt, L.fst, topo, ...)."""
+    from asr_kd.lang import prepare_lang as run
+    from asr_kd.lang import read_texts
+
+    words = [w for src in sources for line in read_texts(src, text_format) for w in line.split()]
+    run(words, Path(out_dir), sil_prob=sil_prob, map_oov=map_oov, force=force)
+
+
+@click.command("train-lm")
+@click.argument("lm_text", type=click.Path(exists=True, dir_okay=False))
+@click.argument("lang_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--dev",
+    "dev_text",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Held-out transcripts (text or manifest) to report the perplexity on.",
+)
+@click.option("--order", type=int, default=3, show_default=True, help="N-gram order.")
+@text_format_option
+@force_option
+def train_lm(lm_text, lang_dir, out_dir, dev_text, order, text_format, force) -> None:
+    """Train a Kneser-Ney LM on LM_TEXT only; write lm.arpa, G.fst, perplexity.json to OUT_DIR."""
+    from asr_kd.lang import train_lm as run
+
+    run(
+        Path(lm_text),
+        Path(lang_dir),
+        Path(out_dir),
+        order=order,
+        dev_text=dev_text and Path(dev_text),
+        force=force,
+        text_format=text_format,
+    )
