@@ -80,8 +80,7 @@ def build_dataclass(cls: type[T], values: dict[str, Any], where: str) -> T:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown option(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(fields))}"
+            f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
         )
     kwargs = {}
     for name, value in values.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import TypeVar
@@ -25,7 +26,9 @@ R = TypeVar("R")
 
 
 @contextlib.contextmanager
-def make_executor(num_jobs: int = 1, dask_scheduler: str | None = None) -> Iterator[Executor | None]:
+def make_executor(
+    num_jobs: int = 1, dask_scheduler: str | None = None
+) -> Iterator[Executor | None]:
     """An executor for per-utterance work, or ``None`` for in-process work.
 
     Args:
@@ -49,8 +52,15 @@ def make_executor(num_jobs: int = 1, dask_scheduler: str | None = None) -> Itera
     if num_jobs == 1:
         yield None
         return
-    with ProcessPoolExecutor(num_jobs) as pool:
+    with ProcessPoolExecutor(num_jobs, initializer=_single_threaded) as pool:
         yield pool
+
+
+def _single_threaded() -> None:
+    """Worker start-up: one intra-op thread each, so N workers use N cores, not N x N."""
+    torch = sys.modules.get("torch")  # only when the parent uses it; importing costs seconds
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def map_progress(

@@ -1,0 +1,1 @@
+"""The ``asr-kd`` command line: one subcommand per recipe stage."""

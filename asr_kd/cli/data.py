@@ -1,0 +1,92 @@
+"""Corpus, manifest and feature stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from asr_kd.cli.options import config_option, dask_option, force_option, jobs_option, set_option
+from asr_kd.config import load_section
+from asr_kd.parallel import make_executor
+
+
+@click.command("synth-corpus")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@config_option
+@set_option
+@jobs_option
+@dask_option
+@force_option
+def synth_corpus(out_dir, config_path, overrides, num_jobs, dask_scheduler, force) -> None:
+    """Synthesise the offline 'synth' corpus (audio, transcripts, LM text) into OUT_DIR."""
+    from asr_kd.data.synth import SynthCorpusConfig, synthesize_corpus
+
+    config = load_section(config_path, "corpus", SynthCorpusConfig, overrides)
+    with make_executor(num_jobs, dask_scheduler) as executor:
+        synthesize_corpus(Path(out_dir), config, executor=executor, force=force)
+
+
+@click.group()
+def prepare() -> None:
+    """Write Lhotse manifests (recordings, supervisions, cuts) for a corpus."""
+
+
+@prepare.command("synth")
+@click.argument("corpus_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@force_option
+def prepare_synth(corpus_dir, out_dir, force) -> None:
+    """Manifests for a corpus written by 'asr-kd synth-corpus'."""
+    from asr_kd.data.synth_prepare import prepare_synth as run
+
+    run(Path(corpus_dir), Path(out_dir), force=force)
+
+
+@prepare.command("librispeech")
+@click.argument("corpus_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--part", "parts", multiple=True, help="Dataset part(s); default: all present.")
+@jobs_option
+@force_option
+def prepare_librispeech(corpus_dir, out_dir, parts, num_jobs, force) -> None:
+    """Manifests for a local LibriSpeech or mini-LibriSpeech copy (Lhotse's recipe)."""
+    from asr_kd.data.librispeech import prepare_librispeech as run
+
+    run(Path(corpus_dir), Path(out_dir), parts=parts or None, num_jobs=num_jobs, force=force)
+
+
+@click.group()
+def download() -> None:
+    """Download a public corpus (needs network access)."""
+
+
+@download.command("librispeech")
+@click.argument("target_dir", type=click.Path(file_okay=False))
+@click.option("--part", "parts", multiple=True, default=("mini_librispeech",), show_default=True)
+def download_librispeech(target_dir, parts) -> None:
+    """Download LibriSpeech parts into TARGET_DIR (skipped when present)."""
+    from asr_kd.data.librispeech import download_librispeech as run
+
+    run(Path(target_dir), parts)
+
+
+@click.command("compute-features")
+@click.argument("manifest_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--section", default="features", show_default=True, help="Config section to read.")
+@config_option
+@set_option
+@jobs_option
+@dask_option
+@force_option
+def compute_features(
+    manifest_dir, out_dir, section, config_path, overrides, num_jobs, dask_scheduler, force
+) -> None:
+    """Extract fbank or MFCC features for every cut manifest in MANIFEST_DIR."""
+    from asr_kd.data.features import FeatureConfig
+    from asr_kd.data.features import compute_features as run
+
+    config = load_section(config_path, section, FeatureConfig, overrides)
+    with make_executor(1, dask_scheduler) as executor:
+        run(Path(manifest_dir), Path(out_dir), config, num_jobs, executor, force)

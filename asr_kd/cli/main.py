@@ -1,0 +1,54 @@
+"""Entry point of the ``asr-kd`` console script."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+
+import click
+
+from asr_kd import __version__
+from asr_kd.cli import data as data_cmds
+from asr_kd.cli import lang as lang_cmds
+from asr_kd.errors import AsrKdError
+
+logger = logging.getLogger("asr_kd")
+
+
+class _Cli(click.Group):
+    """Turns the toolkit's own errors into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AsrKdError as e:
+            name = ctx.invoked_subcommand or "asr-kd"
+            click.echo(f"asr-kd {name}: error: {e}", err=True)
+            sys.exit(1)
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    fmt = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, handlers=handlers)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="asr-kd")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
+@click.option("--log-file", default=None, help="Also append the log to this file.")
+def cli(log_level: str, log_file: str | None) -> None:
+    """asr-kd: distil ensembles of hybrid DNN-HMM acoustic models (Hinton et al., 2015)."""
+    setup_logging(log_level, log_file)
+    logger.info("command: %s", shlex.join(["asr-kd", *sys.argv[1:]]))
+
+
+cli.add_command(data_cmds.synth_corpus)
+cli.add_command(data_cmds.prepare)
+cli.add_command(data_cmds.download)
+cli.add_command(data_cmds.compute_features)
+cli.add_command(lang_cmds.prepare_lang)
+cli.add_command(lang_cmds.train_lm)

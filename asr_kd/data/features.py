@@ -1,0 +1,256 @@
+"""Kaldi-compatible log-mel filterbank and MFCC features with Lhotse's own extractors.
+
+Features are stored with Lhotse's lilcom chunky writer next to the cut manifests
+that reference them, and mean/variance statistics are written for later stages::
+
+    <out_dir>/<corpus>_cuts_<split>.jsonl.gz       cuts with features
+    <out_dir>/<corpus>_<kind>_<split>.lca           lilcom archives (one per job)
+    <out_dir>/stats/global.json                     train-split mean/var per dimension
+    <out_dir>/stats/speakers.json                   per-speaker mean/var (every split)
+
+Extraction is batched on a GPU when one is present (``device: auto``) and fans out
+over worker processes (or a Dask cluster's executor) on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, Mfcc, MfccConfig
+from lhotse.features.base import FeatureExtractor
+
+from asr_kd.config import to_dict
+from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
+from asr_kd.data.validate import validate_corpus
+from asr_kd.errors import BadInputError, MissingInputError
+from asr_kd.parallel import make_executor
+from asr_kd.stage import require_done, stage_output
+
+logger = logging.getLogger(__name__)
+
+STAGE = "compute-features"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Feature extraction settings (Kaldi's fbank.conf / mfcc.conf).
+
+    Attributes:
+        kind: ``"fbank"`` (log-mel filterbank) or ``"mfcc"``.
+        num_mel_bins: mel filters (fbank output dimension; MFCC's filterbank size).
+        num_ceps: cepstra kept by MFCC (ignored for fbank).
+        sampling_rate: expected audio rate; other rates are refused.
+        frame_shift, frame_length: seconds.
+        dither: Kaldi's dither (0 keeps extraction deterministic).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        batch_duration: seconds of audio per batch on the GPU path.
+    """
+
+    kind: str = "fbank"
+    num_mel_bins: int = 80
+    num_ceps: int = 13
+    sampling_rate: int = 16000
+    frame_shift: float = 0.01
+    frame_length: float = 0.025
+    dither: float = 0.0
+    device: str = "auto"
+    batch_duration: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fbank", "mfcc"):
+            raise ValueError(f"kind must be 'fbank' or 'mfcc', got {self.kind!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` becomes ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_extractor(config: FeatureConfig, device: str = "cpu") -> FeatureExtractor:
+    """The Lhotse extractor for a config, on ``device``."""
+    common = dict(
+        sampling_rate=config.sampling_rate,
+        frame_shift=config.frame_shift,
+        frame_length=config.frame_length,
+        dither=config.dither,
+        device=device,
+    )
+    if config.kind == "fbank":
+        return Fbank(FbankConfig(num_filters=config.num_mel_bins, **common))
+    return Mfcc(MfccConfig(num_filters=config.num_mel_bins, num_ceps=config.num_ceps, **common))
+
+
+@dataclass
+class FeatureStats:
+    """Count, mean and variance per feature dimension."""
+
+    count: int
+    mean: np.ndarray
+    var: np.ndarray
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "mean": self.mean.tolist(), "var": self.var.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> FeatureStats:
+        return cls(d["count"], np.asarray(d["mean"]), np.asarray(d["var"]))
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.n, self.s, self.ss = 0, 0.0, 0.0
+
+    def add(self, feats: np.ndarray) -> None:
+        f = feats.astype(np.float64)
+        self.n += len(f)
+        self.s = self.s + f.sum(axis=0)
+        self.ss = self.ss + (f * f).sum(axis=0)
+
+    def result(self) -> FeatureStats:
+        mean = self.s / self.n
+        return FeatureStats(self.n, mean, np.maximum(self.ss / self.n - mean * mean, 1e-10))
+
+
+def feature_stats(cuts: CutSet) -> tuple[FeatureStats, dict[str, FeatureStats]]:
+    """Global and per-speaker statistics of the cuts' features."""
+    total, per_spk = _Accumulator(), {}
+    for cut in cuts:
+        feats = cut.load_features()
+        total.add(feats)
+        speaker = cut.supervisions[0].speaker if cut.supervisions else None
+        per_spk.setdefault(speaker or cut.recording_id, _Accumulator()).add(feats)
+    return total.result(), {k: v.result() for k, v in sorted(per_spk.items())}
+
+
+def load_stats(feature_dir: Path | str) -> tuple[FeatureStats, dict[str, FeatureStats]]:
+    """Read the statistics written by :func:`compute_features`."""
+    stats = Path(feature_dir) / "stats"
+    if not (stats / "global.json").is_file():
+        raise MissingInputError(f"{stats}/global.json does not exist: run '{STAGE}' first")
+    glob = FeatureStats.from_json(json.loads((stats / "global.json").read_text()))
+    spk = json.loads((stats / "speakers.json").read_text())
+    return glob, {k: FeatureStats.from_json(v) for k, v in spk.items()}
+
+
+def _check_frames(cuts: CutSet, split: str) -> None:
+    for cut in cuts:
+        if cut.features is None or cut.num_frames is None or cut.num_frames < 1:
+            raise BadInputError(f"{STAGE}: cut {cut.id} of split {split} got no feature frames")
+
+
+def _extract_split(
+    cuts: CutSet,
+    storage: Path,
+    config: FeatureConfig,
+    device: str,
+    num_jobs: int,
+    executor: Executor | None,
+) -> CutSet:
+    extractor = make_extractor(config, device)
+    if device == "cuda":
+        return cuts.compute_and_store_features_batch(
+            extractor,
+            storage_path=storage,
+            batch_duration=config.batch_duration,
+            num_workers=max(num_jobs, 1),
+            storage_type=LilcomChunkyWriter,
+        )
+    return cuts.compute_and_store_features(
+        extractor,
+        storage_path=storage,
+        num_jobs=num_jobs,
+        executor=executor,
+        storage_type=LilcomChunkyWriter,
+    )
+
+
+def _local(num_jobs: int, executor: Executor | None, device: str):
+    """One pool of CPU workers for every split (Lhotse would start one per call)."""
+    if executor is not None or num_jobs <= 1 or device == "cuda":
+        return contextlib.nullcontext(executor)
+    return make_executor(num_jobs)
+
+
+def compute_features(
+    manifest_dir: Path | str,
+    out_dir: Path | str,
+    config: FeatureConfig,
+    num_jobs: int = 1,
+    executor: Executor | None = None,
+    force: bool = False,
+    stats_split: str = "train",
+) -> dict[str, Path]:
+    """Extract features for every ``<corpus>_cuts_<split>`` manifest in ``manifest_dir``.
+
+    Args:
+        manifest_dir: a finished manifest preparation output (``prepare ...``).
+        out_dir: the feature directory to write (atomic).
+        config: extractor settings.
+        num_jobs: parallel CPU jobs (ignored on the GPU path).
+        executor: optional executor (e.g. Dask's) for the CPU path.
+        force: redo a finished output.
+        stats_split: the split whose statistics are the global ones.
+
+    Returns:
+        split -> path of the cut manifest with features.
+    """
+    require_done(manifest_dir, "prepare")
+    manifests = find_cut_manifests(manifest_dir, "prepare")
+    device = resolve_device(config.device)
+    out_dir = Path(out_dir).resolve()
+    out = {split: out_dir / path.name for split, (_, path) in manifests.items()}
+    stage_config = {"manifest_dir": str(Path(manifest_dir).resolve()), **to_dict(config)}
+    with (
+        stage_output(out_dir, STAGE, stage_config, force) as tmp,
+        _local(num_jobs, executor, device) as ex,
+    ):
+        if tmp is None:
+            return out
+        all_cuts = []
+        for split, (corpus, path) in manifests.items():
+            start = time.time()
+            cuts = load_cuts(path, "prepare")
+            recordings, supervisions, _ = cuts.decompose()
+            validate_corpus(
+                recordings, supervisions, sampling_rate=config.sampling_rate, stage=STAGE
+            )
+            storage = tmp / f"{corpus}_{config.kind}_{split}"
+            cuts = _extract_split(cuts, storage, config, device, num_jobs, ex)
+            _check_frames(cuts, split)
+            relocate_storage(cuts, tmp, out_dir).to_file(tmp / path.name)
+            all_cuts.append((split, cuts))
+            audio = sum(c.duration for c in cuts)
+            wall = time.time() - start
+            logger.info(
+                "%s: %s %s: %d cuts, %.2f h in %.1f s on %s (%.0fx real time)",
+                STAGE, config.kind, split, len(cuts), audio / 3600, wall, device, audio / wall,
+            )  # fmt: skip
+        _write_stats(tmp, all_cuts, stats_split)
+    return out
+
+
+def _write_stats(tmp: Path, all_cuts: list[tuple[str, CutSet]], stats_split: str) -> None:
+    splits = dict(all_cuts)
+    key = stats_split if stats_split in splits else next(iter(splits))
+    glob, _ = feature_stats(splits[key])
+    per_spk: dict[str, FeatureStats] = {}
+    for _, cuts in all_cuts:
+        per_spk.update(feature_stats(cuts)[1])
+    (tmp / "stats").mkdir()
+    (tmp / "stats" / "global.json").write_text(json.dumps({"split": key, **glob.to_json()}) + "\n")
+    (tmp / "stats" / "speakers.json").write_text(
+        json.dumps({k: v.to_json() for k, v in per_spk.items()}) + "\n"
+    )

@@ -1,0 +1,316 @@
+"""The embedded ``synth`` corpus: English speech synthesised offline with libespeak-ng.
+
+No speech corpus can be downloaded on the machines this toolkit is built on, so the
+default recipe makes its own. Sentences come from a domain grammar
+(:mod:`asr_kd.data.text`), speakers are espeak-ng voices with their own accent,
+variant, rate and pitch (:mod:`asr_kd.data.speakers`), and a configurable share of
+utterances gets additive noise and simulated room reverberation
+(:mod:`asr_kd.data.augment`). The synthesiser's word timings are kept as reference
+word alignments.
+
+The corpus directory written by :func:`synthesize_corpus`::
+
+    <corpus_dir>/speakers.json              speaker profiles and their split
+    <corpus_dir>/lm/lm_text.txt             LM training text (no dev/test sentence in it)
+    <corpus_dir>/<split>/text               Kaldi-style "<utt-id> <TRANSCRIPT>"
+    <corpus_dir>/<split>/utterances.jsonl   one JSON object per utterance (see below)
+    <corpus_dir>/<split>/audio/<spk>/<utt>.flac
+
+Each ``utterances.jsonl`` line holds ``id``, ``speaker``, ``gender``, ``text``,
+``audio`` (relative path), ``sample_rate``, ``num_samples``, ``words``
+(``[[word, start_s, end_s], ...]``), ``condition`` and ``voice``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from asr_kd.config import to_dict
+from asr_kd.data import augment, espeak
+from asr_kd.data.speakers import SpeakerProfile, make_speakers
+from asr_kd.data.text import generate_sentences
+from asr_kd.errors import ConfigError
+from asr_kd.parallel import map_progress
+from asr_kd.stage import stage_output
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class SynthCorpusConfig:
+    """Size and acoustic conditions of a synthesised corpus.
+
+    Attributes:
+        seed: every random choice (text, speakers, conditions) derives from it.
+        train_speakers, dev_speakers, test_speakers: disjoint speaker sets.
+        train_utts_per_speaker, eval_utts_per_speaker: utterances per speaker in
+            train and in each of dev and test.
+        lm_sentences: size of the LM training text (none of it a dev/test sentence).
+        min_words, max_words: sentence length bounds.
+        sample_rate: output sampling rate (espeak-ng's 22,050 Hz is resampled).
+        jitter: relative per-utterance variation of a speaker's rate and pitch.
+        noise_prob: share of utterances with additive noise at an SNR in ``snr_db``.
+        noise_kinds: noise colours to draw from.
+        reverb_prob: share of utterances convolved with a simulated room response
+            whose RT60 (seconds) is drawn from ``rt60``.
+        noise_floor_db: SNR of a faint white-noise floor on every utterance, so that
+            no frame is digital silence.
+        lead_silence, trail_silence: silence (seconds) added around the speech.
+    """
+
+    seed: int = 0
+    train_speakers: int = 40
+    dev_speakers: int = 6
+    test_speakers: int = 6
+    train_utts_per_speaker: int = 25
+    eval_utts_per_speaker: int = 25
+    lm_sentences: int = 20000
+    min_words: int = 3
+    max_words: int = 20
+    sample_rate: int = 16000
+    jitter: float = 0.08
+    noise_prob: float = 0.5
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    noise_kinds: tuple[str, ...] = ("white", "pink", "brown", "babble-like")
+    reverb_prob: float = 0.3
+    rt60: tuple[float, float] = (0.2, 0.7)
+    noise_floor_db: float = 45.0
+    lead_silence: tuple[float, float] = (0.1, 0.4)
+    trail_silence: tuple[float, float] = (0.1, 0.4)
+
+    def __post_init__(self) -> None:
+        for name in ("train_speakers", "dev_speakers", "test_speakers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("noise_prob", "reverb_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        for name in ("snr_db", "rt60", "lead_silence", "trail_silence"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name} must be (low, high) with low <= high")
+        if not 1 <= self.min_words <= self.max_words:
+            raise ValueError("need 1 <= min_words <= max_words")
+
+    @property
+    def num_speakers(self) -> int:
+        return self.train_speakers + self.dev_speakers + self.test_speakers
+
+
+@dataclass(frozen=True)
+class UtteranceJob:
+    """Everything a worker needs to synthesise one utterance (picklable)."""
+
+    utt_id: str
+    split: str
+    text: str
+    speaker: SpeakerProfile
+    seed: int
+    condition: dict[str, Any] = field(default_factory=dict)
+
+
+def split_speakers(config: SynthCorpusConfig) -> dict[str, list[SpeakerProfile]]:
+    """Disjoint speaker sets per split, deterministic for ``config.seed``."""
+    speakers = make_speakers(config.num_speakers, config.seed)
+    order = list(range(len(speakers)))
+    random.Random(config.seed).shuffle(order)
+    shuffled = [speakers[i] for i in order]
+    n_train, n_dev = config.train_speakers, config.dev_speakers
+    return {
+        "train": shuffled[:n_train],
+        "dev": shuffled[n_train : n_train + n_dev],
+        "test": shuffled[n_train + n_dev :],
+    }
+
+
+def _draw_condition(config: SynthCorpusConfig, rng: random.Random) -> dict[str, Any]:
+    cond: dict[str, Any] = {
+        "lead_silence": round(rng.uniform(*config.lead_silence), 3),
+        "trail_silence": round(rng.uniform(*config.trail_silence), 3),
+    }
+    if rng.random() < config.reverb_prob:
+        cond["rt60"] = round(rng.uniform(*config.rt60), 3)
+    if rng.random() < config.noise_prob:
+        cond["noise"] = rng.choice(config.noise_kinds)
+        cond["snr_db"] = round(rng.uniform(*config.snr_db), 2)
+    return cond
+
+
+def plan_corpus(config: SynthCorpusConfig) -> tuple[list[UtteranceJob], list[str]]:
+    """Decide every utterance (text, speaker, condition) and the LM text.
+
+    Returns:
+        The utterance jobs of all splits, and the LM training sentences, which
+        contain no dev or test sentence verbatim.
+    """
+    speakers = split_speakers(config)
+    per_split = {
+        "train": config.train_utts_per_speaker,
+        "dev": config.eval_utts_per_speaker,
+        "test": config.eval_utts_per_speaker,
+    }
+    total = sum(len(speakers[s]) * per_split[s] for s in SPLITS)
+    sentences = iter(
+        generate_sentences(total, config.seed, config.min_words, config.max_words, unique=True)
+    )
+    rng = random.Random(config.seed + 1)
+    jobs = []
+    for split in SPLITS:
+        for spk in speakers[split]:
+            for i in range(per_split[split]):
+                jobs.append(
+                    UtteranceJob(
+                        utt_id=f"{spk.speaker_id}-{split}-{i:04d}",
+                        split=split,
+                        text=next(sentences),
+                        speaker=spk,
+                        seed=rng.getrandbits(32),
+                        condition=_draw_condition(config, rng),
+                    )
+                )
+    held_out = {j.text for j in jobs if j.split != "train"}
+    lm_text = generate_sentences(
+        config.lm_sentences,
+        config.seed + 7919,
+        config.min_words,
+        config.max_words,
+        exclude=held_out,
+    )
+    return jobs, lm_text
+
+
+def _speech_end(x: np.ndarray, sample_rate: int, start: int) -> int:
+    """Last sample after ``start`` of the final 10 ms frame above -40 dB of the peak."""
+    hop = sample_rate // 100
+    seg = x[start:]
+    n = len(seg) // hop
+    if n == 0:
+        return len(x)
+    energy = (seg[: n * hop].reshape(n, hop) ** 2).mean(axis=1)
+    active = np.nonzero(energy > energy.max() * 1e-4)[0]
+    return start + (int(active[-1]) + 1) * hop if len(active) else len(x)
+
+
+def render_utterance(
+    job: UtteranceJob, config: SynthCorpusConfig
+) -> tuple[np.ndarray, list[list[Any]], dict[str, Any]]:
+    """Synthesise one utterance with its word timings (seconds) and voice settings."""
+    rng = random.Random(job.seed)
+    nrng = np.random.default_rng(job.seed)
+    params = job.speaker.voice_params(rng, config.jitter)
+    syn = espeak.synthesize(job.text, params)
+    sr = config.sample_rate
+    x = augment.resample(syn.samples, syn.sample_rate, sr)
+    scale = sr / syn.sample_rate
+    starts = [int(round(w.start * scale)) for w in syn.words]
+    ends = starts[1:] + [_speech_end(x, sr, starts[-1])]
+    cond = job.condition
+    lead = int(cond["lead_silence"] * sr)
+    x = np.concatenate(
+        [np.zeros(lead, np.float32), x, np.zeros(int(cond["trail_silence"] * sr), np.float32)]
+    )
+    if "rt60" in cond:
+        x = augment.reverberate(x, augment.synth_rir(sr, cond["rt60"], nrng))
+    x = augment.add_noise(x, augment.make_noise(len(x), "white", nrng, sr), config.noise_floor_db)
+    if "noise" in cond:
+        noise = augment.make_noise(len(x), cond["noise"], nrng, sr)
+        x = augment.add_noise(x, noise, cond["snr_db"])
+    x = augment.normalize_peak(x, peak=rng.uniform(0.3, 0.9))
+    words = [
+        [w.word.upper(), round((lead + s) / sr, 4), round((lead + e) / sr, 4)]
+        for w, s, e in zip(syn.words, starts, ends, strict=True)
+    ]
+    return x.astype(np.float32), words, dataclasses.asdict(params)
+
+
+def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) -> dict[str, Any]:
+    x, words, voice = render_utterance(job, config)
+    rel = Path(job.split) / "audio" / job.speaker.speaker_id / f"{job.utt_id}.flac"
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x, config.sample_rate, subtype="PCM_16", format="FLAC")
+    return {
+        "id": job.utt_id,
+        "speaker": job.speaker.speaker_id,
+        "gender": job.speaker.gender,
+        "text": job.text,
+        "audio": str(rel),
+        "sample_rate": config.sample_rate,
+        "num_samples": len(x),
+        "words": words,
+        "condition": job.condition,
+        "voice": voice,
+    }
+
+
+def synthesize_corpus(
+    out_dir: Path | str, config: SynthCorpusConfig, executor=None, force: bool = False
+) -> Path:
+    """Synthesise the corpus into ``out_dir`` (atomic, skipped when already finished).
+
+    Args:
+        out_dir: the corpus directory to write (layout in the module docstring).
+        config: corpus size and conditions.
+        executor: a ``concurrent.futures`` executor for the per-utterance work
+            (see :func:`asr_kd.parallel.make_executor`); ``None`` works in-process.
+        force: redo a finished corpus.
+    """
+    out_dir = Path(out_dir)
+    with stage_output(out_dir, "synth-corpus", to_dict(config), force) as tmp:
+        if tmp is None:
+            return out_dir
+        start = time.time()
+        jobs, lm_text = plan_corpus(config)
+        if len(set(j.text for j in jobs)) != len(jobs):
+            raise ConfigError("the sentence generator repeated a sentence (internal error)")
+        worker = partial(_synthesize_job, config=config, root=tmp)
+        metas = map_progress(worker, jobs, executor, "synth-corpus")
+        by_split = {
+            s: [m for j, m in zip(jobs, metas, strict=True) if j.split == s] for s in SPLITS
+        }
+        _write_corpus_files(tmp, by_split, lm_text, split_speakers(config))
+        audio = sum(m["num_samples"] for m in metas) / config.sample_rate
+        wall = time.time() - start
+        logger.info(
+            "synth-corpus: wrote %d utterances (%.2f h of audio) and %d LM sentences to %s "
+            "in %.1f s (%.0fx real time)",
+            len(metas),
+            audio / 3600,
+            len(lm_text),
+            out_dir,
+            wall,
+            audio / max(wall, 1e-9),
+        )
+    return out_dir
+
+
+def _write_corpus_files(
+    root: Path,
+    by_split: dict[str, list[dict[str, Any]]],
+    lm_text: list[str],
+    speakers: dict[str, list[SpeakerProfile]],
+) -> None:
+    (root / "lm").mkdir(exist_ok=True)
+    (root / "lm" / "lm_text.txt").write_text("".join(s + "\n" for s in lm_text))
+    spk = {split: [dataclasses.asdict(p) for p in profiles] for split, profiles in speakers.items()}
+    (root / "speakers.json").write_text(json.dumps(spk, indent=1) + "\n")
+    for split in SPLITS:
+        rows = by_split[split]
+        (root / split).mkdir(exist_ok=True)
+        with open(root / split / "utterances.jsonl", "w") as f:
+            for m in rows:
+                f.write(json.dumps(m) + "\n")
+        (root / split / "text").write_text("".join(f"{m['id']} {m['text']}\n" for m in rows))

@@ -1,0 +1,106 @@
+"""Lhotse manifests for a corpus written by :func:`asr_kd.data.synth.synthesize_corpus`.
+
+This is the ``synth`` counterpart of Lhotse's ``prepare_librispeech``: it reads the
+corpus directory and writes recordings, supervisions (with the synthesiser's word
+timings as the ``"word"`` alignment) and cuts per split, after checking every audio
+file and transcript.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.supervision import AlignmentItem
+
+from asr_kd.data.manifests import manifest_path, write_split
+from asr_kd.data.synth import SPLITS
+from asr_kd.data.text import check_in_cmudict
+from asr_kd.data.validate import check_vocabulary, validate_corpus
+from asr_kd.errors import BadInputError
+from asr_kd.stage import read_marker, require_done, stage_output
+
+logger = logging.getLogger(__name__)
+
+STAGE = "prepare synth"
+
+
+def _read_utterances(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise BadInputError(f"{STAGE}: {path}:{lineno} is not valid JSON ({e})") from None
+    return rows
+
+
+def _manifests(rows: list[dict[str, Any]], corpus_dir: Path) -> tuple[RecordingSet, SupervisionSet]:
+    recordings, supervisions = [], []
+    for row in rows:
+        duration = row["num_samples"] / row["sample_rate"]
+        path = (corpus_dir / row["audio"]).resolve()
+        recordings.append(
+            Recording(
+                id=row["id"],
+                sources=[AudioSource(type="file", channels=[0], source=str(path))],
+                sampling_rate=row["sample_rate"],
+                num_samples=row["num_samples"],
+                duration=duration,
+            )
+        )
+        words = [
+            AlignmentItem(symbol=w, start=s, duration=round(e - s, 4)) for w, s, e in row["words"]
+        ]
+        supervisions.append(
+            SupervisionSegment(
+                id=row["id"],
+                recording_id=row["id"],
+                start=0.0,
+                duration=duration,
+                channel=0,
+                text=row["text"],
+                language="English",
+                speaker=row["speaker"],
+                gender=row["gender"],
+                alignment={"word": words},
+                custom={"condition": row["condition"], "voice": row["voice"]},
+            )
+        )
+    return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
+
+
+def prepare_synth(
+    corpus_dir: Path | str, output_dir: Path | str, force: bool = False
+) -> dict[str, Path]:
+    """Write ``synth_{recordings,supervisions,cuts}_<split>.jsonl.gz`` for every split.
+
+    Args:
+        corpus_dir: a finished ``synth-corpus`` output.
+        output_dir: the manifest directory to write (atomic).
+        force: redo a finished output.
+
+    Returns:
+        split -> path of its cut manifest.
+    """
+    corpus_dir = require_done(corpus_dir, "synth-corpus").resolve()
+    sample_rate = read_marker(corpus_dir)["config"]["sample_rate"]
+    output_dir = Path(output_dir)
+    config = {"corpus_dir": str(corpus_dir), "sample_rate": sample_rate}
+    out = {s: manifest_path(output_dir, "synth", "cuts", s) for s in SPLITS}
+    with stage_output(output_dir, STAGE, config, force) as tmp:
+        if tmp is None:
+            return out
+        for split in SPLITS:
+            rows = _read_utterances(corpus_dir / split / "utterances.jsonl")
+            recordings, supervisions = _manifests(rows, corpus_dir)
+            validate_corpus(recordings, supervisions, sampling_rate=sample_rate, stage=STAGE)
+            check_vocabulary(supervisions, lambda w: not check_in_cmudict([w]), stage=STAGE)
+            write_split(tmp, "synth", split, recordings, supervisions)
+            hours = sum(r.duration for r in recordings) / 3600
+            logger.info("%s: %s: %d utterances, %.2f h", STAGE, split, len(rows), hours)
+    return out

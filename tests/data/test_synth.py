@@ -1,0 +1,125 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import soundfile as sf
+from lhotse import CutSet, SupervisionSet
+from lhotse.qa import validate
+
+from asr_kd.config import load_section
+from asr_kd.data.synth import SPLITS, SynthCorpusConfig, plan_corpus, split_speakers
+from asr_kd.data.text import check_in_cmudict
+from asr_kd.testing.synth import TINY_SYNTH as TINY
+
+RECIPE_CONF = "recipes/synth/conf"
+
+
+def test_default_config_has_40_disjoint_speakers():
+    cfg = load_section(f"{RECIPE_CONF}/small.yaml", "corpus", SynthCorpusConfig)
+    speakers = split_speakers(cfg)
+    ids = {s: {p.speaker_id for p in speakers[s]} for s in SPLITS}
+    assert sum(len(v) for v in ids.values()) >= 40
+    assert not ids["train"] & ids["dev"] and not ids["train"] & ids["test"]
+    assert not ids["dev"] & ids["test"]
+    profiles = [p for s in SPLITS for p in speakers[s]]
+    voices = {(p.voice, p.variant, p.rate, p.pitch, p.pitch_range) for p in profiles}
+    assert len(voices) == len(profiles), "two speakers share every voice setting"
+
+
+def test_plan_is_deterministic_and_keeps_dev_test_out_of_lm_text():
+    jobs, lm = plan_corpus(TINY)
+    jobs2, lm2 = plan_corpus(TINY)
+    assert jobs == jobs2 and lm == lm2
+    other, _ = plan_corpus(replace(TINY, seed=4))
+    assert [j.text for j in other] != [j.text for j in jobs]
+    held_out = {j.text for j in jobs if j.split != "train"}
+    assert held_out and not held_out & set(lm)
+    assert len({j.text for j in jobs}) == len(jobs)
+
+
+def test_condition_shares_follow_config():
+    cfg = replace(TINY, train_utts_per_speaker=200, noise_prob=0.3, reverb_prob=0.6)
+    jobs, _ = plan_corpus(cfg)
+    noisy = np.mean(["noise" in j.condition for j in jobs])
+    reverb = np.mean(["rt60" in j.condition for j in jobs])
+    assert abs(noisy - 0.3) < 0.06 and abs(reverb - 0.6) < 0.06
+    snrs = [j.condition["snr_db"] for j in jobs if "snr_db" in j.condition]
+    assert min(snrs) >= 0 and max(snrs) <= 20
+
+
+def test_corpus_files(tiny_corpus):
+    assert json.loads((tiny_corpus / ".done.json").read_text())["stage"] == "synth-corpus"
+    lm = (tiny_corpus / "lm" / "lm_text.txt").read_text().splitlines()
+    assert len(lm) == TINY.lm_sentences
+    for split in SPLITS:
+        rows = [json.loads(x) for x in (tiny_corpus / split / "utterances.jsonl").open()]
+        assert len(rows) == getattr(TINY, f"{split}_speakers") * (
+            TINY.train_utts_per_speaker if split == "train" else TINY.eval_utts_per_speaker
+        )
+        for row in rows:
+            audio, sr = sf.read(tiny_corpus / row["audio"])
+            assert sr == 16000 and len(audio) == row["num_samples"]
+            assert np.abs(audio).max() < 1.0
+            duration = len(audio) / sr
+            words = row["words"]
+            assert [w for w, _, _ in words] == row["text"].split()
+            starts = [s for _, s, _ in words]
+            assert starts == sorted(starts)
+            assert all(0 <= s < e <= duration for _, s, e in words)
+            assert words[0][1] >= row["condition"]["lead_silence"] - 0.01
+
+
+def test_manifests_are_valid_and_in_cmudict(tiny_manifests):
+    speakers = {}
+    for split in SPLITS:
+        cuts = CutSet.from_file(tiny_manifests / f"synth_cuts_{split}.jsonl.gz")
+        validate(cuts, read_data=True)
+        sups = SupervisionSet.from_file(tiny_manifests / f"synth_supervisions_{split}.jsonl.gz")
+        assert len(cuts) == len(sups) > 0
+        words = {w for s in sups for w in s.text.split()}
+        assert check_in_cmudict(words) == []
+        assert all(len(s.alignment["word"]) == len(s.text.split()) for s in sups)
+        speakers[split] = {s.speaker for s in sups}
+    assert not speakers["train"] & (speakers["dev"] | speakers["test"])
+
+
+@pytest.mark.parametrize("split", ["dev"])
+def test_prepare_refuses_corrupt_audio_without_half_output(tiny_corpus, tmp_path, split):
+    import shutil
+
+    from asr_kd.data.synth_prepare import prepare_synth
+    from asr_kd.errors import BadInputError
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    row = json.loads((corpus / split / "utterances.jsonl").open().readline())
+    (corpus / row["audio"]).write_bytes(b"fLaC" + b"\0" * 100)
+    with pytest.raises(BadInputError, match=row["id"]):
+        prepare_synth(corpus, tmp_path / "manifests")
+    assert not (tmp_path / "manifests").exists()
+    assert list(tmp_path.iterdir()) == [corpus]
+
+
+def test_prepare_refuses_empty_transcript(tiny_corpus, tmp_path):
+    import shutil
+
+    from asr_kd.data.synth_prepare import prepare_synth
+    from asr_kd.errors import BadInputError
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    path = corpus / "test" / "utterances.jsonl"
+    rows = [json.loads(x) for x in path.open()]
+    rows[0]["text"], rows[0]["words"] = "  ", []
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(BadInputError, match=rows[0]["id"]):
+        prepare_synth(corpus, tmp_path / "manifests")
+
+
+def test_prepare_without_corpus_names_the_stage(tmp_path):
+    from asr_kd.data.synth_prepare import prepare_synth
+    from asr_kd.errors import MissingInputError
+
+    with pytest.raises(MissingInputError, match="synth-corpus"):
+        prepare_synth(tmp_path / "corpus", tmp_path / "manifests")
