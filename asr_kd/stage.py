@@ -11,6 +11,7 @@ with a different one refuses unless ``force`` is given.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -170,3 +171,15 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def file_digest(path: Path | str) -> str:
+    """A short sha256 (16 hex digits) of a file's bytes, to name an input in a stage's config."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path} does not exist")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]

@@ -16,7 +16,6 @@ the log-probability and the count; ``ppl = 10 ** (-logprob / (words - oovs + sen
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 from asr_kd.errors import AsrKdError, BadInputError, MissingInputError
 from asr_kd.lang.lang_dir import Lang
 from asr_kd.lang.texts import TextFormat, read_texts
-from asr_kd.stage import read_marker, stage_output
+from asr_kd.stage import file_digest, read_marker, stage_output
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +49,6 @@ def kaldingram_executable() -> str:
             "the 'kaldingram' command is not installed (pip install kaldingram==0.1.2)"
         )
     return found
-
-
-def file_digest(path: Path | str) -> str:
-    """A short sha256 of a file's bytes, recorded in the stage's configuration."""
-    digest = hashlib.sha256()
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(f"{STAGE}: {path} does not exist")
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def map_to_vocabulary(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from asr_kd.errors import BadInputError
-from asr_kd.stage import atomic_write_text
+from asr_kd.stage import atomic_write_text, file_digest
 from asr_kd.tree.questions import Question
 from asr_kd.tree.stats import CENTRE, LEFT, RIGHT, STATE, frame_contexts
 
@@ -291,3 +291,8 @@ def _dump(doc: dict[str, Any]) -> str:
         else:
             parts.append(f"  {json.dumps(key)}: {json.dumps(value, sort_keys=True)}")
     return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def tree_id(path: Path | str) -> str:
+    """A short content hash that names a tree, and so a senone inventory."""
+    return file_digest(path)
