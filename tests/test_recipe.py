@@ -1,5 +1,6 @@
 """The synth recipe's stages through the shell script, as a user runs them."""
 
+import json
 import os
 import subprocess
 import sys
@@ -22,21 +23,55 @@ def run_recipe(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_tiny_recipe_corpus_to_features(tmp_path):
-    res = run_recipe("--config", "tiny", "--work-dir", str(tmp_path), "--stop-stage", "3")
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny recipe from the corpus to the senone targets (stages 0-9)."""
+    work = tmp_path_factory.mktemp("tiny")
+    res = run_recipe("--config", "tiny", "--work-dir", str(work), "--stop-stage", "9")
     assert res.returncode == 0, res.stderr[-3000:]
-    for split, n in (("train", 48), ("dev", 8), ("test", 8)):
-        cuts = CutSet.from_file(tmp_path / "data" / "fbank" / f"synth_cuts_{split}.jsonl.gz")
+    return work, res
+
+
+@pytest.mark.slow
+def test_tiny_recipe_corpus_to_features(tiny_run):
+    work, res = tiny_run
+    for split, n in (("train", 100), ("dev", 10), ("test", 10)):
+        cuts = CutSet.from_file(work / "data" / "fbank" / f"synth_cuts_{split}.jsonl.gz")
         assert len(cuts) == n
         assert all(c.has_features for c in cuts)
-    assert (tmp_path / "data" / "mfcc" / "stats" / "global.json").is_file()
-    assert "stage 0 took" in res.stdout and "stage 3 took" in res.stdout
+    assert (work / "data" / "mfcc" / "stats" / "global.json").is_file()
+    assert all(f"stage {i} took" in res.stdout for i in range(10))
     # A rerun of a finished stage is skipped, not redone.
-    again = run_recipe("--config", "tiny", "--work-dir", str(tmp_path), "--stage", "2",
+    again = run_recipe("--config", "tiny", "--work-dir", str(work), "--stage", "2",
                        "--stop-stage", "2")  # fmt: skip
     assert again.returncode == 0
     assert "is finished; skipping" in again.stderr
+
+
+@pytest.mark.slow
+def test_tiny_recipe_lang_alignment_and_senones(tiny_run):
+    work, _ = tiny_run
+    data, exp = work / "data", work / "exp"
+    ppl = json.loads((data / "lm" / "perplexity.json").read_text())
+    assert 1 < ppl["ppl"] < 200
+    llk = json.loads((exp / "mono" / "log_likelihood.json").read_text())
+    assert llk[-1] > llk[0] + 5  # per frame, over the EM iterations
+    summary = json.loads((exp / "mono_ali" / "summary.json").read_text())
+    # Forced alignments agree with the synthesiser's own word timings.
+    assert summary["dev"]["word_boundaries"]["start_within_50ms"] > 0.7
+    assert summary["train"]["failed_share"] <= 0.05
+    info = json.loads((data / "senones" / "info.json").read_text())
+    assert 50 <= info["num_senones"] <= 150
+    for split in ("train", "dev", "test"):
+        cuts = CutSet.from_file(data / "senones" / f"synth_cuts_{split}.jsonl.gz")
+        assert len(cuts) >= 0.95 * {"train": 100}.get(split, 10)
+        for cut in cuts:
+            senones = cut.load_custom("senones")
+            assert senones.shape == (cut.num_frames,)
+            assert 0 <= senones.min() and senones.max() < info["num_senones"]
+    priors = json.loads((data / "senones" / "priors.json").read_text())
+    assert priors["num_senones"] == info["num_senones"]
+    assert priors["num_frames"] == info["train"]["frames"]
 
 
 def test_stage_without_its_input_fails_with_one_line(tmp_path):
@@ -62,3 +97,18 @@ def test_cli_rejects_unknown_config_option(tmp_path):
     )
     assert result.exit_code == 1
     assert "unknown option(s) speakerz" in result.output
+
+
+@pytest.mark.slow
+def test_senone_targets_refuse_features_of_another_frame_rate(tiny_run, tmp_path):
+    from asr_kd.data.features import FeatureConfig, compute_features
+    from asr_kd.errors import BadInputError
+    from asr_kd.tree.targets import senone_targets_stage
+
+    work, _ = tiny_run
+    fbank = tmp_path / "fbank20ms"
+    compute_features(work / "data" / "manifests", fbank, FeatureConfig(frame_shift=0.02))
+    with pytest.raises(BadInputError, match=r"cut \S+: the alignment has \d+ frames"):
+        senone_targets_stage(work / "exp" / "mono_ali", fbank, work / "exp" / "tree",
+                             tmp_path / "senones")  # fmt: skip
+    assert not (tmp_path / "senones").exists()

@@ -9,8 +9,11 @@ import sys
 import click
 
 from asr_kd import __version__
+from asr_kd.cli import align as align_cmds
 from asr_kd.cli import data as data_cmds
+from asr_kd.cli import graph as graph_cmds
 from asr_kd.cli import lang as lang_cmds
+from asr_kd.cli import tree as tree_cmds
 from asr_kd.errors import AsrKdError
 
 logger = logging.getLogger("asr_kd")
@@ -52,3 +55,8 @@ cli.add_command(data_cmds.download)
 cli.add_command(data_cmds.compute_features)
 cli.add_command(lang_cmds.prepare_lang)
 cli.add_command(lang_cmds.train_lm)
+cli.add_command(align_cmds.train_mono)
+cli.add_command(align_cmds.align)
+cli.add_command(tree_cmds.build_tree)
+cli.add_command(tree_cmds.senone_targets)
+cli.add_command(graph_cmds.make_graph)

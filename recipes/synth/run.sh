@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default asr-kd recipe: an offline synthetic English corpus (libespeak-ng),
-# Lhotse manifests and features. Later stages (lang, alignment, senone tree, graph,
-# teachers, ensemble, distillation, decoding, report) are added to this script.
+# Lhotse manifests, features, lang + LM, monophone alignment, the senone tree and
+# per-frame senone targets. Later stages (graph, teachers, ensemble, distillation,
+# decoding, report) are added to this script.
 #
 # Usage: recipes/synth/run.sh [--stage N] [--stop-stage M] [--config tiny|small|large|FILE]
 #                             [--work-dir DIR] [--nj N] [--dask-scheduler ADDR]
@@ -73,6 +74,46 @@ if [[ $stage -le 3 && $stop_stage -ge 3 ]]; then
   log "Stage 3: 13-dim MFCC features (for the GMM stage)"
   timed "${kd[@]}" compute-features --config "$config" --section mfcc "${par[@]}" \
     "$data/manifests" "$data/mfcc"
+fi
+
+current=4
+if [[ $stage -le 4 && $stop_stage -ge 4 ]]; then
+  log "Stage 4: lang directory (CMUdict lexicon, L.fst) for the training and LM vocabulary"
+  timed "${kd[@]}" prepare-lang --words-from "$data/manifests/synth_supervisions_train.jsonl.gz" \
+    --words-from "$data/corpus/lm/lm_text.txt" "$data/lang"
+fi
+
+current=5
+if [[ $stage -le 5 && $stop_stage -ge 5 ]]; then
+  log "Stage 5: Kneser-Ney 3-gram on the LM text, G.fst, dev perplexity"
+  timed "${kd[@]}" train-lm --order 3 --dev "$data/manifests/synth_supervisions_dev.jsonl.gz" \
+    "$data/corpus/lm/lm_text.txt" "$data/lang" "$data/lm"
+fi
+
+current=6
+if [[ $stage -le 6 && $stop_stage -ge 6 ]]; then
+  log "Stage 6: monophone GMM-HMM (flat start, EM with Viterbi realignment)"
+  timed "${kd[@]}" train-mono --config "$config" "${par[@]}" "$data/mfcc" "$data/lang" "$exp/mono"
+fi
+
+current=7
+if [[ $stage -le 7 && $stop_stage -ge 7 ]]; then
+  log "Stage 7: forced alignment of every split"
+  timed "${kd[@]}" align --config "$config" "${par[@]}" \
+    "$data/mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
+fi
+
+current=8
+if [[ $stage -le 8 && $stop_stage -ge 8 ]]; then
+  log "Stage 8: phonetic decision tree (senones)"
+  timed "${kd[@]}" build-tree --config "$config" "${par[@]}" \
+    "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree"
+fi
+
+current=9
+if [[ $stage -le 9 && $stop_stage -ge 9 ]]; then
+  log "Stage 9: per-frame senone targets on the fbank cuts, senone priors"
+  timed "${kd[@]}" senone-targets "$exp/mono_ali" "$data/fbank" "$exp/tree" "$data/senones"
 fi
 
 log "Done: stages $stage..$stop_stage finished under $work_dir"

@@ -1,0 +1,68 @@
+"""Monophone GMM-HMM training and forced-alignment stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from asr_kd.cli.options import config_option, dask_option, force_option, jobs_option, set_option
+from asr_kd.config import load_section
+from asr_kd.parallel import make_executor
+
+
+@click.command("train-mono")
+@click.argument("feature_dir", type=click.Path(file_okay=False))
+@click.argument("lang_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--section", default="mono", show_default=True, help="Config section to read.")
+@config_option
+@set_option
+@jobs_option
+@dask_option
+@force_option
+def train_mono(
+    feature_dir, lang_dir, out_dir, section, config_path, overrides, num_jobs, dask_scheduler, force
+) -> None:
+    """Train a monophone GMM-HMM on the MFCCs in FEATURE_DIR with LANG_DIR into OUT_DIR."""
+    from asr_kd.align.mono import MonoConfig
+    from asr_kd.align.mono import train_mono as run
+
+    config = load_section(config_path, section, MonoConfig, overrides)
+    with make_executor(num_jobs, dask_scheduler) as executor:
+        run(Path(feature_dir), Path(lang_dir), Path(out_dir), config, num_jobs, executor, force)
+
+
+@click.command("align")
+@click.argument("feature_dir", type=click.Path(file_okay=False))
+@click.argument("lang_dir", type=click.Path(file_okay=False))
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--section", default="align", show_default=True, help="Config section to read.")
+@config_option
+@set_option
+@jobs_option
+@dask_option
+@force_option
+def align(
+    feature_dir,
+    lang_dir,
+    model_dir,
+    out_dir,
+    section,
+    config_path,
+    overrides,
+    num_jobs,
+    dask_scheduler,
+    force,
+) -> None:
+    """Force-align every split in FEATURE_DIR with MODEL_DIR's monophone GMM into OUT_DIR."""
+    from asr_kd.align.align import AlignConfig
+    from asr_kd.align.align import align as run
+
+    config = load_section(config_path, section, AlignConfig, overrides)
+    with make_executor(num_jobs, dask_scheduler) as executor:
+        run(
+            Path(feature_dir), Path(lang_dir), Path(model_dir), Path(out_dir), config,
+            num_jobs, executor, force,
+        )  # fmt: skip

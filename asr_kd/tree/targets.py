@@ -1,0 +1,209 @@
+"""The decision-tree and senone-target stages (Kaldi's ``build-tree`` and ``convert-ali``).
+
+``asr-kd build-tree`` accumulates single-Gaussian statistics per tri-phone HMM state
+from the monophone alignments of the training split and builds the tree::
+
+    <tree_dir>/tree.json      the tree (readable; reloads identically)
+    <tree_dir>/stats.npz      the statistics it was built from
+    <tree_dir>/info.json      senones, frames, occupancy spread, tree id (sha256)
+
+``asr-kd senone-targets`` maps every aligned frame to its senone and stores the
+targets on the fbank cuts, the input of every acoustic model::
+
+    <out_dir>/<corpus>_cuts_<split>.jsonl.gz   fbank cuts with the custom TemporalArray
+                                               "senones": int32 [T] (same frame shift
+                                               and count as the fbank features)
+    <out_dir>/senones_<split>.h5               those arrays (lhotse NumpyHdf5Writer)
+    <out_dir>/tree.json                        the tree the targets were made with
+    <out_dir>/priors.json                      senone frame counts on the training split
+    <out_dir>/info.json                        num_senones, tree id, per-split counts
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shutil
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+from lhotse import CutSet, NumpyHdf5Writer
+from lhotse.cut import Cut
+
+from asr_kd.align.align import ALI_KEY
+from asr_kd.align.feats import gmm_features
+from asr_kd.config import to_dict
+from asr_kd.data.features import FeatureStats, load_stats
+from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
+from asr_kd.errors import BadInputError
+from asr_kd.lang import Lang
+from asr_kd.parallel import map_progress
+from asr_kd.stage import require_done, stage_output
+from asr_kd.tree.build import TreeConfig, build_tree
+from asr_kd.tree.context_tree import ContextTree, tree_id
+from asr_kd.tree.priors import senone_priors, write_priors
+from asr_kd.tree.stats import TreeStats, accumulate_stats
+
+logger = logging.getLogger(__name__)
+
+TREE_STAGE = "build-tree"
+TARGETS_STAGE = "senone-targets"
+SENONE_KEY = "senones"
+
+
+def load_alignment(cut: Cut) -> np.ndarray:
+    """A cut's monophone alignment ``[T, 2]`` (phone id, HMM state) as int32."""
+    if not cut.has_custom(ALI_KEY):
+        raise BadInputError(f"cut {cut.id} has no '{ALI_KEY}' alignment: run 'align' first")
+    return np.rint(cut.load_custom(ALI_KEY)).astype(np.int32)
+
+
+def _shard_stats(cuts: list[Cut], speaker_stats: dict[str, FeatureStats]) -> TreeStats:
+    return accumulate_stats(
+        (cut.id, load_alignment(cut), gmm_features(cut, speaker_stats)) for cut in cuts
+    )
+
+
+def build_tree_stage(
+    ali_dir: Path | str,
+    feature_dir: Path | str,
+    lang_dir: Path | str,
+    out_dir: Path | str,
+    config: TreeConfig,
+    split: str = "train",
+    num_jobs: int = 1,
+    executor: Executor | None = None,
+    force: bool = False,
+) -> Path:
+    """Build the senone tree from the ``split`` alignments (``asr-kd build-tree``).
+
+    Args:
+        ali_dir: a finished ``align`` output.
+        feature_dir: the MFCC ``compute-features`` output the alignment used (its
+            per-speaker statistics normalise the features as in the GMM stage).
+        lang_dir: the ``prepare-lang`` output (phone symbols).
+        out_dir: the tree directory to write (atomic).
+        config: tree size and questions.
+        split: the split whose alignments give the statistics.
+        num_jobs: shards for ``executor``.
+        executor: runs the statistics accumulation; ``None`` works in-process.
+        force: redo a finished output.
+    """
+    ali_dir = require_done(Path(ali_dir).resolve(), "align")
+    feature_dir = require_done(Path(feature_dir).resolve(), "compute-features")
+    lang = Lang.load(lang_dir)
+    out_dir = Path(out_dir).resolve()
+    stage_config = {"ali_dir": str(ali_dir), "split": split, **to_dict(config)}
+    with stage_output(out_dir, TREE_STAGE, stage_config, force) as tmp:
+        if tmp is None:
+            return out_dir
+        start = time.time()
+        manifests = find_cut_manifests(ali_dir, "align")
+        if split not in manifests:
+            raise BadInputError(f"{ali_dir} has no '{split}' alignments to build the tree from")
+        cuts = list(load_cuts(manifests[split][1], "align"))
+        _, speaker_stats = load_stats(feature_dir)
+        parts = [cuts[i :: max(num_jobs, 1)] for i in range(max(num_jobs, 1))]
+        work = functools.partial(_shard_stats, speaker_stats=speaker_stats)
+        stats = functools.reduce(TreeStats.merge, map_progress(work, parts, executor, TREE_STAGE))
+        tree = build_tree(stats, lang.phones, config)
+        tree.save(tmp / "tree.json")
+        stats.save(tmp / "stats.npz")
+        occupancy = tree.leaf_occupancy()
+        info = {
+            "num_senones": tree.num_senones,
+            "tree_id": tree_id(tmp / "tree.json"),
+            "frames": float(stats.num_frames),
+            "utterances": len(cuts),
+            "contexts_seen": len(stats.count),
+            "occupancy": _spread(occupancy),
+            "seconds": round(time.time() - start, 2),
+        }
+        (tmp / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+        logger.info(
+            "%s: %d senones from %d utterances (%.0f frames); occupancy min %.0f, "
+            "median %.0f, max %.0f",
+            TREE_STAGE, tree.num_senones, len(cuts), stats.num_frames,
+            occupancy.min(), np.median(occupancy), occupancy.max(),
+        )  # fmt: skip
+    return out_dir
+
+
+def _spread(occupancy: np.ndarray) -> dict[str, float]:
+    q = np.percentile(occupancy, [0, 5, 50, 95, 100])
+    return dict(zip(("min", "p5", "median", "p95", "max"), map(float, q), strict=True))
+
+
+def _targets_for_split(
+    fbank: CutSet, aligned: dict[str, Cut], tree: ContextTree, writer: NumpyHdf5Writer
+) -> tuple[list[Cut], list[np.ndarray]]:
+    out, targets = [], []
+    for cut in fbank:
+        ali_cut = aligned.get(cut.id)
+        if ali_cut is None:
+            continue  # listed in the align stage's failed_<split>.txt
+        senones = tree.senones_for_alignment(load_alignment(ali_cut))
+        if len(senones) != cut.num_frames:
+            raise BadInputError(
+                f"cut {cut.id}: the alignment has {len(senones)} frames but the fbank features "
+                f"{cut.num_frames}; features and alignment must share frame shift and length "
+                "(rerun 'compute-features' for both with the same settings)"
+            )
+        shift = cut.features.frame_shift
+        array = writer.store_array(cut.id, senones, frame_shift=shift, temporal_dim=0)
+        out.append(cut.with_custom(SENONE_KEY, array))
+        targets.append(senones)
+    return out, targets
+
+
+def senone_targets_stage(
+    ali_dir: Path | str,
+    fbank_dir: Path | str,
+    tree_dir: Path | str,
+    out_dir: Path | str,
+    prior_split: str = "train",
+    force: bool = False,
+) -> Path:
+    """Store per-frame senone targets on the fbank cuts (``asr-kd senone-targets``).
+
+    Cuts that did not align are left out (the align stage lists them with reasons).
+    """
+    ali_dir = require_done(Path(ali_dir).resolve(), "align")
+    fbank_dir = require_done(Path(fbank_dir).resolve(), "compute-features")
+    tree_dir = require_done(Path(tree_dir).resolve(), TREE_STAGE)
+    out_dir = Path(out_dir).resolve()
+    tree = ContextTree.load(tree_dir / "tree.json")
+    stage_config = {
+        "ali_dir": str(ali_dir),
+        "fbank_dir": str(fbank_dir),
+        "tree_id": tree_id(tree_dir / "tree.json"),
+    }
+    with stage_output(out_dir, TARGETS_STAGE, stage_config, force) as tmp:
+        if tmp is None:
+            return out_dir
+        alignments = find_cut_manifests(ali_dir, "align")
+        info: dict = {"num_senones": tree.num_senones, "tree_id": stage_config["tree_id"]}
+        for split, (_, path) in find_cut_manifests(fbank_dir, "compute-features").items():
+            if split not in alignments:
+                logger.warning("%s: no alignments for split %s; skipped", TARGETS_STAGE, split)
+                continue
+            aligned = {c.id: c for c in load_cuts(alignments[split][1], "align")}
+            fbank = load_cuts(path, "compute-features")
+            with NumpyHdf5Writer(tmp / f"{SENONE_KEY}_{split}.h5") as writer:
+                cuts, targets = _targets_for_split(fbank, aligned, tree, writer)
+            relocate_storage(CutSet.from_cuts(cuts), tmp, out_dir).to_file(tmp / path.name)
+            info[split] = {"cuts": len(cuts), "left_out": len(fbank) - len(cuts),
+                           "frames": int(sum(len(t) for t in targets))}  # fmt: skip
+            if split == prior_split:
+                counts = senone_priors(targets, tree.num_senones)
+                write_priors(tmp / "priors.json", counts)
+                info["senones_unseen_in_training"] = int((counts == 0).sum())
+        if not (tmp / "priors.json").exists():
+            raise BadInputError(f"{fbank_dir} has no '{prior_split}' split for the senone priors")
+        shutil.copy(tree_dir / "tree.json", tmp / "tree.json")
+        (tmp / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+        logger.info("%s: %s", TARGETS_STAGE, json.dumps(info))
+    return out_dir
