@@ -1,0 +1,289 @@
+"""The decode stage: a cut set's log-posteriors -> WFST decoding -> hypotheses -> WER.
+
+``decode_cuts`` writes ``exp/<model>/decode_<set>/`` atomically::
+
+    hyp.txt          <utt-id> WORDS, at the selected (LM weight, WIP)
+    errs.txt         per-utterance ref/hyp/op alignment (Kaldi's per_utt details)
+    wer.json         wer (percent), words, ins, del, sub, lm_weight, word_ins_penalty,
+                     selected_by, rtf, device, num_utts, ..., and the whole sweep grid
+    wer_summary.txt  %WER 8.21 [ 412 / 5018, 51 ins, 97 del, 264 sub ] lm_weight=.. ...
+
+LM weight and word insertion penalty: without ``lm_weight`` the grid of
+``DecodeConfig.lm_weights x word_ins_penalties`` is scored and the best point *on this
+set* is selected (use it on dev). With ``lm_weight`` (and ``word_ins_penalty``) tuned
+on dev, that point is applied as it is (use it on test). Kaldi's ``score.sh`` reports
+the best point on the test set itself, which tunes on test; we do not. The test grid is
+still reported in ``wer.json`` for reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lhotse.cut import Cut
+from tqdm.auto import tqdm
+
+from asr_kd.config import to_dict
+from asr_kd.decode.base import (
+    DecodeConfig,
+    Decoder,
+    GraphLike,
+    Point,
+    check_graph,
+    decoder_log_priors,
+    make_decoder,
+    pad_batch,
+    pseudo_log_likelihoods,
+    word_table,
+    words_to_text,
+)
+from asr_kd.errors import BadInputError, ConfigError
+from asr_kd.scoring.wer import WerResult, compute_wer, format_errs, format_hyps
+from asr_kd.stage import require_file, stage_output
+from asr_kd.tree.priors import read_priors
+
+logger = logging.getLogger(__name__)
+
+STAGE = "decode"
+SENONE_KEY = "senones"  # the senone-targets stage's custom field on the cuts
+
+ScoreFn = Callable[[Cut], np.ndarray]
+
+
+def reference_text(cut: Cut) -> str:
+    """A cut's transcript: its supervisions' texts joined by spaces."""
+    return " ".join(s.text for s in cut.supervisions if s.text)
+
+
+def oracle_score_fn(cut: Cut, num_senones: int, correct_prob: float = 0.9) -> np.ndarray:
+    """Log-posteriors ``[T, S]`` made from the cut's reference senone targets.
+
+    ``log(correct_prob)`` on the reference senone, ``log((1-correct_prob)/(S-1))``
+    elsewhere. Decoding them should give a WER near 0: it proves that graph, tree and
+    decoder agree. Use ``functools.partial(oracle_score_fn, num_senones=S)``.
+    """
+    if not cut.has_custom(SENONE_KEY):
+        raise BadInputError(
+            f"cut {cut.id} has no '{SENONE_KEY}' targets: decode the 'senone-targets' cuts"
+        )
+    targets = np.rint(cut.load_custom(SENONE_KEY)).astype(np.int64).reshape(-1)
+    if len(targets) and (targets.min() < 0 or targets.max() >= num_senones):
+        raise BadInputError(
+            f"cut {cut.id}: senone targets outside 0..{num_senones - 1}: made with another tree?"
+        )
+    out = np.full((len(targets), num_senones), np.log((1 - correct_prob) / (num_senones - 1)))
+    out[np.arange(len(targets)), targets] = np.log(correct_prob)
+    return out.astype(np.float32)
+
+
+def _load_graph(graph_dir: Path) -> GraphLike:
+    from asr_kd.graph import load_graph  # the graph package is optional until built
+
+    return load_graph(graph_dir)
+
+
+def _chunks(cuts: Iterable[Cut], size: int) -> Iterator[list[Cut]]:
+    chunk: list[Cut] = []
+    for cut in cuts:
+        chunk.append(cut)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _digest(ids: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def decode_cuts(
+    cuts: Iterable[Cut],
+    score_fn: ScoreFn,
+    graph_dir: Path | str,
+    priors_path: Path | str,
+    out_dir: Path | str,
+    config: DecodeConfig | None = None,
+    num_jobs: int = 1,
+    executor: Executor | None = None,
+    lm_weight: float | None = None,
+    word_ins_penalty: float | None = None,
+    force: bool = False,
+    lang_dir: Path | str | None = None,
+    tree_id: str | None = None,
+    scores_id: str = "",
+) -> dict[str, Any]:
+    """Decode a cut set and score it (``asr-kd decode``); see the module doc.
+
+    Args:
+        cuts: the cuts to decode; their supervisions hold the reference text.
+        score_fn: a cut's senone log-posteriors ``[T, S]`` (the model, or
+            :func:`oracle_score_fn`); called in this process, in cut order.
+        graph_dir: the ``HCLG.fst`` directory (``make-graph``).
+        priors_path: ``priors.json`` of the senone targets the model was trained on.
+        out_dir: ``exp/<model>/decode_<set>``, written atomically.
+        config: beams, scales, the sweep grid, the device (default: the defaults).
+        num_jobs: CPU worker processes behind ``executor`` (sets the chunk size).
+        executor: runs the CPU decoding (``asr_kd.parallel.make_executor``).
+        lm_weight: apply this LM weight (tuned on dev) instead of picking the best.
+        word_ins_penalty: with ``lm_weight``: apply this penalty (default 0).
+        force: redo a finished output.
+        lang_dir: the lang directory of the references: the graph must use its words.
+        tree_id: the tree id of the model's senone targets: the graph must use it.
+        scores_id: what makes the scores (checkpoint and its hash, ``"oracle"``):
+            recorded, so that a rerun with another model is not skipped.
+
+    Returns:
+        The contents of ``wer.json``.
+    """
+    config = config or DecodeConfig()
+    graph_dir, out_dir = Path(graph_dir).resolve(), Path(out_dir).resolve()
+    priors_path = require_file(Path(priors_path).resolve(), "senone-targets")
+    point = _given_point(lm_weight, word_ins_penalty)
+    cuts = list(cuts)
+    if not cuts:
+        raise BadInputError(f"{STAGE}: no cuts to decode for {out_dir}")
+    stage_config = {
+        "graph_dir": str(graph_dir), "priors": str(priors_path), "scores_id": scores_id,
+        "lm_weight": lm_weight, "word_ins_penalty": word_ins_penalty,
+        "lang_dir": str(lang_dir) if lang_dir else None, "tree_id": tree_id,
+        "cuts": len(cuts), "cut_ids_sha": _digest(c.id for c in cuts), **to_dict(config),
+    }  # fmt: skip
+    with stage_output(out_dir, STAGE, stage_config, force) as tmp:
+        if tmp is None:
+            return json.loads((out_dir / "wer.json").read_text())
+        graph = _load_graph(graph_dir)
+        check_graph(graph, lang_dir, tree_id)
+        counts = read_priors(priors_path)
+        if len(counts) != graph.num_senones:
+            raise BadInputError(
+                f"{priors_path} has {len(counts)} senones but the graph {graph.num_senones}: "
+                "priors and graph come from different trees"
+            )
+        points = list(dict.fromkeys(config.grid() + ([point] if point else [])))
+        fst_path = graph_dir / "HCLG.fst"
+        decoder = make_decoder(
+            graph, config, executor, fst_path=fst_path if fst_path.is_file() else None
+        )
+        log_prior = decoder_log_priors(counts, config.prior_floor)
+        chunk = max(config.batch_size, 4 * num_jobs) if executor is not None else config.batch_size
+        sweep_hyps, timing = _decode_all(cuts, score_fn, decoder, log_prior, points, chunk)
+        report = _score(cuts, sweep_hyps, word_table(graph.words), point, tmp)
+        report.update(timing)
+        report.update(
+            device=getattr(decoder, "device", config.device), graph_dir=str(graph_dir),
+            tree_id=graph.tree_id, words_sha=graph.words_sha,
+        )  # fmt: skip
+        (tmp / "wer.json").write_text(json.dumps(report, indent=2) + "\n")
+        logger.info(
+            "%s: %s (lm_weight %g, wip %g, %s) on %d utterances; RTF %.3f; wrote %s",
+            STAGE, report["summary"], report["lm_weight"], report["word_ins_penalty"],
+            report["selected_by"], len(cuts), report["rtf"] or 0.0, out_dir,
+        )  # fmt: skip
+    return report
+
+
+def _given_point(lm_weight: float | None, word_ins_penalty: float | None) -> Point | None:
+    if lm_weight is None:
+        if word_ins_penalty is not None:
+            raise ConfigError("--word-ins-penalty needs --lm-weight (both tuned on dev)")
+        return None
+    if lm_weight <= 0:
+        raise ConfigError(f"lm_weight must be positive, got {lm_weight}")
+    return (float(lm_weight), float(word_ins_penalty or 0.0))
+
+
+def _decode_all(
+    cuts: list[Cut],
+    score_fn: ScoreFn,
+    decoder: Decoder,
+    log_prior: np.ndarray,
+    points: list[Point],
+    chunk: int,
+) -> tuple[dict[Point, dict[str, list[int]]], dict[str, Any]]:
+    """Score and decode every cut; word ids per sweep point and utterance, and timings."""
+    sweep: dict[Point, dict[str, list[int]]] = {p: {} for p in points}
+    score_s = search_s = 0.0
+    frames = not_final = 0
+    with tqdm(total=len(cuts), desc=STAGE, unit="utt") as bar:
+        for batch in _chunks(cuts, chunk):
+            start = time.perf_counter()
+            scores = []
+            for cut in batch:
+                post = np.asarray(score_fn(cut))
+                if post.ndim != 2:
+                    raise BadInputError(f"cut {cut.id}: scores must be [frames, senones], "
+                                        f"got shape {post.shape}")  # fmt: skip
+                scores.append(pseudo_log_likelihoods(post, log_prior))
+            log_likes, lengths = pad_batch(scores)
+            middle = time.perf_counter()
+            hyps = decoder.decode(log_likes, lengths, [c.id for c in batch], points)
+            score_s += middle - start
+            search_s += time.perf_counter() - middle
+            frames += int(lengths.sum())
+            for cut, hyp in zip(batch, hyps, strict=True):
+                not_final += not hyp.reached_final
+                for p in points:
+                    sweep[p][cut.id] = hyp.sweep[p]
+            bar.update(len(batch))
+    if not_final:
+        logger.warning("%s: %d of %d utterances did not reach a final state of the graph "
+                       "(partial paths scored)", STAGE, not_final, len(cuts))  # fmt: skip
+    audio = sum(c.duration for c in cuts)
+    timing = {
+        "audio_seconds": round(audio, 2),
+        "frames": frames,
+        "score_seconds": round(score_s, 3),
+        "search_seconds": round(search_s, 3),
+        "rtf": round((score_s + search_s) / audio, 5) if audio else None,
+        "rtf_search": round(search_s / audio, 5) if audio else None,
+        "frames_per_second": round(frames / search_s, 1) if search_s else None,
+        "not_reached_final": not_final,
+    }
+    return sweep, timing
+
+
+def _score(
+    cuts: list[Cut],
+    sweep: dict[Point, dict[str, list[int]]],
+    table: dict[int, str],
+    given: Point | None,
+    tmp: Path,
+) -> dict[str, Any]:
+    """Score every sweep point, select one, and write hyp.txt, errs.txt, wer_summary.txt."""
+    refs = {c.id: reference_text(c) for c in cuts}
+    texts = {p: {u: words_to_text(w, table) for u, w in hyps.items()} for p, hyps in sweep.items()}
+    results: dict[Point, WerResult] = {
+        p: compute_wer(refs, t, alignments=False) for p, t in texts.items()
+    }
+    if given is None:
+        chosen = min(results, key=lambda p: (results[p].errors, p))
+    else:
+        chosen = given
+    best = compute_wer(refs, texts[chosen])
+    selected_by = "given" if given is not None else "best_on_this_set"
+    summary = best.summary_line()
+    (tmp / "hyp.txt").write_text(format_hyps(texts[chosen]))
+    (tmp / "errs.txt").write_text(format_errs(best))
+    (tmp / "wer_summary.txt").write_text(
+        f"{summary} lm_weight={chosen[0]:g} word_ins_penalty={chosen[1]:g} ({selected_by})\n"
+    )
+    return {
+        **best.to_dict(),
+        "summary": summary,
+        "lm_weight": chosen[0],
+        "word_ins_penalty": chosen[1],
+        "selected_by": selected_by,
+        "sweep": [
+            {"lm_weight": p[0], "word_ins_penalty": p[1], **r.to_dict()}
+            for p, r in sorted(results.items())
+        ],
+    }
