@@ -25,9 +25,9 @@ def run_recipe(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """The tiny recipe from the corpus to the senone targets (stages 0-9)."""
+    """The tiny recipe from the corpus to the oracle decoding check (stages 0-11)."""
     work = tmp_path_factory.mktemp("tiny")
-    res = run_recipe("--config", "tiny", "--work-dir", str(work), "--stop-stage", "9")
+    res = run_recipe("--config", "tiny", "--work-dir", str(work), "--stop-stage", "11")
     assert res.returncode == 0, res.stderr[-3000:]
     return work, res
 
@@ -40,7 +40,7 @@ def test_tiny_recipe_corpus_to_features(tiny_run):
         assert len(cuts) == n
         assert all(c.has_features for c in cuts)
     assert (work / "data" / "mfcc" / "stats" / "global.json").is_file()
-    assert all(f"stage {i} took" in res.stdout for i in range(10))
+    assert all(f"stage {i} took" in res.stdout for i in range(12))
     # A rerun of a finished stage is skipped, not redone.
     again = run_recipe("--config", "tiny", "--work-dir", str(work), "--stage", "2",
                        "--stop-stage", "2")  # fmt: skip
@@ -112,3 +112,20 @@ def test_senone_targets_refuse_features_of_another_frame_rate(tiny_run, tmp_path
         senone_targets_stage(work / "exp" / "mono_ali", fbank, work / "exp" / "tree",
                              tmp_path / "senones")  # fmt: skip
     assert not (tmp_path / "senones").exists()
+
+
+@pytest.mark.slow
+def test_tiny_recipe_oracle_decoding_is_near_perfect(tiny_run):
+    """Scores from the reference senone alignments decode to the transcripts: graph,
+    tree and decoder agree."""
+    work, _ = tiny_run
+    graph_info = json.loads((work / "exp" / "graph" / "info.json").read_text())
+    assert graph_info["states"] > 1000
+    for split in ("dev", "test"):
+        wer = json.loads((work / "exp" / "oracle" / f"decode_{split}" / "wer.json").read_text())
+        assert wer["wer"] <= 2.0, wer["summary"]
+        assert wer["words"] > 50 and wer["device"] == "cpu"
+        assert (work / "exp" / "oracle" / f"decode_{split}" / "errs.txt").is_file()
+    test = json.loads((work / "exp" / "oracle" / "decode_test" / "wer.json").read_text())
+    dev = json.loads((work / "exp" / "oracle" / "decode_dev" / "wer.json").read_text())
+    assert test["selected_by"] == "given" and test["lm_weight"] == dev["lm_weight"]

@@ -11,6 +11,7 @@ import click
 from asr_kd import __version__
 from asr_kd.cli import align as align_cmds
 from asr_kd.cli import data as data_cmds
+from asr_kd.cli import decode as decode_cmds
 from asr_kd.cli import graph as graph_cmds
 from asr_kd.cli import lang as lang_cmds
 from asr_kd.cli import tree as tree_cmds
@@ -60,3 +61,4 @@ cli.add_command(align_cmds.align)
 cli.add_command(tree_cmds.build_tree)
 cli.add_command(tree_cmds.senone_targets)
 cli.add_command(graph_cmds.make_graph)
+cli.add_command(decode_cmds.decode)

@@ -63,12 +63,20 @@ def reference_text(cut: Cut) -> str:
     return " ".join(s.text for s in cut.supervisions if s.text)
 
 
-def oracle_score_fn(cut: Cut, num_senones: int, correct_prob: float = 0.9) -> np.ndarray:
+def oracle_score_fn(
+    cut: Cut,
+    num_senones: int,
+    correct_prob: float = 0.9,
+    log_priors: np.ndarray | None = None,
+) -> np.ndarray:
     """Log-posteriors ``[T, S]`` made from the cut's reference senone targets.
 
-    ``log(correct_prob)`` on the reference senone, ``log((1-correct_prob)/(S-1))``
-    elsewhere. Decoding them should give a WER near 0: it proves that graph, tree and
-    decoder agree. Use ``functools.partial(oracle_score_fn, num_senones=S)``.
+    The oracle *likelihood* is ``log(correct_prob)`` on the reference senone and
+    ``log((1-correct_prob)/(S-1))`` elsewhere. Given the decoder's ``log_priors``, they
+    are added, so that the decoder's division by the priors gives back exactly these
+    likelihoods; without them a wrong but rare senone (tiny prior) would outscore the
+    right, frequent one. Decoding them should give a WER near 0: it proves that graph,
+    tree and decoder agree. Use ``functools.partial(oracle_score_fn, num_senones=S, ...)``.
     """
     if not cut.has_custom(SENONE_KEY):
         raise BadInputError(
@@ -81,6 +89,8 @@ def oracle_score_fn(cut: Cut, num_senones: int, correct_prob: float = 0.9) -> np
         )
     out = np.full((len(targets), num_senones), np.log((1 - correct_prob) / (num_senones - 1)))
     out[np.arange(len(targets)), targets] = np.log(correct_prob)
+    if log_priors is not None:
+        out += np.asarray(log_priors, dtype=np.float64)
     return out.astype(np.float32)
 
 

@@ -207,3 +207,9 @@ def senone_targets_stage(
         (tmp / "info.json").write_text(json.dumps(info, indent=2) + "\n")
         logger.info("%s: %s", TARGETS_STAGE, json.dumps(info))
     return out_dir
+
+
+def read_targets_info(senone_dir: Path | str) -> dict:
+    """The ``info.json`` of a ``senone-targets`` output: num_senones, tree_id, counts."""
+    senone_dir = require_done(Path(senone_dir), TARGETS_STAGE)
+    return json.loads((senone_dir / "info.json").read_text())

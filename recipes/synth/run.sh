@@ -116,4 +116,20 @@ if [[ $stage -le 9 && $stop_stage -ge 9 ]]; then
   timed "${kd[@]}" senone-targets "$exp/mono_ali" "$data/fbank" "$exp/tree" "$data/senones"
 fi
 
+current=10
+if [[ $stage -le 10 && $stop_stage -ge 10 ]]; then
+  log "Stage 10: HCLG decoding graph (tree + lang + 3-gram)"
+  timed "${kd[@]}" make-graph --config "$config" "$data/lang" "$data/lm" "$exp/tree" "$exp/graph"
+fi
+
+current=11
+if [[ $stage -le 11 && $stop_stage -ge 11 ]]; then
+  log "Stage 11: oracle check: decode dev and test from the reference senone alignments"
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
+    --lang "$data/lang" "$data/senones/synth_cuts_dev.jsonl.gz" "$exp/graph" "$exp/oracle/decode_dev"
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
+    --lang "$data/lang" --tuned-on "$exp/oracle/decode_dev" \
+    "$data/senones/synth_cuts_test.jsonl.gz" "$exp/graph" "$exp/oracle/decode_test"
+fi
+
 log "Done: stages $stage..$stop_stage finished under $work_dir"
