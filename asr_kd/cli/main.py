@@ -14,6 +14,7 @@ from asr_kd.cli import data as data_cmds
 from asr_kd.cli import decode as decode_cmds
 from asr_kd.cli import graph as graph_cmds
 from asr_kd.cli import lang as lang_cmds
+from asr_kd.cli import train as train_cmds
 from asr_kd.cli import tree as tree_cmds
 from asr_kd.errors import AsrKdError
 
@@ -62,3 +63,5 @@ cli.add_command(tree_cmds.build_tree)
 cli.add_command(tree_cmds.senone_targets)
 cli.add_command(graph_cmds.make_graph)
 cli.add_command(decode_cmds.decode)
+cli.add_command(train_cmds.train)
+cli.add_command(train_cmds.eval_frame_acc)

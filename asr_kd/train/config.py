@@ -1,0 +1,226 @@
+"""Training settings (one YAML section per trained model) and what they build.
+
+A recipe config names one section per training, e.g. ``teacher:`` or ``student:``::
+
+    teacher:
+      model: {arch: dnn, preset: small}
+      optimizer: sgd
+      lr: 0.05
+      schedule: newbob
+      max_epochs: 12
+
+:class:`LrSchedule` turns the schedule options into a learning rate per optimiser step
+and keeps the state a resumed training needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("newbob", "cosine", "constant")
+AMP_MODES = ("auto", "bf16", "off")
+_MODEL_KEYS = ("arch", "preset", "options")
+
+
+def _default_model() -> dict[str, Any]:
+    return {"arch": "dnn", "preset": "small", "options": {}}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Frame-level cross-entropy training of one acoustic model.
+
+    Attributes:
+        model: the registry model: ``arch``, optional ``preset`` and ``options``
+            (``asr_kd.models.ModelSpec``'s fields).
+        seed: seeds the weights (identical on every rank) and the training RNG.
+        max_epochs: passes over the (sub-sampled) training cuts.
+        max_steps: stop after this many optimiser steps (0: no limit); the partial
+            epoch is evaluated and checkpointed like a whole one.
+        optimizer: ``sgd`` (``momentum``, ``nesterov``), ``adam`` or ``adamw``.
+        lr: peak learning rate.
+        momentum, nesterov: SGD only.
+        weight_decay: L2 (``sgd``, ``adam``) or decoupled (``adamw``) weight decay.
+        schedule: ``newbob`` (Kaldi/Hinton-era: once dev frame accuracy improves on the
+            best by less than ``newbob_threshold``, multiply the rate by
+            ``newbob_factor`` after every epoch), ``cosine`` (to ``min_lr`` over the
+            whole training) or ``constant``.
+        warmup_steps: linear warm-up from 0 over this many optimiser steps.
+        newbob_threshold: absolute dev frame-accuracy gain (0.002 = 0.2 points).
+        newbob_factor: the newbob multiplier.
+        min_lr: the cosine schedule's final rate.
+        max_duration: seconds of audio per batch and rank (Lhotse's ``max_duration``).
+        accum_grad: batches per optimiser step on each rank; the global batch is
+            ``max_duration * accum_grad * world_size`` seconds.
+        grad_clip: clip the gradient's global L2 norm to this (0: no clipping).
+        label_smoothing: cross-entropy label smoothing.
+        amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16`` or ``off``.
+        compile: wrap the model in ``torch.compile``.
+        patience: stop after this many epochs without a better dev frame accuracy
+            (0: never stop early).
+        num_workers: DataLoader worker processes reading features.
+        log_interval: optimiser steps between log lines and TensorBoard points.
+        checkpoint_interval: optimiser steps between mid-epoch checkpoints (0: only
+            at the end of every epoch).
+        train_fraction: train on this deterministic random fraction of the training
+            cuts (the paper's 3%-of-the-data experiment); the chosen ids are recorded.
+        subset_seed: seeds the choice of that subset.
+    """
+
+    model: dict[str, Any] = field(default_factory=_default_model)
+    seed: int = 0
+    max_epochs: int = 10
+    max_steps: int = 0
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    schedule: str = "newbob"
+    warmup_steps: int = 0
+    newbob_threshold: float = 0.002
+    newbob_factor: float = 0.5
+    min_lr: float = 0.0
+    max_duration: float = 60.0
+    accum_grad: int = 1
+    grad_clip: float = 5.0
+    label_smoothing: float = 0.0
+    amp: str = "auto"
+    compile: bool = False
+    patience: int = 3
+    num_workers: int = 2
+    log_interval: int = 50
+    checkpoint_interval: int = 0
+    train_fraction: float = 1.0
+    subset_seed: int = 0
+
+    def __post_init__(self) -> None:
+        model = dict(self.model or {})
+        unknown = sorted(set(model) - set(_MODEL_KEYS))
+        if "arch" not in model or unknown:
+            raise ValueError(
+                f"model must be a mapping with 'arch' and optionally 'preset' and 'options' "
+                f"(unknown: {unknown}), got {self.model!r}"
+            )
+        model.setdefault("preset", None)
+        model["options"] = dict(model.get("options") or {})
+        object.__setattr__(self, "model", model)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp", self.amp, AMP_MODES)
+        if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
+            raise ValueError("nesterov needs momentum > 0 (set nesterov: false or momentum)")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if not 0.0 < self.newbob_factor < 1.0:
+            raise ValueError(f"newbob_factor must be in (0, 1), got {self.newbob_factor}")
+        for name in ("max_epochs", "accum_grad", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "max_duration"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in (
+            "max_steps",
+            "warmup_steps",
+            "patience",
+            "num_workers",
+            "checkpoint_interval",
+            "grad_clip",
+            "weight_decay",
+            "min_lr",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (``None``: full precision)."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig):
+    """The optimiser ``config`` names, at its peak learning rate."""
+    params = list(params)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class LrSchedule:
+    """Learning rate per optimiser step: warm-up times the schedule.
+
+    ``newbob`` keeps a multiplier that :meth:`end_epoch` halves (by
+    ``newbob_factor``) once the dev frame accuracy gains less than
+    ``newbob_threshold`` on the best so far, and after every later epoch, as Kaldi's
+    nnet1 ``train_scheduler.sh``. ``cosine`` decays from ``lr`` to ``min_lr`` over
+    ``total_steps``.
+
+    Args:
+        config: the training settings.
+        optimizer: its parameter groups' ``lr`` is set by :meth:`apply`.
+        total_steps: optimiser steps in the whole training (for ``cosine``).
+    """
+
+    def __init__(self, config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+        self.config = config
+        self.optimizer = optimizer
+        self.total_steps = max(total_steps, 1)
+        self.scale = 1.0
+        self.halving = False
+
+    def lr(self, step: int) -> float:
+        """The rate for optimiser step ``step`` (0-based)."""
+        c = self.config
+        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
+        if c.schedule == "cosine":
+            progress = min(1.0, step / self.total_steps)
+            return warm * (c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * progress)))
+        return warm * c.lr * self.scale
+
+    def apply(self, step: int) -> float:
+        """Set the optimiser's rate for ``step``; returns it."""
+        lr = self.lr(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def end_epoch(self, dev_acc: float, best_before: float | None) -> None:
+        """Newbob: update the multiplier from this epoch's dev frame accuracy."""
+        if self.config.schedule != "newbob":
+            return
+        gain = math.inf if best_before is None else dev_acc - best_before
+        if gain < self.config.newbob_threshold:
+            self.halving = True
+        if self.halving:
+            self.scale *= self.config.newbob_factor
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "halving": self.halving, "total_steps": self.total_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = float(state["scale"])
+        self.halving = bool(state["halving"])
+        self.total_steps = int(state["total_steps"])
