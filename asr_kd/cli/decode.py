@@ -29,6 +29,14 @@ def _tuned_point(tuned_on: str | None, lm_weight, wip) -> tuple[float | None, fl
 @click.option("--oracle", "senone_dir", default=None, type=click.Path(file_okay=False),
               help="Score with the reference senone targets of CUTS (the oracle check); "
               "SENONE_DIR is the senone-targets output holding priors.json.")  # fmt: skip
+@click.option("--model", "model_spec", default=None, metavar="SPEC",
+              help="Score with a model: exp/teacher1/model.pt, a teacher file (.yaml), or "
+              "ensemble:exp/teacher1,exp/teacher2[:arithmetic|:geometric]; needs "
+              "--priors.")  # fmt: skip
+@click.option("--priors", "priors_dir", default=None, type=click.Path(file_okay=False),
+              help="With --model: the senone-targets output it was trained on (priors.json, "
+              "tree id).")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="With --model: auto, cpu, cuda.")
 @click.option("--lang", "lang_dir", default=None, type=click.Path(file_okay=False),
               help="Lang directory of the references; the graph must use its words.")  # fmt: skip
 @click.option("--lm-weight", type=float, default=None, help="Apply this LM weight (no sweep).")
@@ -40,8 +48,8 @@ def _tuned_point(tuned_on: str | None, lm_weight, wip) -> tuple[float | None, fl
 @jobs_option
 @force_option
 def decode(
-    cuts, graph_dir, out_dir, senone_dir, lang_dir, lm_weight, word_ins_penalty, tuned_on,
-    config_path, overrides, num_jobs, force,
+    cuts, graph_dir, out_dir, senone_dir, model_spec, priors_dir, device, lang_dir, lm_weight,
+    word_ins_penalty, tuned_on, config_path, overrides, num_jobs, force,
 ) -> None:  # fmt: skip
     """Decode the cut manifest CUTS with the HCLG in GRAPH_DIR; write OUT_DIR.
 
@@ -55,17 +63,35 @@ def decode(
     from asr_kd.tree.priors import read_priors
     from asr_kd.tree.targets import read_targets_info
 
-    if senone_dir is None:
-        raise ConfigError("give the scores to decode: --oracle SENONE_DIR")
+    if (senone_dir is None) == (model_spec is None):
+        raise ConfigError("give the scores to decode: --oracle SENONE_DIR or --model SPEC")
+    if model_spec is not None and priors_dir is None:
+        raise ConfigError("--model needs --priors SENONE_DIR (the targets it was trained on)")
     config = load_section(config_path, "decode", DecodeConfig, overrides)
     lm_weight, word_ins_penalty = _tuned_point(tuned_on, lm_weight, word_ins_penalty)
+    senone_dir = senone_dir or priors_dir
     info = read_targets_info(senone_dir)
-    counts = read_priors(Path(senone_dir) / "priors.json")
-    log_priors = decoder_log_priors(counts, config.prior_floor)
-    score_fn = partial(oracle_score_fn, num_senones=info["num_senones"], log_priors=log_priors)
+    cut_set = load_cuts(cuts, "senone-targets")
+    if model_spec is not None:
+        score_fn, scores_id = model_score_fn(model_spec, info, cut_set, device)
+    else:
+        counts = read_priors(Path(senone_dir) / "priors.json")
+        log_priors = decoder_log_priors(counts, config.prior_floor)
+        score_fn = partial(oracle_score_fn, num_senones=info["num_senones"], log_priors=log_priors)
+        scores_id = "oracle"
     with make_executor(num_jobs) as executor:
         decode_cuts(
-            load_cuts(cuts, "senone-targets"), score_fn, graph_dir,
-            Path(senone_dir) / "priors.json", out_dir, config, num_jobs, executor,
-            lm_weight, word_ins_penalty, force, lang_dir, info["tree_id"], scores_id="oracle",
+            cut_set, score_fn, graph_dir, Path(senone_dir) / "priors.json", out_dir, config,
+            num_jobs, executor, lm_weight, word_ins_penalty, force, lang_dir, info["tree_id"],
+            scores_id=scores_id,
         )  # fmt: skip
+
+
+def model_score_fn(spec: str, info: dict, cuts, device: str):
+    """A cut's log-posteriors from the teacher or ensemble SPEC, checked against the targets."""
+    from asr_kd.ensemble import load_system
+
+    first = next(iter(cuts))
+    shift = first.features.frame_shift if first.features is not None else None
+    teacher = load_system(spec, info["tree_id"], int(info["num_senones"]), shift, device)
+    return teacher.log_probs, teacher.source

@@ -12,6 +12,7 @@ from asr_kd import __version__
 from asr_kd.cli import align as align_cmds
 from asr_kd.cli import data as data_cmds
 from asr_kd.cli import decode as decode_cmds
+from asr_kd.cli import ensemble as ensemble_cmds
 from asr_kd.cli import graph as graph_cmds
 from asr_kd.cli import lang as lang_cmds
 from asr_kd.cli import train as train_cmds
@@ -65,3 +66,5 @@ cli.add_command(graph_cmds.make_graph)
 cli.add_command(decode_cmds.decode)
 cli.add_command(train_cmds.train)
 cli.add_command(train_cmds.eval_frame_acc)
+cli.add_command(ensemble_cmds.train_ensemble)
+cli.add_command(ensemble_cmds.eval_ensemble)

@@ -132,4 +132,18 @@ if [[ $stage -le 11 && $stop_stage -ge 11 ]]; then
     "$data/senones/synth_cuts_test.jsonl.gz" "$exp/graph" "$exp/oracle/decode_test"
 fi
 
+current=12
+if [[ $stage -le 12 && $stop_stage -ge 12 ]]; then
+  log "Stage 12: baseline: one DNN on the hard senone targets"
+  timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 \
+    "$data/senones" "$data/fbank" "$exp/baseline"
+fi
+
+current=13
+if [[ $stage -le 13 && $stop_stage -ge 13 ]]; then
+  log "Stage 13: the teachers: N DNNs that differ in their initialisation seed"
+  timed "${kd[@]}" train-ensemble --config "$config" --train-section teacher \
+    "$data/senones" "$data/fbank" "$exp"
+fi
+
 log "Done: stages $stage..$stop_stage finished under $work_dir"

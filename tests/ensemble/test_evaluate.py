@@ -1,0 +1,146 @@
+"""Ensemble teachers, their specs, frame-accuracy evaluation and the ensemble commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from teacher_toy import NUM_SENONES, TREE_ID, toy_data, toy_teachers
+
+from asr_kd.cli.ensemble import eval_ensemble, train_ensemble
+from asr_kd.ensemble import (
+    Combo,
+    EnsembleTeacher,
+    combine_log_probs,
+    evaluate_systems,
+    load_system,
+    parse_ensemble_spec,
+)
+from asr_kd.errors import BadInputError, ConfigError
+from asr_kd.teachers import load_teacher
+from asr_kd.train import load_model
+from asr_kd.train.dataset import load_split
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return toy_data(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    return toy_teachers(tmp_path_factory)
+
+
+def test_ensemble_frame_accuracy_beats_the_mean_teacher(data, teachers, tmp_path):
+    loaded = {t.name: load_teacher(t, device="cpu") for t in teachers}
+    combos = ["arithmetic", "geometric", Combo("arithmetic", ("teacher1", "teacher2"), (3, 1))]
+    out = tmp_path / "ens" / "frame_acc.json"
+    result = evaluate_systems(loaded, data[0], ["dev"], combos, out, max_duration=2.0)
+    assert json.loads(out.read_text()) == result
+    dev = result["splits"]["dev"]
+    systems = dev["systems"]
+    weighted = "ensemble_arithmetic_teacher1+teacher2_w3:1"
+    assert list(systems) == ["teacher1", "teacher2", "teacher3", "ensemble_arithmetic",
+                             "ensemble_geometric", weighted]  # fmt: skip
+    # every teacher scores what its training recorded (another batching, same frames)
+    for t in teachers:
+        _, info = load_model(t)
+        assert systems[t.name]["frame_acc"] == pytest.approx(info.dev_frame_acc, abs=1e-9)
+    accs = [systems[n]["frame_acc"] for n in loaded]
+    assert dev["mean_teacher_frame_acc"] == pytest.approx(np.mean(accs))
+    assert dev["frames"] == sum(c.num_frames for c in load_split(data[0], "dev"))
+    for method in ("arithmetic", "geometric"):
+        assert systems[f"ensemble_{method}"]["frame_acc"] >= np.mean(accs)
+    # the mixture's cross-entropy is at most the teachers' mean (Jensen), geometric too here
+    mean_ce = np.mean([systems[n]["ce"] for n in loaded])
+    assert systems["ensemble_arithmetic"]["ce"] <= mean_ce
+    assert result["combos"]["ensemble_arithmetic"]["weights"] == pytest.approx([1 / 3] * 3)
+
+
+def test_weighted_combo_is_scored_under_its_own_name(data, teachers):
+    loaded = {t.name: load_teacher(t, device="cpu") for t in teachers[:2]}
+    combo = Combo("arithmetic", ("teacher1", "teacher2"), (1, 0), name="only_t1")
+    result = evaluate_systems(loaded, data[0], ["dev"], [combo])
+    systems = result["splits"]["dev"]["systems"]
+    assert systems["only_t1"]["frame_acc"] == systems["teacher1"]["frame_acc"]
+    assert result["combos"]["only_t1"]["weights"] == [1.0, 0.0]
+    with pytest.raises(ConfigError, match="no teacher named teacher9"):
+        evaluate_systems(loaded, data[0], ["dev"], [Combo(members=("teacher9",))])
+    with pytest.raises(ConfigError, match="names used twice: teacher1"):
+        evaluate_systems(loaded, data[0], ["dev"], [Combo(name="teacher1")])
+
+
+def test_ensemble_spec_is_a_teacher_that_combines_its_members(teachers, data):
+    spec = f"ensemble:{teachers[0]},{teachers[1]}/model.pt,{teachers[2]}:geometric"
+    assert parse_ensemble_spec(spec) == (
+        [str(teachers[0]), f"{teachers[1]}/model.pt", str(teachers[2])],
+        "geometric",
+    )
+    ens = load_system(spec, TREE_ID, NUM_SENONES, 0.01, device="cpu")
+    assert isinstance(ens, EnsembleTeacher) and ens.method == "geometric"
+    cut = next(iter(load_split(data[0], "dev")))
+    members = [load_teacher(t, device="cpu") for t in teachers]
+    for temperature in (1.0, 2.0):
+        stacked = torch.stack([torch.from_numpy(m.log_probs(cut, temperature)) for m in members])
+        expected = combine_log_probs(stacked, "geometric").numpy()
+        got = ens.log_probs(cut, temperature)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert np.allclose(np.exp(got).sum(-1), 1.0, atol=1e-5)
+    assert load_system(f"ensemble:{teachers[0]},{teachers[1]}").method == "arithmetic"
+    with pytest.raises(ConfigError, match="names no members"):
+        load_system("ensemble::geometric")
+
+
+def test_ensemble_file_with_weights_and_refusals(teachers, tmp_path):
+    conf = tmp_path / "ens.yaml"
+    conf.write_text(yaml.safe_dump({
+        "kind": "ensemble", "name": "big", "method": "arithmetic", "weights": [2, 1],
+        "members": [str(teachers[0] / "model.pt"), str(teachers[1])],
+    }))  # fmt: skip
+    ens = load_system(conf, device="cpu")
+    assert ens.name == "big" and ens.weights == pytest.approx([2 / 3, 1 / 3])
+    with pytest.raises(BadInputError, match="tree othertree"):
+        load_system(conf, "othertree", device="cpu")
+    # a member of another tree is refused when the ensemble is built
+    other = {"posteriors": str(tmp_path), "tree_id": "othertree", "num_senones": NUM_SENONES}
+    with pytest.raises(
+        BadInputError, match=f"tree othertree but ensemble member .* tree {TREE_ID}"
+    ):
+        EnsembleTeacher([load_teacher(teachers[0], device="cpu"), load_teacher(other)])
+    with pytest.raises(ConfigError, match="weights"):
+        EnsembleTeacher([load_teacher(teachers[0], device="cpu")], weights=[1, 2])
+
+
+def test_eval_ensemble_command(data, teachers, tmp_path):
+    out = tmp_path / "acc.json"
+    args = [str(data[0]), str(teachers[0]), f"second={teachers[1]}/model.pt", "--split", "dev",
+            "--device", "cpu", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(eval_ensemble, args)
+    assert result.exit_code == 0, result.output
+    systems = json.loads(out.read_text())["splits"]["dev"]["systems"]
+    assert set(systems) == {"teacher1", "second", "ensemble_arithmetic", "ensemble_geometric"}
+    line = next(x for x in result.output.splitlines() if x.startswith("ensemble_arithmetic"))
+    assert f"{100 * systems['ensemble_arithmetic']['frame_acc']:.2f}" in line
+
+
+def test_train_ensemble_command_fused(data, tmp_path):
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(
+        "ensemble:\n  num_teachers: 3\n  fused: true\n"
+        "teacher:\n  model: {arch: dnn, preset: tiny, options: {hidden_dim: 16}}\n"
+        "  max_duration: 3.0\n  num_workers: 0\n  max_epochs: 2\n"
+    )
+    exp = tmp_path / "exp"
+    args = [str(data[0]), str(data[1]), str(exp), "--config", str(conf), "--device", "cpu",
+            "--set", "ensemble.num_teachers=2", "--set", "lr=0.2"]  # fmt: skip
+    result = CliRunner().invoke(train_ensemble, args)
+    assert result.exit_code == 0, result.output
+    for k in (1, 2):
+        _, info = load_model(exp / f"teacher{k}")
+        assert info.train_config["lr"] == 0.2 and info.model_config["hidden_dim"] == 16
+    assert not (exp / "teacher3").exists()
