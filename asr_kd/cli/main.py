@@ -12,6 +12,7 @@ from asr_kd import __version__
 from asr_kd.cli import align as align_cmds
 from asr_kd.cli import data as data_cmds
 from asr_kd.cli import decode as decode_cmds
+from asr_kd.cli import distill as distill_cmds
 from asr_kd.cli import ensemble as ensemble_cmds
 from asr_kd.cli import graph as graph_cmds
 from asr_kd.cli import lang as lang_cmds
@@ -68,3 +69,6 @@ cli.add_command(train_cmds.train)
 cli.add_command(train_cmds.eval_frame_acc)
 cli.add_command(ensemble_cmds.train_ensemble)
 cli.add_command(ensemble_cmds.eval_ensemble)
+cli.add_command(distill_cmds.cache_soft_targets)
+cli.add_command(distill_cmds.distill)
+cli.add_command(distill_cmds.report)

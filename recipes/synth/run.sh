@@ -146,4 +146,61 @@ if [[ $stage -le 13 && $stop_stage -ge 13 ]]; then
     "$data/senones" "$data/fbank" "$exp"
 fi
 
+teachers=()
+for d in "$exp"/teacher[0-9]*; do [[ -f $d/model.pt ]] && teachers+=("$d"); done
+teacher_args=()
+for t in "${teachers[@]}"; do teacher_args+=(--teacher "$t"); done
+ensemble_spec="ensemble:$(IFS=,; echo "${teachers[*]}")"
+
+current=14
+if [[ $stage -le 14 && $stop_stage -ge 14 ]]; then
+  log "Stage 14: dev/test frame accuracy of every teacher and the ensemble"
+  timed "${kd[@]}" eval-ensemble --method arithmetic --method geometric \
+    --out "$exp/ensemble/eval.json" "$data/senones" "${teachers[@]}"
+fi
+
+current=15
+if [[ $stage -le 15 && $stop_stage -ge 15 ]]; then
+  log "Stage 15: cache the ensemble's top-k soft targets at temperature T"
+  timed "${kd[@]}" cache-soft-targets --config "$config" "${teacher_args[@]}" \
+    "$data/senones" "$data/fbank" "$data/soft"
+fi
+
+current=16
+if [[ $stage -le 16 && $stop_stage -ge 16 ]]; then
+  log "Stage 16: distil the ensemble into one student of the same size"
+  timed "${kd[@]}" distill --config "$config" --cache-dir "$data/soft" "${teacher_args[@]}" \
+    "$data/senones" "$data/fbank" "$exp/student"
+fi
+
+current=17
+if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
+  log "Stage 17: 3% of the training data: hard targets vs the ensemble's soft targets"
+  timed "${kd[@]}" train --config "$config" --section hard_3pct --set seed=0 \
+    "$data/senones" "$data/fbank" "$exp/hard_3pct"
+  timed "${kd[@]}" distill --config "$config" --train-section student_3pct \
+    --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" "$exp/soft_3pct"
+fi
+
+current=18
+if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
+  log "Stage 18: decode dev (LM weight tuned) and test (dev's LM weight) for every system"
+  for sys in baseline "${teachers[@]##*/}" ensemble student hard_3pct soft_3pct; do
+    model=$exp/$sys
+    [[ $sys == ensemble ]] && model=$ensemble_spec
+    timed "${kd[@]}" decode --config "$config" "${par[@]}" --model "$model" \
+      --priors "$data/senones" --lang "$data/lang" \
+      "$data/senones/synth_cuts_dev.jsonl.gz" "$exp/graph" "$exp/$sys/decode_dev"
+    timed "${kd[@]}" decode --config "$config" "${par[@]}" --model "$model" \
+      --priors "$data/senones" --lang "$data/lang" --tuned-on "$exp/$sys/decode_dev" \
+      "$data/senones/synth_cuts_test.jsonl.gz" "$exp/graph" "$exp/$sys/decode_test"
+  done
+fi
+
+current=19
+if [[ $stage -le 19 && $stop_stage -ge 19 ]]; then
+  log "Stage 19: the report (RESULTS.md, results.json, plots)"
+  "${kd[@]}" report --data-dir "$data/senones" "$exp" "$exp/report"
+fi
+
 log "Done: stages $stage..$stop_stage finished under $work_dir"
