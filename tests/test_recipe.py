@@ -25,9 +25,10 @@ def run_recipe(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """The tiny recipe from the corpus to the oracle decoding check (stages 0-11)."""
+    """The whole tiny recipe: corpus -> features -> alignment -> tree -> graph -> teachers
+    -> ensemble -> student -> decode -> report (stages 0-19)."""
     work = tmp_path_factory.mktemp("tiny")
-    res = run_recipe("--config", "tiny", "--work-dir", str(work), "--stop-stage", "11")
+    res = run_recipe("--config", "tiny", "--work-dir", str(work))
     assert res.returncode == 0, res.stderr[-3000:]
     return work, res
 
@@ -40,7 +41,7 @@ def test_tiny_recipe_corpus_to_features(tiny_run):
         assert len(cuts) == n
         assert all(c.has_features for c in cuts)
     assert (work / "data" / "mfcc" / "stats" / "global.json").is_file()
-    assert all(f"stage {i} took" in res.stdout for i in range(12))
+    assert all(f"stage {i} took" in res.stdout for i in range(19))
     # A rerun of a finished stage is skipped, not redone.
     again = run_recipe("--config", "tiny", "--work-dir", str(work), "--stage", "2",
                        "--stop-stage", "2")  # fmt: skip
@@ -129,3 +130,26 @@ def test_tiny_recipe_oracle_decoding_is_near_perfect(tiny_run):
     test = json.loads((work / "exp" / "oracle" / "decode_test" / "wer.json").read_text())
     dev = json.loads((work / "exp" / "oracle" / "decode_dev" / "wer.json").read_text())
     assert test["selected_by"] == "given" and test["lm_weight"] == dev["lm_weight"]
+
+
+@pytest.mark.slow
+def test_tiny_recipe_report_has_every_system_with_sane_numbers(tiny_run):
+    work, res = tiny_run
+    results = json.loads((work / "exp" / "report" / "results.json").read_text())
+    systems = results["systems"]
+    expected = {"baseline", "teacher1", "teacher2", "ensemble", "student", "hard_3pct",
+                "soft_3pct"}  # fmt: skip
+    assert expected <= set(systems)
+    for name in expected:
+        entry = systems[name]
+        assert entry["params"] > 10_000, name
+        for split in ("dev", "test"):
+            # 149 senones: chance is well below 5%; three epochs on 100 utterances
+            # reach 15-35%.
+            assert 5.0 < entry[split]["frame_acc"] < 80.0, (name, split, entry)
+            assert 0.0 <= entry[split]["wer"] <= 150.0, (name, split, entry)
+    assert systems["ensemble"]["params"] == 2 * systems["teacher1"]["params"]
+    assert set(results["gain_kept"]) == {"frame_acc", "wer"}
+    assert "| student |" in res.stdout  # the run ends by printing the report table
+    for png in ("systems.png", "learning_curves.png"):
+        assert (work / "exp" / "report" / png).stat().st_size > 1000
