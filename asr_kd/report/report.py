@@ -322,12 +322,16 @@ def order_systems(names: list[str]) -> list[str]:
 def gain_kept(
     baseline: float | None, ensemble: float | None, student: float | None, lower_is_better: bool
 ) -> float | None:
-    """Percent of the ensemble's gain over the baseline the student keeps (``None``: undefined)."""
+    """Percent of the ensemble's gain over the baseline the student keeps.
+
+    ``None`` when a number is missing or the ensemble does not improve on the baseline:
+    then there is no gain to keep, and a ratio of two losses would read as success.
+    """
     if baseline is None or ensemble is None or student is None:
         return None
     gain = (baseline - ensemble) if lower_is_better else (ensemble - baseline)
     kept = (baseline - student) if lower_is_better else (student - baseline)
-    if abs(gain) < 1e-12:
+    if gain <= 1e-12:
         return None
     return round(100.0 * kept / gain, 4)
 
@@ -502,8 +506,8 @@ def results_markdown(
     for metric, label in (("frame_acc", "frame accuracy"), ("wer", "WER")):
         value = gains[metric]
         where = f" (on {on[metric]})" if on[metric] else ""
-        lines.append(f"- {label}: {_fmt(value, 1)}%{where}" if value is not None else
-                     f"- {label}: – (missing or equal numbers{where})")  # fmt: skip
+        none = f"- {label}: – (missing, or the ensemble is not better than the baseline{where})"
+        lines.append(f"- {label}: {_fmt(value, 1)}%{where}" if value is not None else none)
     lines += [
         "",
         "Dev WER: the best LM weight and insertion penalty on dev; test WER: at dev's point. "

@@ -118,6 +118,9 @@ def test_gain_kept_arithmetic_is_sign_aware():
     assert gain_kept(20.0, 10.0, 12.0, lower_is_better=True) == pytest.approx(80.0)
     assert gain_kept(20.0, 10.0, 22.0, lower_is_better=True) == pytest.approx(-20.0)
     assert gain_kept(20.0, 20.0, 18.0, lower_is_better=True) is None  # no gain to keep
+    # an ensemble worse than the baseline: nothing to keep, not "85.7% kept"
+    assert gain_kept(5.24, 6.22, 6.08, lower_is_better=True) is None
+    assert gain_kept(46.0, 45.0, 44.0, lower_is_better=False) is None
     assert gain_kept(None, 10.0, 12.0, lower_is_better=True) is None
 
 
