@@ -12,41 +12,17 @@ import pytest
 from lhotse import CutSet
 
 from asr_kd.align.align import ALI_KEY, AlignConfig, align, phone_segments, word_segments
-from asr_kd.align.mono import MonoConfig, train_mono
-from asr_kd.data.features import FeatureConfig, compute_features
-from asr_kd.data.synth import SynthCorpusConfig, synthesize_corpus
-from asr_kd.data.synth_prepare import prepare_synth
 from asr_kd.errors import AsrKdError, BadInputError
-from asr_kd.lang import Lang, prepare_lang
+from asr_kd.lang import Lang
 from asr_kd.parallel import make_executor
 
-# The corpus of test_mono.py: clean speech, 8 speakers x 10 training utterances.
-SMALL_CLEAN = SynthCorpusConfig(
-    seed=3,
-    train_speakers=8,
-    dev_speakers=2,
-    test_speakers=2,
-    train_utts_per_speaker=10,
-    eval_utts_per_speaker=3,
-    lm_sentences=10,
-    max_words=8,
-    noise_prob=0.0,
-    reverb_prob=0.0,
-)
 LENIENT = AlignConfig(max_failed_share=0.5)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("align")
-    corpus = synthesize_corpus(root / "corpus", SMALL_CLEAN)
-    prepare_synth(corpus, root / "manifests")
-    compute_features(root / "manifests", root / "mfcc", FeatureConfig(kind="mfcc", num_mel_bins=23))
-    words = [w for s in ("train", "dev", "test") for line in (corpus / s / "text").open()
-             for w in line.split()[1:]]  # fmt: skip
-    prepare_lang(words, root / "lang")
-    train_mono(root / "mfcc", root / "lang", root / "mono", MonoConfig(15, 300))
-    return root
+def data(clean_data, model_dir):
+    """The shared clean corpus, with its monophone model at ``data / "mono"``."""
+    return clean_data
 
 
 @pytest.fixture(scope="module")

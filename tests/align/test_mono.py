@@ -11,44 +11,15 @@ from lhotse import CutSet
 
 from asr_kd.align.feats import add_deltas, gmm_features
 from asr_kd.align.mono import KALDI_REALIGN_ITERS, MonoConfig, MonoModel, train_mono
-from asr_kd.data.features import FeatureConfig, compute_features, load_stats
-from asr_kd.data.synth import SynthCorpusConfig, synthesize_corpus
-from asr_kd.data.synth_prepare import prepare_synth
+from asr_kd.data.features import load_stats
 from asr_kd.errors import AsrKdError, MissingInputError
 from asr_kd.lang import prepare_lang
-
-# Clean speech: a flat start on a few dozen noisy utterances is too fragile to test;
-# 8 speakers x 10 utterances gave 88-99% of word starts within 50 ms over 6 seeds.
-SMALL_CLEAN = SynthCorpusConfig(
-    seed=3,
-    train_speakers=8,
-    dev_speakers=2,
-    test_speakers=2,
-    train_utts_per_speaker=10,
-    eval_utts_per_speaker=3,
-    lm_sentences=10,
-    max_words=8,
-    noise_prob=0.0,
-    reverb_prob=0.0,
-)
-FAST = MonoConfig(num_iters=15, total_gaussians=300)
+from asr_kd.testing.synth import FAST_MONO
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mono")
-    corpus = synthesize_corpus(root / "corpus", SMALL_CLEAN)
-    prepare_synth(corpus, root / "manifests")
-    compute_features(root / "manifests", root / "mfcc", FeatureConfig(kind="mfcc", num_mel_bins=23))
-    words = [w for s in ("train", "dev", "test") for line in (corpus / s / "text").open()
-             for w in line.split()[1:]]  # fmt: skip
-    prepare_lang(words, root / "lang")
-    return root
-
-
-@pytest.fixture(scope="module")
-def model_dir(data):
-    return train_mono(data / "mfcc", data / "lang", data / "mono", FAST)
+def data(clean_data):
+    return clean_data
 
 
 def test_add_deltas_is_kaldis():
@@ -89,7 +60,7 @@ def test_realign_schedule_scales_kaldis():
 
 def test_log_likelihood_rises(model_dir):
     ll = json.loads((model_dir / "log_likelihood.json").read_text())
-    assert len(ll) == FAST.num_iters
+    assert len(ll) == FAST_MONO.num_iters
     assert ll[-1] > ll[0] + 10, ll
     drops = sum(b < a - 0.05 for a, b in zip(ll, ll[1:], strict=False))
     assert drops <= 2, ll
@@ -98,7 +69,7 @@ def test_log_likelihood_rises(model_dir):
 def test_model_and_info(model_dir, data):
     info = json.loads((model_dir / "info.json").read_text())
     assert info["num_pdfs"] == 39 * 3 + 2 * 5  # 3-state phones, 5-state SIL and SPN
-    assert info["num_pdfs"] < info["num_gaussians"] <= FAST.total_gaussians
+    assert info["num_pdfs"] < info["num_gaussians"] <= FAST_MONO.total_gaussians
     assert info["utterances"] == 80 and info["utterances_aligned"] >= 76
     assert (model_dir / "phones.txt").read_text() == (data / "lang" / "phones.txt").read_text()
     model = MonoModel.load(model_dir / "final.mdl")
@@ -109,7 +80,7 @@ def test_model_and_info(model_dir, data):
 
 def test_shortest_subset_and_rerun(model_dir, data, tmp_path):
     before = (model_dir / ".done.json").stat().st_mtime_ns
-    train_mono(data / "mfcc", data / "lang", model_dir, FAST)
+    train_mono(data / "mfcc", data / "lang", model_dir, FAST_MONO)
     assert (model_dir / ".done.json").stat().st_mtime_ns == before
     small = MonoConfig(num_iters=2, max_utterances=5)
     out = train_mono(data / "mfcc", data / "lang", tmp_path / "m", small)
