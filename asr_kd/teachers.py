@@ -385,7 +385,8 @@ def load_teacher(
     """Load a teacher from a spec (see the module docstring) and check its inventory.
 
     Args:
-        spec: a ``model.pt`` or the training directory holding it; a teacher file
+        spec: a ``model.pt`` or the training directory holding it; a
+            ``train-specialists`` output (the generalist and specialists combined); a teacher file
             (``.yaml``/``.yml``/``.json``); or the teacher file's mapping (its paths
             relative to the working directory).
         expect_tree_id, expect_num_senones, expect_frame_shift: refuse a teacher built
@@ -403,7 +404,11 @@ def load_teacher(
         teacher = teacher_from_config(spec, Path.cwd(), dev, amp)
     else:
         path = Path(spec)
-        if path.suffix in TEACHER_FILE_SUFFIXES:
+        from asr_kd.specialists.system import is_specialist_dir, load_specialist_system
+
+        if is_specialist_dir(path):  # a generalist and its specialists, as one teacher
+            teacher = load_specialist_system(path, dev, amp)
+        elif path.suffix in TEACHER_FILE_SUFFIXES:
             teacher = teacher_from_config(_read_teacher_file(path), path.parent, dev, amp, path)
         else:
             teacher = _checkpoint_teacher(path, dev, amp)

@@ -153,3 +153,26 @@ def test_tiny_recipe_report_has_every_system_with_sane_numbers(tiny_run):
     assert "| student |" in res.stdout  # the run ends by printing the report table
     for png in ("systems.png", "learning_curves.png"):
         assert (work / "exp" / "report" / png).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_tiny_recipe_specialists_stages(tiny_run):
+    """Stages 19-21: clusters, specialists, their student, decoded and in the report."""
+    work, res = tiny_run
+    exp = work / "exp"
+    assert all(f"stage {i} took" in res.stdout for i in (19, 20, 21))
+    clusters = json.loads((exp / "specialists" / "clusters.json").read_text())
+    assert clusters["num_clusters"] == len(clusters["clusters"]) == 3  # tiny: 3 specialists
+    assert clusters["sizes"] == [len(c) for c in clusters["clusters"]]
+    flat = [s for c in clusters["clusters"] for s in c]
+    assert len(flat) == len(set(flat))  # disjoint
+    systems = json.loads((exp / "report" / "results.json").read_text())["systems"]
+    for name in ("generalist", "specialists", "specialists_student"):
+        for split in ("dev", "test"):
+            entry = systems[name][split]
+            assert 5.0 < entry["frame_acc"] < 80.0, (name, split, entry)
+            assert 0.0 < entry["frame_acc_in_clusters"] < 100.0, (name, split, entry)
+            assert 0.0 <= entry["wer"] <= 150.0, (name, split, entry)
+    # The generalist is the baseline: the same model, the same numbers.
+    assert systems["generalist"]["dev"]["wer"] == systems["baseline"]["dev"]["wer"]
+    assert "frame accuracy, %" in (exp / "report" / "RESULTS.md").read_text()

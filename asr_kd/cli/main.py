@@ -16,6 +16,7 @@ from asr_kd.cli import distill as distill_cmds
 from asr_kd.cli import ensemble as ensemble_cmds
 from asr_kd.cli import graph as graph_cmds
 from asr_kd.cli import lang as lang_cmds
+from asr_kd.cli import specialists as specialists_cmds
 from asr_kd.cli import train as train_cmds
 from asr_kd.cli import tree as tree_cmds
 from asr_kd.errors import AsrKdError
@@ -71,4 +72,6 @@ cli.add_command(ensemble_cmds.train_ensemble)
 cli.add_command(ensemble_cmds.eval_ensemble)
 cli.add_command(distill_cmds.cache_soft_targets)
 cli.add_command(distill_cmds.distill)
+cli.add_command(specialists_cmds.train_specialists)
+cli.add_command(specialists_cmds.eval_specialists)
 cli.add_command(distill_cmds.report)

@@ -411,6 +411,8 @@ def teacher_model_file(spec: Any) -> Path | None:
     if not isinstance(spec, str | Path):
         return None
     path = Path(spec)
+    if path.is_dir() and (path / "specialists.json").is_file():  # the generalist's architecture
+        return teacher_model_file(json.loads((path / "specialists.json").read_text())["generalist"])
     if path.is_dir() and (path / "model.pt").is_file():
         return path / "model.pt"
     return path if path.is_file() and path.suffix == ".pt" else None
@@ -418,7 +420,13 @@ def teacher_model_file(spec: Any) -> Path | None:
 
 def teacher_digests(specs: Sequence[Any]) -> list[str | None]:
     """A digest of each teacher's ``model.pt`` (``None`` for other kinds of teacher)."""
-    return [file_digest(p) if (p := teacher_model_file(s)) else None for s in specs]
+    out = []
+    for s in specs:
+        if isinstance(s, str | Path) and (Path(s) / "specialists.json").is_file():
+            out.append(file_digest(Path(s) / "specialists.json"))  # changes with any specialist
+        else:
+            out.append(file_digest(p) if (p := teacher_model_file(s)) else None)
+    return out
 
 
 def _same_float(a: Any, b: Any) -> bool:

@@ -13,6 +13,10 @@ Inputs, per system, by convention under ``<exp>/<name>/`` (any of them may be mi
     eval_<split>.json        'asr-kd eval-frame-acc --out' output: {"frame_acc": 0.61, ...}
     decode_<split>/wer.json  'asr-kd decode' output (WER in percent, LM weight, sweep, RTF)
 
+The ``specialists`` system's ``eval.json`` ('asr-kd eval-specialists') adds systems it
+scored that are not directories of ``<exp>`` (the ``generalist``, under its own
+directory) and gives every system it scored ``frame_acc_in_clusters`` per split.
+
 A system is every sub-directory of ``<exp>`` holding one of these, or the mapping given
 (``--systems`` file: ``systems: {name: dir | {dir: ..., members: [...]}}`` with dirs
 relative to ``<exp>``, and optionally ``baseline:``, ``ensemble:``, ``student:`` naming
@@ -85,6 +89,8 @@ class SystemResult:
     frame_acc: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(SPLITS))
     wer: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(SPLITS))
     rtf: float | None = None
+    in_clusters: dict[str, float | None] = field(default_factory=dict)
+    """Frame accuracy on frames of the specialists' clusters, per split (when scored)."""
     curve: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -109,6 +115,27 @@ def discover_systems(exp_dir: Path | str, exclude: Path | None = None) -> dict[s
         if d.is_dir() and not skip and d.resolve() != exclude and _has_results(d):
             found[d.name] = SystemDirs(d.name, d)
     return found
+
+
+SPECIALISTS = "specialists"
+
+
+def _specialist_eval(systems: Mapping[str, SystemDirs]) -> dict[str, Any]:
+    """The ``eval-specialists`` document of the ``specialists`` system, if any."""
+    s = systems.get(SPECIALISTS)
+    doc = _read_json(s.dir / "eval.json") if s is not None else None
+    return doc if doc and isinstance(doc.get("systems"), Mapping) else {}
+
+
+def add_specialist_systems(systems: dict[str, SystemDirs]) -> dict[str, SystemDirs]:
+    """Add the ``generalist`` the specialists started from (its directory, under that name)
+    and any other system scored by ``eval-specialists`` that is not listed yet."""
+    doc = _specialist_eval(systems)
+    for name, entry in (doc.get("systems") or {}).items():
+        d = Path(str(entry.get("dir", "")))
+        if name not in systems and d.is_dir():
+            systems[name] = SystemDirs(name, d)
+    return systems
 
 
 def read_systems_file(path: Path | str, exp_dir: Path | str) -> tuple[dict, dict[str, str]]:
@@ -284,6 +311,13 @@ def collect(
         for split in SPLITS:
             r.frame_acc[split] = _frame_acc(s, split, model_dev, data_dir, device, r.notes)
         r.wer, r.rtf = _wer(s, r.notes)
+        entry = (_specialist_eval(systems).get("systems") or {}).get(name) or {}
+        for split in SPLITS:
+            scored = entry.get(split) or {}
+            if scored.get("frame_acc_in_clusters") is not None:
+                r.in_clusters[split] = float(scored["frame_acc_in_clusters"])
+            if r.frame_acc[split] is None and scored.get("frame_acc") is not None:
+                r.frame_acc[split] = float(scored["frame_acc"])
         r.curve = list((_read_json(s.dir / "train.json") or {}).get("epochs") or [])
         results[name] = r
     for name in names:
@@ -303,7 +337,8 @@ def _is_ensemble(name: str, s: SystemDirs) -> bool:
 
 
 def _sort_key(name: str) -> tuple:
-    fixed = {"baseline": 0, "ensemble": 4, "student": 5, "hard_3pct": 6, "soft_3pct": 7}
+    fixed = {"baseline": 0, "ensemble": 4, "student": 5, "hard_3pct": 6, "soft_3pct": 7,
+             "generalist": 8, "specialists": 9, "specialists_student": 10}  # fmt: skip
     m, e = _TEACHER_N.match(name), _ENSEMBLE_N.match(name)
     if name in fixed:
         return (fixed[name], 0, name)
@@ -311,11 +346,12 @@ def _sort_key(name: str) -> tuple:
         return (1, int(m[1]), name)
     if e:
         return (3, int(e[1]), name)
-    return (8, 0, name)
+    return (11, 0, name)
 
 
 def order_systems(names: list[str]) -> list[str]:
-    """baseline, teacher1..N, ensemble_<n>, ensemble, student, hard_3pct, soft_3pct, others."""
+    """baseline, teacher1..N, ensemble_<n>, ensemble, student, hard_3pct, soft_3pct,
+    generalist, specialists, specialists_student, others."""
     return sorted(names, key=_sort_key)
 
 
@@ -348,7 +384,15 @@ def results_document(
         name: {
             "params": r.params,
             **{
-                split: {"frame_acc": _pct(r.frame_acc[split]), "wer": r.wer[split]}
+                split: {
+                    "frame_acc": _pct(r.frame_acc[split]),
+                    "wer": r.wer[split],
+                    **(
+                        {"frame_acc_in_clusters": _pct(r.in_clusters[split])}
+                        if split in r.in_clusters
+                        else {}
+                    ),
+                }
                 for split in SPLITS
             },
         }
@@ -413,6 +457,7 @@ def report(
         if systems is None
         else systems_from_mapping(systems, exp_dir)
     )
+    found = add_specialist_systems(dict(found))
     if not found:
         raise BadInputError(f"{exp_dir} holds no experiment results (model.pt, decode_*/wer.json)")
     roles = {r: (roles or {}).get(r, r) for r in ROLES}
@@ -508,6 +553,23 @@ def results_markdown(
         where = f" (on {on[metric]})" if on[metric] else ""
         none = f"- {label}: – (missing, or the ensemble is not better than the baseline{where})"
         lines.append(f"- {label}: {_fmt(value, 1)}%{where}" if value is not None else none)
+    scored = [n for n, r in results.items() if r.in_clusters]
+    if scored:
+        lines += [
+            "",
+            "Frames whose reference senone lies in a specialist's cluster (frame accuracy, %):",
+            "",
+            "| system | dev all | dev in clusters | test all | test in clusters |",
+            "|:--|--:|--:|--:|--:|",
+        ]
+        for name in scored:
+            row = doc["systems"][name]
+            lines.append(
+                f"| {name} | {_fmt(row['dev']['frame_acc'])} "
+                f"| {_fmt(row['dev'].get('frame_acc_in_clusters'))} "
+                f"| {_fmt(row['test']['frame_acc'])} "
+                f"| {_fmt(row['test'].get('frame_acc_in_clusters'))} |"
+            )
     lines += [
         "",
         "Dev WER: the best LM weight and insertion penalty on dev; test WER: at dev's point. "

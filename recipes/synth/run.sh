@@ -6,6 +6,10 @@
 #
 # Usage: recipes/synth/run.sh [--stage N] [--stop-stage M] [--config tiny|small|large|FILE]
 #                             [--work-dir DIR] [--nj N] [--dask-scheduler ADDR]
+#                             [--specialists yes|no] [--sweeps yes|no]
+# --specialists: stages 19-21 (generalist + specialists, their student); default yes
+#   for tiny and large, no for small (they add ~10 min to make demo's 30 on 2 cores).
+# --sweeps: optional stages 22-23 (ensemble size; temperature and alpha); default no.
 set -euo pipefail
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,6 +19,8 @@ config=small
 work_dir=$recipe_dir
 nj=2
 dask_scheduler=
+specialists=auto
+sweeps=no
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -24,11 +30,16 @@ while [[ $# -gt 0 ]]; do
     --work-dir) work_dir=$2; shift 2 ;;
     --nj) nj=$2; shift 2 ;;
     --dask-scheduler) dask_scheduler=$2; shift 2 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --specialists) specialists=$2; shift 2 ;;
+    --sweeps) sweeps=$2; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "$0: unknown option $1" >&2; exit 1 ;;
   esac
 done
 
+if [[ $specialists == auto ]]; then
+  case ${config##*/} in small|small.yaml) specialists=no ;; *) specialists=yes ;; esac
+fi
 [[ -f $config ]] || config=$recipe_dir/conf/$config.yaml
 [[ -f $config ]] || { echo "$0: no config $config" >&2; exit 1; }
 data=$work_dir/data
@@ -48,6 +59,19 @@ timed() {
   local start=$SECONDS
   "$@"
   log "stage $current took $((SECONDS - start)) s"
+}
+
+# decode_system MODEL OUT [decode options]: dev with the LM-weight sweep, then test at
+# dev's point (never tuned on test); writes OUT/decode_dev and OUT/decode_test.
+decode_system() {
+  local model=$1 out=$2
+  shift 2
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
+    --priors "$data/senones" --lang "$data/lang" \
+    "$data/senones/synth_cuts_dev.jsonl.gz" "$exp/graph" "$out/decode_dev"
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
+    --priors "$data/senones" --lang "$data/lang" --tuned-on "$out/decode_dev" \
+    "$data/senones/synth_cuts_test.jsonl.gz" "$exp/graph" "$out/decode_test"
 }
 
 current=0
@@ -192,18 +216,75 @@ if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
     # takes >1 s per utterance; they get the 1-best decoder (LM weight 10, no sweep).
     weak=()
     [[ $sys == *_3pct ]] && weak=(--set lattice=false --set max_active=2000)
-    timed "${kd[@]}" decode --config "$config" "${par[@]}" "${weak[@]}" --model "$model" \
-      --priors "$data/senones" --lang "$data/lang" \
-      "$data/senones/synth_cuts_dev.jsonl.gz" "$exp/graph" "$exp/$sys/decode_dev"
-    timed "${kd[@]}" decode --config "$config" "${par[@]}" "${weak[@]}" --model "$model" \
-      --priors "$data/senones" --lang "$data/lang" --tuned-on "$exp/$sys/decode_dev" \
-      "$data/senones/synth_cuts_test.jsonl.gz" "$exp/graph" "$exp/$sys/decode_test"
+    decode_system "$model" "$exp/$sys" "${weak[@]}"
   done
 fi
 
+# Stages 19-21: the paper's second method, specialists over confusable senone clusters.
+# The generalist is the baseline: one full model on the hard targets.
 current=19
-if [[ $stage -le 19 && $stop_stage -ge 19 ]]; then
-  log "Stage 19: the report (RESULTS.md, results.json, plots)"
+if [[ $specialists == yes && $stage -le 19 && $stop_stage -ge 19 ]]; then
+  log "Stage 19: senone clusters from the generalist's predictions; one specialist each"
+  timed "${kd[@]}" train-specialists --config "$config" "${par[@]}" \
+    "$exp/baseline" "$data/senones" "$data/fbank" "$exp/specialists"
+fi
+
+current=20
+if [[ $specialists == yes && $stage -le 20 && $stop_stage -ge 20 ]]; then
+  log "Stage 20: distil the generalist + specialists into one student"
+  timed "${kd[@]}" cache-soft-targets --config "$config" --teacher "$exp/specialists" \
+    "$data/senones" "$data/fbank" "$data/soft_specialists"
+  timed "${kd[@]}" distill --config "$config" --cache-dir "$data/soft_specialists" \
+    --teacher "$exp/specialists" "$data/senones" "$data/fbank" "$exp/specialists_student"
+fi
+
+current=21
+if [[ $specialists == yes && $stage -le 21 && $stop_stage -ge 21 ]]; then
+  log "Stage 21: frame accuracy in the clusters; decode the specialist systems"
+  timed "${kd[@]}" eval-specialists --system "ensemble=$ensemble_spec" \
+    --system "specialists_student=$exp/specialists_student" \
+    "$exp/specialists" "$data/senones"
+  for sys in specialists specialists_student; do
+    decode_system "$exp/$sys" "$exp/$sys"
+  done
+fi
+
+# Stages 22-23 (optional, --sweeps yes): the paper's sweeps.
+current=22
+if [[ $sweeps == yes && $stage -le 22 && $stop_stage -ge 22 ]]; then
+  log "Stage 22: ensembles of 1, 2, 4, ... teachers: frame accuracy and WER"
+  n=${#teachers[@]}
+  for ((k = 2; k < n; k *= 2)); do
+    members=("${teachers[@]:0:k}")
+    spec="ensemble:$(IFS=,; echo "${members[*]}")"
+    timed "${kd[@]}" eval-ensemble --method arithmetic --out "$exp/ensemble_$k/eval.json" \
+      "$data/senones" "${members[@]}"
+    decode_system "$spec" "$exp/ensemble_$k"
+  done
+fi
+
+current=23
+if [[ $sweeps == yes && $stage -le 23 && $stop_stage -ge 23 ]]; then
+  log "Stage 23: students at other temperatures and soft-target weights (exp/sweeps)"
+  # A cache per temperature (alpha only weighs the loss). At T >= 5 the top 10 senones
+  # hold too little of the flattened mass: those caches keep 40.
+  for point in "1 0.5" "5 0.5" "10 0.5" "2 0.25" "2 0.9" "2 1.0"; do
+    read -r t a <<< "$point"
+    k=10
+    [[ $t -ge 5 ]] && k=40
+    timed "${kd[@]}" cache-soft-targets --config "$config" --set "temperature=$t" --set "k=$k" \
+      "${teacher_args[@]}" "$data/senones" "$data/fbank" "$data/soft_T$t"
+    timed "${kd[@]}" distill --config "$config" --set "temperature=$t" --set "alpha=$a" \
+      --set "k=$k" --cache-dir "$data/soft_T$t" "${teacher_args[@]}" "$data/senones" \
+      "$data/fbank" "$exp/sweeps/student_T${t}_a${a}"
+  done
+  [[ -d $exp/student ]] && ln -sfn ../student "$exp/sweeps/student_T2_a0.5"
+  "${kd[@]}" report --data-dir "$data/senones" "$exp/sweeps" "$exp/sweeps/report"
+fi
+
+current=24
+if [[ $stage -le 24 && $stop_stage -ge 24 ]]; then
+  log "Stage 24: the report (RESULTS.md, results.json, plots)"
   "${kd[@]}" report --data-dir "$data/senones" "$exp" "$exp/report"
 fi
 

@@ -7,15 +7,14 @@ cache, the on-the-fly path and the students are checked against them.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import train_toy as toy
 import yaml
 from click.testing import CliRunner
 
@@ -41,20 +40,6 @@ from asr_kd.train.dataset import SenoneDataset, load_split
 S, T = 8, 2.0
 TEACHER = {"arch": "dnn", "options": {"num_layers": 1, "hidden_dim": 32, "left_context": 1,
                                       "right_context": 1}}  # fmt: skip
-
-
-def _toy_module():
-    """``tests/train/train_toy.py`` (the toy task), importable as ``train_toy``."""
-    if "train_toy" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "train" / "train_toy.py"
-        spec = importlib.util.spec_from_file_location("train_toy", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["train_toy"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["train_toy"]
-
-
-toy = _toy_module()
 
 
 def _train_config(**changes) -> TrainConfig:

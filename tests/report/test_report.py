@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import train_toy
 from click.testing import CliRunner
 
 from asr_kd.report import gain_kept, report
@@ -165,20 +164,10 @@ def test_an_eval_ensemble_document_is_read_for_the_ensemble(exp, tmp_path):
     assert doc["gain_kept"]["frame_acc"] == pytest.approx(100 * 5 / 11)
 
 
-def _toy_module():
-    if "train_toy" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "train" / "train_toy.py"
-        spec = importlib.util.spec_from_file_location("train_toy", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["train_toy"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["train_toy"]
-
-
 def test_frame_accuracy_missing_from_eval_files_is_evaluated_on_the_data(tmp_path):
     from asr_kd.train import TrainConfig, train_model
 
-    data, feats = _toy_module().make_toy_data(tmp_path / "toy", num_train=8, num_dev=4)
+    data, feats = train_toy.make_toy_data(tmp_path / "toy", num_train=8, num_dev=4)
     shutil.copy(data / "toy_cuts_dev.jsonl.gz", data / "toy_cuts_test.jsonl.gz")
     model = {"arch": "dnn", "options": {"num_layers": 1, "hidden_dim": 8, "left_context": 0,
                                         "right_context": 0}}  # fmt: skip

@@ -1,0 +1,154 @@
+"""The generalist + specialists system as a teacher: decode, evaluate and distil it.
+
+``load_teacher("exp/specialists")`` (any directory holding ``specialists.json``)
+returns a :class:`SpecialistSystem`: per batch, the generalist's distribution, the
+specialists active on each frame (the generalist's ``top_n`` senones fall in their
+cluster) and the KL combination of :func:`asr_kd.specialists.combine.kl_combine`.
+It follows the :class:`~asr_kd.teachers.Teacher` protocol, so ``asr-kd decode
+--model exp/specialists``, ``cache-soft-targets --teacher exp/specialists`` and
+``eval-specialists`` treat it as one model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from lhotse.cut import Cut
+
+from asr_kd.errors import BadInputError, MissingInputError
+from asr_kd.stage import file_digest, is_done
+
+__all__ = ["SpecialistSystem", "is_specialist_dir", "load_specialist_system"]
+
+INFO_FILE = "specialists.json"
+MAX_CHUNK_ELEMENTS = 1 << 25  # frames x specialists x senones per KL-combination chunk
+
+
+def is_specialist_dir(path: Path | str) -> bool:
+    """Whether ``path`` is a ``train-specialists`` output."""
+    return Path(path).is_dir() and (Path(path) / INFO_FILE).is_file()
+
+
+class SpecialistSystem:
+    """A generalist and its specialists, combined per frame (module doc).
+
+    Args:
+        generalist: a network teacher (``NeuralTeacher``).
+        specialists: one network teacher per cluster, ``n_m + 1`` classes, dustbin first.
+        clusters: their senone ids.
+        top_n, em_iters, em_tol: inference settings.
+        name, source: see the ``Teacher`` protocol.
+    """
+
+    def __init__(self, generalist, specialists, clusters, top_n, em_iters, em_tol, name, source):
+        self.generalist = generalist
+        self.specialists = list(specialists)
+        self.clusters = [torch.as_tensor(c, dtype=torch.long) for c in clusters]
+        self.top_n, self.em_iters, self.em_tol = int(top_n), int(em_iters), float(em_tol)
+        self.name, self.source = name, source
+        self.num_senones = generalist.num_senones
+        self.tree_id = generalist.tree_id
+        self.frame_shift = generalist.frame_shift
+        self.needs_features = True
+        owner = torch.full((self.num_senones,), -1, dtype=torch.long)
+        for m, c in enumerate(self.clusters):
+            owner[c] = m
+        self.cluster_of = owner
+
+    @property
+    def device(self) -> torch.device:
+        return self.generalist.device
+
+    @torch.no_grad()
+    def posteriors_batch(
+        self, cuts: Sequence[Cut], feats: Sequence[np.ndarray] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(combined [B, T, S], generalist [B, T, S], active [B, T, M], lengths)``
+        probabilities at temperature 1 (padding frames: the generalist's uniform)."""
+        from asr_kd.specialists.combine import active_specialists, kl_combine
+
+        if feats is None:
+            feats = [c.load_features() for c in cuts]
+        gen_lp, lengths = self.generalist.log_probs_batch(cuts, 1.0, feats)
+        spec_lp = [s.log_probs_batch(cuts, 1.0, feats)[0] for s in self.specialists]
+        b, t, s = gen_lp.shape
+        valid = torch.arange(t, device=gen_lp.device) < lengths.to(gen_lp.device)[:, None]
+        gen = gen_lp[valid].exp()
+        spec = [lp[valid].exp() for lp in spec_lp]
+        active = active_specialists(gen, self.cluster_of, len(self.clusters), self.top_n)
+        combined = gen.clone()
+        rows = active.any(1).nonzero().squeeze(1)
+        chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, len(self.clusters) * s))
+        for start in range(0, len(rows), chunk):
+            r = rows[start : start + chunk]
+            combined[r] = kl_combine(gen[r], [p[r] for p in spec], self.clusters, active[r],
+                                     self.em_iters, self.em_tol)  # fmt: skip
+        out = gen_lp.exp()
+        out[valid] = combined
+        act = torch.zeros(b, t, len(self.clusters), dtype=torch.bool, device=gen_lp.device)
+        act[valid] = active
+        return out, gen_lp.exp(), act, lengths
+
+    def log_probs_batch(
+        self,
+        cuts: Sequence[Cut],
+        temperature: float = 1.0,
+        feats: Sequence[np.ndarray] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be positive and finite, got {temperature}")
+        probs, _, _, lengths = self.posteriors_batch(cuts, feats)
+        logp = probs.clamp(min=1e-30).log()
+        return torch.log_softmax(logp / temperature, dim=-1), lengths
+
+    def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
+        out, _ = self.log_probs_batch([cut], temperature)
+        return out[0].cpu().numpy()
+
+
+def load_specialist_system(
+    path: Path | str, device: torch.device | str = "cpu", amp: str = "auto"
+) -> SpecialistSystem:
+    """Load a ``train-specialists`` output as one teacher.
+
+    Raises:
+        MissingInputError: the stage has not finished, or a specialist file is missing.
+        BadInputError: the generalist's file changed since the specialists were trained.
+    """
+    from asr_kd.specialists.combine import make_specialist
+    from asr_kd.teachers import NeuralTeacher, load_teacher
+
+    path = Path(path)
+    if not is_done(path):
+        raise MissingInputError(f"{path} is incomplete: run the 'train-specialists' stage first")
+    doc = json.loads((path / INFO_FILE).read_text())
+    gen = load_teacher(doc["generalist"], device=device, amp=amp)
+    from asr_kd.specialists.train import _generalist_file
+
+    if file_digest(_generalist_file(doc["generalist"])) != doc["generalist_digest"]:
+        raise BadInputError(
+            f"{path}: the generalist {doc['generalist']} changed after its specialists were "
+            "trained; rerun 'train-specialists' with --force"
+        )
+    specialists, clusters = [], []
+    for entry in doc["specialists"]:
+        file = path / entry["file"]
+        if not file.is_file():
+            raise MissingInputError(f"{file} does not exist: rerun 'train-specialists'")
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+        cluster = [int(s) for s in saved["cluster"]]
+        model = make_specialist(gen.model, gen.num_senones, cluster)
+        model.load_state_dict(saved["state_dict"])
+        specialists.append(NeuralTeacher(
+            model, gen.normalizer, len(cluster) + 1, gen.tree_id, gen.frame_shift,
+            f"specialist{entry['index']}", f"specialist:{file}", gen.device, amp,
+        ))  # fmt: skip
+        clusters.append(cluster)
+    source = f"specialists:{path.resolve()}@{file_digest(path / INFO_FILE)}"
+    return SpecialistSystem(gen, specialists, clusters, doc["top_n"], doc["em_iters"],
+                            doc.get("em_tol", 1e-7), path.name, source)  # fmt: skip
