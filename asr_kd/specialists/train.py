@@ -254,8 +254,11 @@ class _Group:
         params = [p for m in self.models for p in m.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=self.config.lr,
                                           weight_decay=self.config.weight_decay)  # fmt: skip
-        self.rng = torch.Generator(device=self.device)
-        self.rng.manual_seed(self.config.seed + job.indices[0])
+        # One stream per specialist: its frame selection does not depend on which
+        # process or group trains it.
+        self.rngs = [torch.Generator(device=self.device) for _ in job.indices]
+        for rng, index in zip(self.rngs, job.indices, strict=True):
+            rng.manual_seed(self.config.seed + index)
         if self.mode == "vmap":
             import copy
 
@@ -298,7 +301,7 @@ class _Group:
             t = local[j]
             inside = t > 0
             dust = t == 0
-            keep = torch.rand(t.shape, generator=self.rng, device=self.device) < self.keep[j]
+            keep = torch.rand(t.shape, generator=self.rngs[j], device=self.device) < self.keep[j]
             sel = inside | (dust & keep)
             n = int(sel.sum())
             if n == 0:

@@ -409,3 +409,24 @@ def test_missing_senone_targets_name_the_stage(world, tmp_path):
     with pytest.raises(MissingInputError, match="senone-targets"):
         train_specialists(world["gen"], tmp_path / "nope", world["feats"], tmp_path / "spec",
                           _config(), device="cpu")  # fmt: skip
+
+
+def test_batched_and_one_by_one_training_give_the_same_specialists(world, tmp_path):
+    """fused: vmap (the GPU's one batched program, run here on the CPU) trains the same
+    specialists as the loop, up to float rounding; two CPU processes as one."""
+    outs = {}
+    for name, fused, jobs in (("vmap", "vmap", 1), ("loop", "loop", 1), ("jobs", "loop", 2)):
+        outs[name] = tmp_path / name
+        train_specialists(world["gen"], world["data"], world["feats"], outs[name],
+                          _config(fused=fused), num_jobs=jobs, device="cpu")  # fmt: skip
+    files = sorted(p.name for p in outs["loop"].glob("specialist*.pt"))
+    assert len(files) == 2
+    for f in files:
+        ref = torch.load(outs["loop"] / f, weights_only=True)
+        for other in ("vmap", "jobs"):
+            got = torch.load(outs[other] / f, weights_only=True)
+            assert got["cluster"] == ref["cluster"]
+            for key, value in ref["state_dict"].items():
+                torch.testing.assert_close(got["state_dict"][key], value, rtol=1e-4, atol=1e-5)
+    info = json.loads((outs["vmap"] / "specialists.json").read_text())
+    assert info["fused"] == "vmap"
