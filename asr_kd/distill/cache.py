@@ -72,6 +72,10 @@ logger = logging.getLogger(__name__)
 CACHE_STAGE = "cache-soft-targets"
 SOFT_IDX = "soft_idx"
 SOFT_PROB = "soft_prob"
+SOFT_MASS = "soft_mass"
+ROWS = "probabilities"
+"""info.json ``rows``: the cached rows are the teacher's probabilities, not renormalised
+(their sum is the mass the k senones hold; caches without the key were renormalised)."""
 CUTS_KEY = "cuts"
 """``batch["cuts"]``: the batch's cuts, for teachers that read their own inputs."""
 
@@ -288,7 +292,8 @@ class CachedSoftTargets:
     """Collate hook: the cached top-k soft targets of every cut in a batch.
 
     Adds ``batch["soft_idx"]`` (int64) and ``batch["soft_prob"]`` (float32, rows
-    renormalised), both ``[B, T, k]``, zero on padding frames.
+    renormalised), both ``[B, T, k]``, zero on padding frames, and ``batch["soft_mass"]``
+    ``[B, T]``: the probability the k senones held (1 for a cache of renormalised rows).
 
     Args:
         arrays: cut id -> (``soft_idx``, ``soft_prob``) array manifests.
@@ -345,11 +350,14 @@ class CachedSoftTargets:
         k = loaded[0][0].shape[1]
         shape = (len(loaded), int(batch["feats"].shape[1]), k)
         idx, prob = torch.zeros(shape, dtype=torch.int64), torch.zeros(shape)
+        mass = torch.ones(shape[:2])
         for b, (i, p) in enumerate(loaded):
             idx[b, : len(i)] = torch.from_numpy(i.astype(np.int64))
             p = p.astype(np.float32)
-            prob[b, : len(p)] = torch.from_numpy(p / np.maximum(p.sum(1, keepdims=True), 1e-30))
-        batch[SOFT_IDX], batch[SOFT_PROB] = idx, prob
+            total = np.maximum(p.sum(1, keepdims=True), 1e-30)
+            prob[b, : len(p)] = torch.from_numpy(p / total)
+            mass[b, : len(p)] = torch.from_numpy(np.minimum(total[:, 0], 1.0))
+        batch[SOFT_IDX], batch[SOFT_PROB], batch[SOFT_MASS] = idx, prob, mass
 
     def _load(self, cut_id: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
         if cut_id not in self.arrays:
@@ -492,7 +500,7 @@ def cache_soft_targets(
             frame_shift=float(next(iter(first)).frame_shift), normalizer=normalizer,
             combination=config.combination, weights=config.weights, device=dev, amp=config.amp,
         )  # fmt: skip
-        out = {**_teacher_fields(config), "tree_id": tree, "num_senones": num_senones,
+        out = {**_teacher_fields(config), "rows": ROWS, "tree_id": tree, "num_senones": num_senones,
                "frame_shift": float(next(iter(first)).frame_shift), "splits": {}}  # fmt: skip
         for split in splits:
             cuts = load_split(data_dir, split)
@@ -561,7 +569,8 @@ def _cache_split(
             shift = cut.frame_shift
             a = writer.store_array(f"{cid}.idx", indices[b, :n].numpy().astype(np.int32),
                                    frame_shift=shift, temporal_dim=0)  # fmt: skip
-            p = writer.store_array(f"{cid}.prob", probs[b, :n].numpy().astype(dtype),
+            true = probs[b, :n] * kept[b, :n, None]  # rows keep their mass (ROWS)
+            p = writer.store_array(f"{cid}.prob", true.numpy().astype(dtype),
                                    frame_shift=shift, temporal_dim=0)  # fmt: skip
             out[cid] = cut.with_custom(SOFT_IDX, a).with_custom(SOFT_PROB, p)
             frames += n

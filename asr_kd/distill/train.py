@@ -45,7 +45,9 @@ import torch
 
 from asr_kd.config import to_dict
 from asr_kd.distill.cache import (
+    ROWS,
     SOFT_IDX,
+    SOFT_MASS,
     SOFT_PROB,
     CachedSoftTargets,
     TeacherEnsemble,
@@ -55,7 +57,7 @@ from asr_kd.distill.cache import (
     teacher_model_file,
 )
 from asr_kd.distill.loss import SparseTargets, kd_loss
-from asr_kd.errors import ConfigError
+from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.stage import require_done
 from asr_kd.train import TrainConfig, train_model
 from asr_kd.train.checkpoint import load_file, registry_builder, resolved_spec
@@ -67,6 +69,7 @@ STAGE = "distill"
 SOURCES = ("cache", "on_the_fly")
 COMBINATIONS = ("arithmetic", "geometric")
 PROB_DTYPES = ("float16", "float32")
+TAILS = ("group", "uniform", "renormalise")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class DistillConfig:
         combination: ``arithmetic`` or ``geometric`` mean of the teachers.
         weights: one weight per teacher, or ``None`` (equal).
         k: senones kept per frame in the cache.
+        tail: what a cached target says of the senones outside its k: ``group`` (they
+            hold the teacher's remaining mass together), ``uniform`` (that mass spread
+            evenly) or ``renormalise`` (nothing: the k renormalised); see
+            :mod:`asr_kd.distill.loss`.
         prob_dtype: the cached probabilities' type, ``float16`` or ``float32``.
         student: the student's model spec (``arch``, ``preset``, ``options``), or
             ``None`` for the first teacher's architecture.
@@ -99,6 +106,7 @@ class DistillConfig:
     combination: str = "arithmetic"
     weights: tuple[float, ...] | None = None
     k: int = 10
+    tail: str = "group"
     prob_dtype: str = "float16"
     student: dict[str, Any] | None = None
     amp: str = "auto"
@@ -111,6 +119,7 @@ class DistillConfig:
             ("source", self.source, SOURCES),
             ("combination", self.combination, COMBINATIONS),
             ("prob_dtype", self.prob_dtype, PROB_DTYPES),
+            ("tail", self.tail, TAILS),
             ("amp", self.amp, ("auto", "bf16", "off")),
         ):
             if value not in allowed:
@@ -136,8 +145,15 @@ class DistillLoss:
             ``batch["soft_idx"]``/``batch["soft_prob"]`` (:class:`CachedSoftTargets`).
     """
 
-    def __init__(self, temperature: float, alpha: float, teachers: TeacherEnsemble | None = None):
+    def __init__(
+        self,
+        temperature: float,
+        alpha: float,
+        teachers: TeacherEnsemble | None = None,
+        tail: str = "group",
+    ):
         self.temperature, self.alpha, self.teachers = temperature, alpha, teachers
+        self.tail = tail
 
     def __call__(
         self, logits: torch.Tensor, batch: Batch
@@ -146,7 +162,9 @@ class DistillLoss:
         if self.teachers is not None:
             target = self.teachers.log_probs(batch, self.temperature, device)
         elif SOFT_IDX in batch:
-            target = SparseTargets(batch[SOFT_IDX], batch[SOFT_PROB]).to(device)
+            mass = None if self.tail == "renormalise" else batch.get(SOFT_MASS)
+            target = SparseTargets(batch[SOFT_IDX], batch[SOFT_PROB], mass, self.tail)
+            target = target.to(device)
         else:
             raise ValueError("no soft targets in the batch: add the CachedSoftTargets hook")
         hard = batch["targets"].to(device)
@@ -242,9 +260,17 @@ def distill(
         cache_dir = Path(config.cache_dir).resolve()
         cache = read_cache_info(cache_dir)
         check_cache(cache, str(cache_dir), tree, num_senones, config)
+        if config.tail != "renormalise" and cache.get("rows") != ROWS:
+            raise BadInputError(
+                f"the soft-target cache {cache_dir} holds renormalised rows (an older "
+                "'cache-soft-targets'): rerun it with --force for distill.tail: "
+                f"{config.tail}, or "
+                "set distill.tail: renormalise"
+            )
         hook = CachedSoftTargets.from_dir(cache_dir, train_split)
         hook.check(load_split(data_dir, train_split))
-        loss_fn, hooks, teachers = DistillLoss(config.temperature, config.alpha), [hook], None
+        loss_fn = DistillLoss(config.temperature, config.alpha, tail=config.tail)
+        hooks, teachers = [hook], None
         specs = config.teachers or tuple(cache.get("teachers") or ())
         record["cache"] = {k: cache.get(k) for k in ("teachers", "combination", "weights", "k",
                                                      "prob_dtype", "bytes_per_hour")}  # fmt: skip

@@ -32,8 +32,10 @@ insertion penalty (from the test sweep when the test decode chose its own point)
 Output ``<out>/`` (atomic; redone whenever an input file changed)::
 
     results.json   {"systems": {name: {"params", "dev": {"frame_acc", "wer"},
-                    "test": {"frame_acc", "wer"}}}, "gain_kept": {"frame_acc", "wer"}}
-                   (percent; missing values null)
+                    "test": {"frame_acc", "wer"}}}, "gain_kept": {"frame_acc", "wer"},
+                    "seed_spread": {"systems", split: {metric: {"mean", "std", "n"}}}}
+                   (percent; missing values null; the spread is over the baseline and
+                   the teachers, single models that differ only in their seed)
     RESULTS.md     the table (with decoding RTF), the gain kept, where each number came from
     *.png          systems.png; learning_curves.png and ensemble_size.png when the data exist
 
@@ -408,7 +410,29 @@ def results_document(
             if None not in values:
                 gains[metric], on[metric] = gain_kept(*values, lower_is_better=lower), split
                 break
-    return {"systems": systems, "gain_kept": gains}, on
+    return {"systems": systems, "gain_kept": gains, "seed_spread": seed_spread(systems)}, on
+
+
+def seed_spread(systems: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Mean and sample standard deviation of the single models that differ only in their
+    seed (``baseline`` and ``teacher<N>``): how large a difference is noise."""
+    import statistics
+
+    names = [n for n in systems if n == "baseline" or _TEACHER_N.match(n)]
+    if len(names) < 2:
+        return None
+    out: dict[str, Any] = {"systems": names}
+    for split in SPLITS:
+        out[split] = {}
+        for metric in ("frame_acc", "wer"):
+            values = [systems[n][split][metric] for n in names]
+            values = [v for v in values if v is not None]
+            out[split][metric] = (
+                {"mean": round(statistics.fmean(values), 4),
+                 "std": round(statistics.stdev(values), 4), "n": len(values)}
+                if len(values) >= 2 else None
+            )  # fmt: skip
+    return out
 
 
 def _fingerprint(systems: Mapping[str, SystemDirs]) -> list[list[Any]]:
@@ -553,6 +577,16 @@ def results_markdown(
         where = f" (on {on[metric]})" if on[metric] else ""
         none = f"- {label}: – (missing, or the ensemble is not better than the baseline{where})"
         lines.append(f"- {label}: {_fmt(value, 1)}%{where}" if value is not None else none)
+    spread = doc.get("seed_spread")
+    if spread:
+        cells = []
+        for split in SPLITS:
+            for metric, label in (("frame_acc", "frame acc"), ("wer", "WER")):
+                v = spread[split][metric]
+                if v:
+                    cells.append(f"{split} {label} {v['mean']:.2f} ± {v['std']:.2f}")
+        lines += ["", f"Seed spread of the single models ({', '.join(spread['systems'])}; mean "
+                  f"± sample sd, %): {'; '.join(cells)}."]  # fmt: skip
     scored = [n for n, r in results.items() if r.in_clusters]
     if scored:
         lines += [

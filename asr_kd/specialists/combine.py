@@ -192,6 +192,9 @@ def kl_combine(
     p_g = gen_probs.double()
     if not spec_probs:
         return gen_probs.float()
+    flat = torch.cat([torch.as_tensor(c).reshape(-1) for c in clusters])
+    if len(flat.unique()) == len(flat):
+        return _kl_combine_disjoint(p_g, spec_probs, clusters, active, iters, tol)
     inside, dust, member = _expand(spec_probs, clusters, p_g.shape[1])
     a = active.to(p_g.device, torch.float64)  # [N, M]
     observed = p_g + torch.einsum("nm,nms->ns", a, inside)  # uncensored expected counts
@@ -208,6 +211,48 @@ def kl_combine(
         if done:
             break
     return q.float()
+
+
+def _kl_combine_disjoint(p_g, spec_probs, clusters, active, iters, tol) -> torch.Tensor:
+    """:func:`kl_combine` for disjoint clusters, in O(frames x clusters) per iteration.
+
+    With disjoint clusters the EM fixed point has a closed form inside each group of
+    senones (each cluster, and the senones of no cluster): ``q(c) ∝ o(c)``, the
+    uncensored counts ``p_g(c) + a_m p_m(c)``, because every censored dustbin mass that
+    reaches a group is proportional to ``q`` there. So EM runs on the group masses
+    ``Q_g`` alone (the EM of the coarse problem), and ``q(c) = o(c) Q_g / O_g``.
+    """
+    n, s = p_g.shape
+    m = len(clusters)
+    device = p_g.device
+    a = active.to(device, torch.float64)  # [N, M]
+    group = torch.full((s,), m, dtype=torch.long, device=device)  # group m: no cluster
+    observed = p_g.clone()
+    dust = torch.empty(n, m, dtype=torch.float64, device=device)
+    for j, (p, c) in enumerate(zip(spec_probs, clusters, strict=True)):
+        c = torch.as_tensor(c, dtype=torch.long, device=device)
+        if p.shape != (n, len(c) + 1):
+            raise BadInputError(
+                f"specialist {j}: distribution of shape {tuple(p.shape)}, expected "
+                f"[{n}, {len(c) + 1}] (its cluster of {len(c)} senones and the dustbin)"
+            )
+        group[c] = j
+        observed[:, c] += a[:, j : j + 1] * p[:, 1:].double()
+        dust[:, j] = p[:, 0].double()
+    big_o = torch.zeros(n, m + 1, dtype=torch.float64, device=device)
+    big_o.index_add_(1, group, observed)  # [N, G]: uncensored counts per group
+    total = 1.0 + a.sum(1, keepdim=True)
+    censored = torch.cat([a * dust, torch.zeros(n, 1, dtype=torch.float64, device=device)], 1)
+    q = torch.zeros_like(big_o).index_add_(1, group, p_g)  # start: the generalist's masses
+    for _ in range(iters):
+        share = censored / (1.0 - q).clamp(min=1e-300)  # [N, G]: dustbin mass per unit
+        new = (big_o + q * (share.sum(1, keepdim=True) - share)) / total
+        done = (new - q).abs().max() < tol
+        q = new
+        if done:
+            break
+    scale = torch.where(big_o > 0, q / big_o.clamp(min=1e-300), torch.zeros_like(q))
+    return (observed * scale[:, group]).float()
 
 
 def combine_objective(

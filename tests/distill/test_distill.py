@@ -17,6 +17,7 @@ import torch
 import train_toy as toy
 import yaml
 from click.testing import CliRunner
+from lhotse import CutSet
 
 from asr_kd.distill import (
     CachedSoftTargets,
@@ -102,8 +103,16 @@ def test_cached_top_k_are_the_ensembles_distribution_truncated(world, tmp_path):
         want_idx = np.argsort(-p, axis=1)[:, :3]
         assert (np.sort(idx, 1) == np.sort(want_idx, 1)).all()
         kept = np.take_along_axis(p, idx.astype(np.int64), 1)
-        np.testing.assert_allclose(prob, kept / kept.sum(1, keepdims=True), atol=1e-3)
+        # Stored as the teacher's probabilities (rows keep their mass, for the tail) ...
+        np.testing.assert_allclose(prob, kept, atol=1e-3)
         assert prob.dtype == np.float16 and idx.dtype == np.int32
+        # ... and served renormalised, with the mass the k held beside them.
+        batch = {"lengths": torch.tensor([cut.num_frames]),
+                 "feats": torch.zeros(1, cut.num_frames, 1)}  # fmt: skip
+        top3(CutSet.from_cuts([cut]), batch)
+        np.testing.assert_allclose(batch["soft_prob"][0].numpy(),
+                                   kept / kept.sum(1, keepdims=True), atol=1e-3)  # fmt: skip
+        np.testing.assert_allclose(batch["soft_mass"][0].numpy(), kept.sum(1), atol=2e-3)
 
     info = read_cache_info(cache)
     assert info["tree_id"] == "toytree00000000" and info["temperature"] == T and info["k"] == 3

@@ -143,3 +143,52 @@ def test_bad_inputs_are_refused(change, message):
     args.update(change)
     with pytest.raises(ValueError, match=message):
         kd_loss(z, args["teacher"], args["hard"], args["temperature"], args["alpha"])
+
+
+def test_sparse_top_k_with_its_mass_is_the_dense_loss_against_a_uniform_tail():
+    """tail: uniform: the k kept senones at their true probabilities, the rest of the
+    teacher's mass spread evenly over the other senones; value and gradient."""
+    z, tl, hard = _inputs(seed=5)
+    T, k = 2.0, 3
+    teacher = torch.log_softmax(tl / T, -1)
+    idx, probs, mass = top_k(teacher, k)
+    full = torch.zeros_like(teacher).scatter(-1, idx, probs * mass[..., None])
+    full = full + (full == 0) * ((1 - mass) / (S - k))[..., None]  # the completed target
+    za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    dense, _ = kd_loss(za, full.log(), hard, T, 0.5)
+    sparse, _ = kd_loss(zb, SparseTargets(idx, probs, mass, "uniform"), hard, T, 0.5)
+    dense.backward()
+    sparse.backward()
+    assert sparse.item() == pytest.approx(dense.item(), rel=1e-10)
+    torch.testing.assert_close(zb.grad, za.grad, rtol=1e-8, atol=1e-10)
+    # Dropping the tail (renormalise) is another, larger-gradient target.
+    renorm, _ = kd_loss(z, SparseTargets(idx, probs), hard, T, 0.5)
+    assert renorm.item() != pytest.approx(sparse.item(), rel=1e-3)
+
+
+def test_sparse_top_k_grouped_tail_is_the_kl_of_the_k_plus_one_class_distributions():
+    """tail: group: KL between [p_1..p_k, 1 - mass] and [q_1..q_k, sum of the rest of q]."""
+    z, tl, hard = _inputs(seed=6)
+    T, k = 2.0, 3
+    teacher = torch.log_softmax(tl / T, -1)
+    idx, probs, mass = top_k(teacher, k)
+    loss, stats = kd_loss(z, SparseTargets(idx, probs, mass, "group"), hard, T, 1.0)
+    want = 0.0
+    for b, t in zip(*np.nonzero(hard.numpy() != -100), strict=True):
+        p = teacher[b, t].exp().numpy()
+        keep = np.argsort(-p)[:k]
+        q = _softmax(z[b, t].numpy() / T)
+        p_c = np.append(p[keep], 1 - p[keep].sum())
+        q_c = np.append(q[keep], 1 - q[keep].sum())
+        want += float(np.sum(p_c * (np.log(p_c) - np.log(q_c))))
+    assert stats["kl"].item() == pytest.approx(want, rel=1e-6)
+    assert loss.item() == pytest.approx(T**2 * want, rel=1e-6)
+    # A student that matches the teacher's kept senones and their total is at zero KL,
+    # however it shares the rest among the other senones.
+    match = torch.full_like(teacher, -30.0).scatter(-1, idx, probs.log() + mass.log()[..., None])
+    other = ~torch.zeros_like(teacher, dtype=torch.bool).scatter(-1, idx, True)
+    shares = torch.rand_like(teacher).masked_fill(~other, 0)
+    shares = shares / shares.sum(-1, keepdim=True) * (1 - mass)[..., None]
+    student = torch.where(other, shares.clamp_min(1e-30).log(), match) * T  # logits at T
+    _, zero = kd_loss(student, SparseTargets(idx, probs, mass, "group"), hard, T, 1.0)
+    assert zero["kl"].item() == pytest.approx(0.0, abs=1e-8)

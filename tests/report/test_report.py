@@ -84,7 +84,8 @@ def test_results_json_has_the_exact_schema_and_the_gain_kept(exp):
     out = exp / "report"
     doc = report(exp, out, device="cpu")
     assert json.loads((out / "results.json").read_text()) == doc
-    assert set(doc) == {"systems", "gain_kept"} and set(doc["gain_kept"]) == {"frame_acc", "wer"}
+    assert set(doc) == {"systems", "gain_kept", "seed_spread"}
+    assert set(doc["gain_kept"]) == {"frame_acc", "wer"}
     names = ["baseline", "teacher1", "teacher2", "ensemble", "student", "hard_3pct"]
     assert list(doc["systems"]) == names
     for row in doc["systems"].values():
@@ -102,12 +103,20 @@ def test_results_json_has_the_exact_schema_and_the_gain_kept(exp):
     # On test: frame accuracy 100 (53 - 48) / (58 - 48); WER 100 (20 - 17) / (20 - 15).
     assert doc["gain_kept"]["frame_acc"] == pytest.approx(50.0)
     assert doc["gain_kept"]["wer"] == pytest.approx(60.0)
+    # The single models that differ in their seed: baseline 50, teachers 55 and 56 (dev).
+    spread = doc["seed_spread"]
+    assert spread["systems"] == ["baseline", "teacher1", "teacher2"]
+    dev = spread["dev"]["frame_acc"]
+    assert dev == {"mean": pytest.approx(53.6667, abs=1e-4), "std": pytest.approx(3.2146, abs=1e-4),
+                   "n": 3}  # fmt: skip
+    assert spread["test"]["wer"]["n"] == 3
 
     pngs = {p.name for p in out.glob("*.png")}
     assert pngs == {"systems.png", "learning_curves.png", "ensemble_size.png"}
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     md = (out / "RESULTS.md").read_text()
     assert "| student | " in md and "| 57.00 | 53.00 | 16.00 | 17.00 | 0.020 |" in md
+    assert "dev frame acc 53.67 ± 3.21" in md
     assert "- frame accuracy: 50.0% (on test)" in md and "- WER: 60.0% (on test)" in md
     assert "from the test sweep at dev's point lm_weight=10" in md
 
