@@ -78,7 +78,14 @@ from asr_kd.train.evaluate import (
     eval_loader,
     forward_logits,
 )
-from asr_kd.train.loop import LoopState, NonFiniteLossError, StepCallback, cross_entropy, summary
+from asr_kd.train.loop import (
+    LoopState,
+    NonFiniteLossError,
+    StepCallback,
+    cross_entropy,
+    summary,
+    training_stage_config,
+)
 
 __all__ = ["EnsembleConfig", "seeded_builder", "train_ensemble", "train_fused"]
 
@@ -552,15 +559,6 @@ class FusedTrainer:
         st.epoch, st.batches_done, st.sums, st.epoch_seconds = st.epoch + 1, 0, {}, 0.0
 
 
-def _stage_config(data_dir, feature_dir, train_split, dev_split, data, config, stage, extra):
-    """The completion-marker config of one teacher, as :func:`train_model` writes it."""
-    return {
-        "data_dir": str(data_dir), "feature_dir": str(feature_dir), "train_split": train_split,
-        "dev_split": dev_split, "num_senones": data.num_senones, "tree_id": data.tree_id,
-        stage: to_dict(config), **extra,
-    }  # fmt: skip
-
-
 def train_fused(
     data_dir: Path | str,
     feature_dir: Path | str,
@@ -600,7 +598,7 @@ def train_fused(
                               config.train_fraction, config.subset_seed)  # fmt: skip
     n = len(outs)
     configs = [
-        _stage_config(data_dir, feature_dir, train_split, dev_split, data, config, stage,
+        training_stage_config(data_dir, feature_dir, train_split, dev_split, data, config, stage,
                       _extra(k, n, s, True, forward))
         for k, s in enumerate(init_seeds)
     ]  # fmt: skip

@@ -448,6 +448,29 @@ def summary(state: LoopState, extra: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def training_stage_config(
+    data_dir: Path,
+    feature_dir: Path,
+    train_split: str,
+    dev_split: str,
+    data: TrainingData,
+    config: TrainConfig,
+    stage: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The completion-marker config of a training output (also the fused ensemble's)."""
+    return {
+        "data_dir": str(data_dir),
+        "feature_dir": str(feature_dir),
+        "train_split": train_split,
+        "dev_split": dev_split,
+        "num_senones": data.num_senones,
+        "tree_id": data.tree_id,
+        stage: to_dict(config),
+        **(extra or {}),
+    }
+
+
 def train_model(
     data_dir: Path | str,
     feature_dir: Path | str,
@@ -496,16 +519,9 @@ def train_model(
         data = load_training_data(
             data_dir, feature_dir, train_split, dev_split, config.train_fraction, config.subset_seed
         )
-        stage_config = {
-            "data_dir": str(data_dir),
-            "feature_dir": str(feature_dir),
-            "train_split": train_split,
-            "dev_split": dev_split,
-            "num_senones": data.num_senones,
-            "tree_id": data.tree_id,
-            stage: to_dict(config),
-            **(extra_config or {}),
-        }
+        stage_config = training_stage_config(
+            data_dir, feature_dir, train_split, dev_split, data, config, stage, extra_config
+        )
         if finished_output(out_dir, stage, stage_config, force):
             return out_dir
         work = WorkDir(out_dir)
