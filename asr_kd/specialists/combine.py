@@ -176,8 +176,10 @@ def kl_combine(
     active: torch.Tensor,
     iters: int = 100,
     tol: float = 1e-7,
+    weight: float = 1.0,
 ) -> torch.Tensor:
-    """The ``q`` minimising ``KL(p_g‖q) + Σ_active KL(p_m‖q_m)`` per frame (module doc).
+    """The ``q`` minimising ``KL(p_g‖q) + w Σ_active KL(p_m‖q_m)`` per frame (module doc;
+    the paper's ``w = 1``).
 
     Args:
         gen_probs: ``[N, S]`` generalist distributions.
@@ -185,6 +187,8 @@ def kl_combine(
         clusters: per specialist its ``n_m`` senone ids.
         active: ``[N, M]`` bool (:func:`active_specialists`).
         iters, tol: EM iterations at most; stop when no probability moves by ``tol``.
+        weight: ``w``, each specialist's term against the generalist's (EM weighs its
+            observations by it).
 
     Returns:
         ``[N, S]`` float32 distributions (float64 inside).
@@ -194,9 +198,9 @@ def kl_combine(
         return gen_probs.float()
     flat = torch.cat([torch.as_tensor(c).reshape(-1) for c in clusters])
     if len(flat.unique()) == len(flat):
-        return _kl_combine_disjoint(p_g, spec_probs, clusters, active, iters, tol)
+        return _kl_combine_disjoint(p_g, spec_probs, clusters, active * weight, iters, tol)
     inside, dust, member = _expand(spec_probs, clusters, p_g.shape[1])
-    a = active.to(p_g.device, torch.float64)  # [N, M]
+    a = active.to(p_g.device, torch.float64) * weight  # [N, M]
     observed = p_g + torch.einsum("nm,nms->ns", a, inside)  # uncensored expected counts
     total = 1.0 + a.sum(1, keepdim=True)
     outside = 1.0 - member  # [M, S]
@@ -214,6 +218,7 @@ def kl_combine(
 
 
 def _kl_combine_disjoint(p_g, spec_probs, clusters, active, iters, tol) -> torch.Tensor:
+    # ``active``: [N, M] weights (0 for an inactive specialist).
     """:func:`kl_combine` for disjoint clusters, in O(frames x clusters) per iteration.
 
     With disjoint clusters the EM fixed point has a closed form inside each group of

@@ -42,14 +42,17 @@ class SpecialistSystem:
         specialists: one network teacher per cluster, ``n_m + 1`` classes, dustbin first.
         clusters: their senone ids.
         top_n, em_iters, em_tol: inference settings.
+        weight: each specialist's KL term against the generalist's (the paper: 1).
         name, source: see the ``Teacher`` protocol.
     """
 
-    def __init__(self, generalist, specialists, clusters, top_n, em_iters, em_tol, name, source):
+    def __init__(self, generalist, specialists, clusters, top_n, em_iters, em_tol, name, source,
+                 weight: float = 1.0):  # fmt: skip
         self.generalist = generalist
         self.specialists = list(specialists)
         self.clusters = [torch.as_tensor(c, dtype=torch.long) for c in clusters]
         self.top_n, self.em_iters, self.em_tol = int(top_n), int(em_iters), float(em_tol)
+        self.weight = float(weight)
         self.name, self.source = name, source
         self.num_senones = generalist.num_senones
         self.tree_id = generalist.tree_id
@@ -87,7 +90,7 @@ class SpecialistSystem:
         for start in range(0, len(rows), chunk):
             r = rows[start : start + chunk]
             combined[r] = kl_combine(gen[r], [p[r] for p in spec], self.clusters, active[r],
-                                     self.em_iters, self.em_tol)  # fmt: skip
+                                     self.em_iters, self.em_tol, self.weight)  # fmt: skip
         out = gen_lp.exp()
         out[valid] = combined
         act = torch.zeros(b, t, len(self.clusters), dtype=torch.bool, device=gen_lp.device)
@@ -151,4 +154,5 @@ def load_specialist_system(
         clusters.append(cluster)
     source = f"specialists:{path.resolve()}@{file_digest(path / INFO_FILE)}"
     return SpecialistSystem(gen, specialists, clusters, doc["top_n"], doc["em_iters"],
-                            doc.get("em_tol", 1e-7), path.name, source)  # fmt: skip
+                            doc.get("em_tol", 1e-7), path.name, source,
+                            doc.get("specialist_weight", 1.0))  # fmt: skip

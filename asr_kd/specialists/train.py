@@ -92,6 +92,8 @@ class SpecialistConfig:
         top_n: at inference, a specialist is active on a frame when one of the
             generalist's ``top_n`` senones is in its cluster.
         em_iters, em_tol: the KL combination's iterations and tolerance.
+        specialist_weight: each specialist's KL term against the generalist's in the
+            combination (the paper: 1).
         seed, amp, num_workers: as in training.
     """
 
@@ -112,6 +114,7 @@ class SpecialistConfig:
     top_n: int = 3
     em_iters: int = 100
     em_tol: float = 1e-7
+    specialist_weight: float = 1.0
     seed: int = 0
     amp: str = "auto"
     num_workers: int = 0
@@ -126,6 +129,8 @@ class SpecialistConfig:
             )
         if not 0 < self.in_cluster_share < 1:
             raise ValueError(f"in_cluster_share must be in (0, 1), got {self.in_cluster_share}")
+        if not self.specialist_weight > 0:
+            raise ValueError(f"specialist_weight must be positive, got {self.specialist_weight}")
         if self.epochs < 1 or self.top_n < 1 or self.em_iters < 1:
             raise ValueError("epochs, top_n and em_iters must be at least 1")
         if self.fused not in FUSED_MODES:
@@ -542,6 +547,7 @@ def train_specialists(
             "top_n": config.top_n,
             "em_iters": config.em_iters,
             "em_tol": config.em_tol,
+            "specialist_weight": config.specialist_weight,
             "fused": mode,
             "seconds": round(time.time() - start, 2),
             "specialists": [{k: v for k, v in r.items() if k != "epochs"} for r in results],

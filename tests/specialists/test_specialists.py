@@ -162,6 +162,23 @@ def test_one_specialist_combines_to_the_closed_form():
     np.testing.assert_allclose(q.double().numpy(), want.numpy(), atol=2e-6)
 
 
+@pytest.mark.parametrize("w", [0.25, 0.5, 2.0])
+def test_a_weighted_specialist_combines_to_the_weighted_closed_form(w):
+    """KL(p_g||q) + w KL(p_1||q_1): inside the cluster (p_g + w p_1) / (1 + w), outside
+    p_g scaled to the rest of the mass."""
+    rng = np.random.default_rng(1)
+    n, num = 6, 10
+    cluster = torch.tensor([1, 4, 8])
+    p_g, p_1 = _random_dist(rng, n, num).double(), _random_dist(rng, n, 4).double()
+    q = kl_combine(p_g, [p_1], [cluster], torch.ones(n, 1, dtype=torch.bool), 200, 1e-12, w)
+    inside = torch.zeros(num, dtype=torch.bool)
+    inside[cluster] = True
+    mass = (p_g[:, inside].sum(1, keepdim=True) + w * p_1[:, 1:].sum(1, keepdim=True)) / (1 + w)
+    want = p_g * (1 - mass) / (1 - p_g[:, inside].sum(1, keepdim=True))
+    want[:, cluster] = (p_g[:, cluster] + w * p_1[:, 1:]) / (1 + w)
+    np.testing.assert_allclose(q.double().numpy(), want.numpy(), atol=2e-6)
+
+
 def _brute_force(p_g, spec, clusters, active, steps=400) -> torch.Tensor:
     """The minimiser of :func:`combine_objective` by L-BFGS over the logits of ``q``."""
     z = p_g.double().clamp(min=1e-12).log().clone().requires_grad_(True)
