@@ -187,14 +187,11 @@ class NeuralTeacher:
             )
         return self.normalizer(feats)
 
-    @torch.no_grad()
-    def log_probs_batch(
-        self,
-        cuts: Sequence[Cut],
-        temperature: float = 1.0,
-        feats: Sequence[np.ndarray] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_temperature(temperature)
+    def input_batch(
+        self, cuts: Sequence[Cut], feats: Sequence[np.ndarray] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The cuts' normalised, padded features: ``{"feats": [B, T, F], "lengths": [B]}``
+        (networks with this teacher's normaliser can share it)."""
         arrays = [
             self._features(c, None if feats is None else feats[i]) for i, c in enumerate(cuts)
         ]
@@ -202,10 +199,17 @@ class NeuralTeacher:
         padded = torch.zeros(len(arrays), int(lengths.max()), arrays[0].shape[1])
         for i, a in enumerate(arrays):
             padded[i, : len(a)] = torch.from_numpy(a)
+        return {"feats": padded, "lengths": lengths}
+
+    @torch.no_grad()
+    def log_probs_of(
+        self, batch: dict[str, torch.Tensor], temperature: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`log_probs_batch` of an :meth:`input_batch`."""
+        _check_temperature(temperature)
+        lengths = batch["lengths"]
         try:
-            logits = forward_logits(
-                self.model, {"feats": padded, "lengths": lengths}, self.device, self.amp
-            )
+            logits = forward_logits(self.model, batch, self.device, self.amp)
         except ValueError as e:
             raise BadInputError(f"teacher {self.name} ({self.source}): {e}") from None
         if logits.shape[-1] != self.num_senones:
@@ -217,6 +221,14 @@ class NeuralTeacher:
         valid = torch.arange(out.shape[1], device=out.device) < lengths.to(out.device)[:, None]
         out = out.masked_fill(~valid[..., None], -math.log(self.num_senones))
         return out, lengths
+
+    def log_probs_batch(
+        self,
+        cuts: Sequence[Cut],
+        temperature: float = 1.0,
+        feats: Sequence[np.ndarray] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.log_probs_of(self.input_batch(cuts, feats), temperature)
 
     def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
         out, _ = self.log_probs_batch([cut], temperature)

@@ -241,6 +241,24 @@ def _targets(cut: Cut, num_senones: int) -> np.ndarray:
     return np.rint(cut.load_custom(TARGETS_KEY)).astype(np.int64).reshape(-1)
 
 
+def batch_targets(cuts: Sequence[Cut], lengths: torch.Tensor, num_senones: int) -> torch.Tensor:
+    """``[B, T]`` senone targets of a batch of cuts (``PAD_TARGET`` after each length).
+
+    Raises:
+        BadInputError: a cut without targets, or whose target count is not its output's.
+    """
+    targets = torch.full((len(cuts), int(lengths.max())), PAD_TARGET, dtype=torch.int64)
+    for i, cut in enumerate(cuts):
+        t = _targets(cut, num_senones)
+        if len(t) != int(lengths[i]):
+            raise BadInputError(
+                f"cut {cut.id}: {len(t)} senone targets for {int(lengths[i])} frames of "
+                "teacher output; rerun 'senone-targets' with these features"
+            )
+        targets[i, : len(t)] = torch.from_numpy(t)
+    return targets
+
+
 def _score_split(
     teachers: Mapping[str, Teacher],
     combos: list[Combo],
@@ -258,16 +276,7 @@ def _score_split(
     for batch in sampler:
         batch = list(batch)
         stacked, lengths = member_log_probs(members, batch)
-        targets = torch.full(stacked.shape[1:3], PAD_TARGET, dtype=torch.int64)
-        for i, cut in enumerate(batch):
-            t = _targets(cut, stacked.shape[-1])
-            if len(t) != int(lengths[i]):
-                raise BadInputError(
-                    f"cut {cut.id}: {len(t)} senone targets for {int(lengths[i])} frames of "
-                    "teacher output; rerun 'senone-targets' with these features"
-                )
-            targets[i, : len(t)] = torch.from_numpy(t)
-        targets = targets.to(stacked.device)
+        targets = batch_targets(batch, lengths, stacked.shape[-1]).to(stacked.device)
         valid = targets != PAD_TARGET
         safe = targets.clamp(min=0)[..., None]
         systems = {n: stacked[k] for k, n in enumerate(names)}

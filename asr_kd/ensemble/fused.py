@@ -87,7 +87,7 @@ from asr_kd.train.loop import (
     training_stage_config,
 )
 
-__all__ = ["EnsembleConfig", "seeded_builder", "train_ensemble", "train_fused"]
+__all__ = ["EnsembleConfig", "seeded_builder", "stacked_forward", "train_ensemble", "train_fused"]
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +258,25 @@ def _set_torch_rng(state: dict[str, torch.Tensor], device: torch.device) -> None
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def stacked_forward(
+    base: torch.nn.Module,
+    params: Sequence[dict[str, torch.Tensor]],
+    feats: torch.Tensor,
+    lengths: torch.Tensor,
+) -> torch.Tensor:
+    """``[M, B, T, C]`` logits of M models of ``base``'s shape on one batch, as one batched
+    program: their parameters stacked, one ``vmap`` of ``functional_call`` (gradients flow
+    back to each model's own parameters; one dropout mask for all, ``randomness="same"``)."""
+    from torch.func import functional_call, vmap
+
+    stacked = {n: torch.stack([p[n] for p in params]) for n in params[0]}
+
+    def one(weights, x, n):
+        return functional_call(base, weights, (x, n))[0]
+
+    return vmap(one, in_dims=(0, None, None), randomness="same")(stacked, feats, lengths)
+
+
 class FusedTrainer:
     """Trains N teachers of one architecture on one data pass (see the module docstring).
 
@@ -293,7 +312,6 @@ class FusedTrainer:
                 "statistics); use fused_forward: loop"
             )
         self.base = copy.deepcopy(members[0].model).to("meta")  # vmap swaps the weights in
-        self.names = [n for n, _ in members[0].model.named_parameters()]
         self.params = [dict(m.model.named_parameters()) for m in members]
         self.optimizer = make_optimizer(members[0].model.parameters(), config)
         for m in members[1:]:
@@ -398,18 +416,11 @@ class FusedTrainer:
                 out.append(forward_logits(m.model, batch, device, self.amp))
                 m.rng = _torch_rng(device)
             return out
-        from torch.func import functional_call, vmap
-
         idx = [self.members.index(m) for m in active]
-        stacked = {n: torch.stack([self.params[i][n] for i in idx]) for n in self.names}
         feats, lengths = batch["feats"], batch["lengths"]
         self.base.train()
-
-        def one(params, x, n):
-            return functional_call(self.base, params, (x, n))[0]
-
         with autocast(device, self.amp):
-            logits = vmap(one, in_dims=(0, None, None), randomness="same")(stacked, feats, lengths)
+            logits = stacked_forward(self.base, [self.params[i] for i in idx], feats, lengths)
         if logits.shape[1:3] != feats.shape[:2]:
             raise ValueError(
                 f"the model turned {tuple(feats.shape[:2])} frames into "

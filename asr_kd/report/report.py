@@ -305,6 +305,7 @@ def collect(
     """Every system's numbers, in the report's order (see the module doc)."""
     names = list(systems)
     results: dict[str, SystemResult] = {}
+    in_clusters = _specialist_eval(systems).get("systems") or {}
     for name in order_systems(names):
         s = systems[name]
         r = SystemResult(name)
@@ -313,7 +314,7 @@ def collect(
         for split in SPLITS:
             r.frame_acc[split] = _frame_acc(s, split, model_dev, data_dir, device, r.notes)
         r.wer, r.rtf = _wer(s, r.notes)
-        entry = (_specialist_eval(systems).get("systems") or {}).get(name) or {}
+        entry = in_clusters.get(name) or {}
         for split in SPLITS:
             scored = entry.get(split) or {}
             if scored.get("frame_acc_in_clusters") is not None:

@@ -129,7 +129,7 @@ def dustbin_shift(in_frames: int, out_frames: int, in_share: float) -> tuple[flo
     if in_frames <= 0 or out_frames <= 0:
         return 1.0, 0.0
     keep = min(1.0, in_frames * (1 - in_share) / (out_frames * in_share))
-    return keep, -math.log(keep)
+    return keep, math.log(1.0 / keep)
 
 
 def active_specialists(
@@ -146,6 +146,14 @@ def active_specialists(
     return active[:, 1:]
 
 
+def _check_specialist(j: int, p: torch.Tensor, frames: int, size: int) -> None:
+    if p.shape != (frames, size + 1):
+        raise BadInputError(
+            f"specialist {j}: distribution of shape {tuple(p.shape)}, expected "
+            f"[{frames}, {size + 1}] (its cluster of {size} senones and the dustbin)"
+        )
+
+
 def _expand(
     spec_probs: Sequence[torch.Tensor], clusters: Sequence[torch.Tensor], num_senones: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -158,11 +166,7 @@ def _expand(
     dust = torch.empty(n, m, dtype=torch.float64, device=device)
     for j, (p, c) in enumerate(zip(spec_probs, clusters, strict=True)):
         c = c.to(device)
-        if p.shape != (n, len(c) + 1):
-            raise BadInputError(
-                f"specialist {j}: distribution of shape {tuple(p.shape)}, expected "
-                f"[{n}, {len(c) + 1}] (its cluster of {len(c)} senones and the dustbin)"
-            )
+        _check_specialist(j, p, n, len(c))
         inside[:, j, c] = p[:, 1:].double()
         dust[:, j] = p[:, 0].double()
         member[j, c] = 1.0
@@ -236,11 +240,7 @@ def _kl_combine_disjoint(p_g, spec_probs, clusters, active, iters, tol) -> torch
     dust = torch.empty(n, m, dtype=torch.float64, device=device)
     for j, (p, c) in enumerate(zip(spec_probs, clusters, strict=True)):
         c = torch.as_tensor(c, dtype=torch.long, device=device)
-        if p.shape != (n, len(c) + 1):
-            raise BadInputError(
-                f"specialist {j}: distribution of shape {tuple(p.shape)}, expected "
-                f"[{n}, {len(c) + 1}] (its cluster of {len(c)} senones and the dustbin)"
-            )
+        _check_specialist(j, p, n, len(c))
         group[c] = j
         observed[:, c] += a[:, j : j + 1] * p[:, 1:].double()
         dust[:, j] = p[:, 0].double()

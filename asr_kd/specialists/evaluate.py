@@ -45,7 +45,7 @@ SYSTEM_NAME = "specialists"
 
 def _split_counts(teacher, cuts, in_cluster: torch.Tensor, num_senones: int,
                   max_duration: float) -> dict[str, float]:  # fmt: skip
-    from asr_kd.ensemble.evaluate import _targets
+    from asr_kd.ensemble.evaluate import batch_targets
 
     sums = np.zeros(5)
     for batch in SimpleCutSampler(cuts.sort_by_duration(), max_duration=max_duration):
@@ -57,15 +57,8 @@ def _split_counts(teacher, cuts, in_cluster: torch.Tensor, num_senones: int,
         else:
             log_probs, lengths = teacher.log_probs_batch(cuts_b, 1.0, feats)
             pred, active = log_probs.argmax(-1), None
-        targets = torch.full(pred.shape, PAD_TARGET, dtype=torch.long)
-        for i, cut in enumerate(cuts_b):
-            t = torch.from_numpy(_targets(cut, num_senones))
-            if len(t) != int(lengths[i]):
-                raise BadInputError(
-                    f"cut {cut.id}: {len(t)} target frames but {int(lengths[i])} output frames"
-                )
-            targets[i, : len(t)] = t
-        pred, targets = pred.cpu(), targets
+        targets = batch_targets(cuts_b, lengths, num_senones)
+        pred = pred.cpu()
         valid = targets != PAD_TARGET
         inside = valid & in_cluster[targets.clamp(min=0)]
         hit = pred == targets

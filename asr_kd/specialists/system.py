@@ -75,10 +75,9 @@ class SpecialistSystem:
         probabilities at temperature 1 (padding frames: the generalist's uniform)."""
         from asr_kd.specialists.combine import active_specialists, kl_combine
 
-        if feats is None:
-            feats = [c.load_features() for c in cuts]
-        gen_lp, lengths = self.generalist.log_probs_batch(cuts, 1.0, feats)
-        spec_lp = [s.log_probs_batch(cuts, 1.0, feats)[0] for s in self.specialists]
+        batch = self.generalist.input_batch(cuts, feats)  # specialists share its normaliser
+        gen_lp, lengths = self.generalist.log_probs_of(batch)
+        spec_lp = [s.log_probs_of(batch)[0] for s in self.specialists]
         b, t, s = gen_lp.shape
         valid = torch.arange(t, device=gen_lp.device) < lengths.to(gen_lp.device)[:, None]
         gen = gen_lp[valid].exp()
@@ -91,11 +90,12 @@ class SpecialistSystem:
             r = rows[start : start + chunk]
             combined[r] = kl_combine(gen[r], [p[r] for p in spec], self.clusters, active[r],
                                      self.em_iters, self.em_tol, self.weight)  # fmt: skip
-        out = gen_lp.exp()
+        gen_all = gen_lp.exp()
+        out = gen_all.clone()
         out[valid] = combined
         act = torch.zeros(b, t, len(self.clusters), dtype=torch.bool, device=gen_lp.device)
         act[valid] = active
-        return out, gen_lp.exp(), act, lengths
+        return out, gen_all, act, lengths
 
     def log_probs_batch(
         self,

@@ -268,7 +268,7 @@ class _Group:
             import copy
 
             self.base = copy.deepcopy(self.models[0])
-            self.names = [n for n, _ in self.base.named_parameters()]
+            self.params = [dict(m.named_parameters()) for m in self.models]
 
     def logits(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``[M, B, T, W]`` float32 logits of every specialist (padding classes -inf)."""
@@ -276,18 +276,10 @@ class _Group:
             with autocast(self.device, self.amp):
                 out = torch.stack([m(feats, lengths)[0] for m in self.models])
         else:
-            from torch.func import functional_call, vmap
-
-            stacked = {
-                n: torch.stack([dict(m.named_parameters())[n] for m in self.models])
-                for n in self.names
-            }
-
-            def one(params, x, n):
-                return functional_call(self.base, params, (x, n))[0]
+            from asr_kd.ensemble.fused import stacked_forward
 
             with autocast(self.device, self.amp):
-                out = vmap(one, in_dims=(0, None, None), randomness="same")(stacked, feats, lengths)
+                out = stacked_forward(self.base, self.params, feats, lengths)
         return out.float() + self.mask[:, None, None, :]
 
     def local_targets(self, targets: torch.Tensor) -> torch.Tensor:
