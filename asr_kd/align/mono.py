@@ -43,6 +43,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 
 from asr_kd.align.feats import gmm_features
+from asr_kd.align.mixup import mix_up
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
 from asr_kd.data.manifests import find_cut_manifests
@@ -85,7 +86,7 @@ class MonoConfig:
         oov: ``"map"`` words outside the lexicon to ``<UNK>`` (Kaldi's training),
             ``"skip"`` their utterances or raise (``"error"``).
         max_failed_share: fail when the last alignment loses more of the utterances.
-        seed: seed of the random equal alignment.
+        seed: seed of the random equal alignment and of the mixing-up perturbations.
     """
 
     num_iters: int = 25
@@ -599,6 +600,7 @@ def _train(
     alignments: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
     log_like, seconds = [], []
+    rng = np.random.default_rng(config.seed)  # the mixing-up perturbations
     for it in range(config.num_iters):
         t0 = time.time()
         mode = "equal" if it == 0 else "viterbi" if it in realign else "given"
@@ -614,7 +616,7 @@ def _train(
             if not alignments:
                 _check_failures(failed, len(cuts), 0.0, it)
         min_occ = 3.0 if it == 0 else config.min_gaussian_occupancy
-        _update(model, r.stats, r.trans_stats, min_occ, num_gauss, config)
+        _update(model, r.stats, r.trans_stats, min_occ, num_gauss, config, rng)
         if 0 < it <= max_iter_inc:
             num_gauss += inc_gauss
         log_like.append(round(r.log_like / max(r.frames, 1), 4))
@@ -647,15 +649,20 @@ def _update(
     min_occupancy: float,
     target: int,
     config: MonoConfig,
+    rng: np.random.Generator,
 ) -> None:
-    """Re-estimate transitions and Gaussians, then mix up (``gmm-est --mix-up``)."""
+    """Re-estimate transitions and Gaussians, then mix up (``gmm-est --mix-up``).
+
+    Mixing up draws its perturbations from ``rng``, not kaldi-hmm-gmm's
+    ``split_by_count`` (seeded from ``std::random_device``: never reproducible).
+    """
     model.trans_model.mle_update(trans, khg.MleTransitionUpdateConfig())
     opts = khg.MleDiagGmmOptions(min_gaussian_occupancy=min_occupancy)
     flags = int(khg.GmmUpdateFlags.kGmmAll)
     khg.mle_am_diag_gmm_update(opts, stats.to_kaldi(model.am), flags, model.am)
     if target > model.am.num_gauss:
         occs = np.asarray([o.sum() for o in stats.occ], np.float32)
-        model.am.split_by_count(occs, target, config.perturb_factor, config.power, config.min_count)
+        mix_up(model.am, occs, target, config.perturb_factor, config.power, config.min_count, rng)
 
 
 def _check_failures(failed: dict[str, str], total: int, max_share: float, it: int) -> None:

@@ -87,6 +87,13 @@ def test_shortest_subset_and_rerun(model_dir, data, tmp_path):
     assert json.loads((out / "info.json").read_text())["utterances"] == 5
 
 
+def test_training_is_reproducible(model_dir, data, tmp_path):
+    """The same data and config give the same model, bit for bit (mixing up included)."""
+    again = train_mono(data / "mfcc", data / "lang", tmp_path / "again", FAST_MONO)
+    for name in ("final.mdl", "log_likelihood.json"):
+        assert (again / name).read_bytes() == (model_dir / name).read_bytes(), name
+
+
 def test_missing_inputs_are_named(data, tmp_path):
     with pytest.raises(MissingInputError, match="compute-features"):
         train_mono(tmp_path / "nope", data / "lang", tmp_path / "m")
