@@ -41,7 +41,7 @@ def step_throughput(spec: ModelSpec, feat_dim: int, senones: int, device: str, a
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     b, t = batch
     feats = torch.randn(b, t, feat_dim, device=device)
-    lengths = torch.full((b,), t, dtype=torch.int64)
+    lengths = torch.full((b,), t, dtype=torch.int64, device=device)
     targets = torch.randint(0, senones, (b, t), device=device)
 
     def step() -> None:

@@ -130,6 +130,7 @@ class TDNN(AcousticModel):
         x = pad_edges(feats, lengths, left, right)  # [B, left + T + right, F]
         start = -left  # input frame index of x[:, 0]
         positions = torch.arange(x.size(1), device=x.device)
+        ends = lengths.to(x.device)
         for offsets, affine, norm in zip(self.contexts, self.affines, self.norms, strict=True):
             span = offsets[-1] - offsets[0]
             frames = x.size(1) - span
@@ -137,7 +138,7 @@ class TDNN(AcousticModel):
             start -= offsets[0]
             right -= offsets[-1]
             # Frames inside the edge-extended sequence count for BatchNorm statistics.
-            mask = positions[:frames].unsqueeze(0) + start < (lengths + right).unsqueeze(1)
+            mask = positions[:frames].unsqueeze(0) + start < (ends + right).unsqueeze(1)
             x = masked_batch_norm(norm, F.relu(affine(x)), mask)
             x = F.dropout(x, self.dropout, self.training)
         return self.output(x), lengths
