@@ -7,8 +7,9 @@ the search has real competition):
 
 - speed: the CPU decoder on one process (lattices + the LM-weight sweep, and 1-best),
   on ``--cpu-jobs`` processes, and, when CUDA and riva are present, the GPU decoder at
-  each of ``--gpu-batches`` (the dev scores are repeated to fill the largest batch
-  twice). Every row decodes the same graph and the same scores.
+  each of ``--gpu-batches`` (the dev scores are repeated to fill each batch at least
+  twice); ``model-speed`` does the same on ``--model``'s scores (no one-process rows).
+  Every row of a block decodes the same graph and the same scores.
 - agreement (GPU only): CPU and GPU decode the same scores, from the noisy oracle and,
   with ``--model``, from a trained model; the table gives the share of utterances with
   the same words and both WERs, at the search's own point and at the best sweep point,
@@ -159,7 +160,7 @@ def main() -> None:
                     help="GPU batch sizes, comma-separated")  # fmt: skip
     ap.add_argument(
         "--max-active",
-        default="7000",
+        default=str(DecodeConfig().max_active),
         help="GPU max_active values for the agreement rows, comma-separated",
     )
     ap.add_argument(
