@@ -329,7 +329,8 @@ def make_decoder(
     """The decoder ``config.device`` asks for.
 
     ``"auto"`` takes the GPU (riva) decoder when CUDA is available and
-    ``riva-asrlib-decoder`` is installed, otherwise the CPU (Kaldi) decoder.
+    ``riva-asrlib-decoder`` is installed, otherwise the CPU (Kaldi) decoder; the 1-best
+    decoder (``lattice=False``) exists on CPU only, so ``"auto"`` takes the CPU for it.
 
     Args:
         executor: CPU decoder only: decodes utterances in worker processes.
@@ -339,7 +340,8 @@ def make_decoder(
     """
     device = config.device
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() and _riva_available() else "cpu"
+        gpu = config.lattice and torch.cuda.is_available() and _riva_available()
+        device = "cuda" if gpu else "cpu"
     if device == "cuda":
         if not config.lattice:
             raise ConfigError("the GPU decoder always makes lattices: set decode.lattice=true")

@@ -179,6 +179,18 @@ def test_make_decoder_auto_falls_back_to_cpu_without_cuda(graph):
     assert isinstance(make_decoder(graph, DecodeConfig(device="auto")), CpuDecoder)
 
 
+def test_make_decoder_auto_keeps_the_one_best_decoder_on_cpu(graph, monkeypatch):
+    """A config with lattice=false (tiny, the 3% models) must not fail on a GPU machine."""
+    import asr_kd.decode.base as base
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(base, "_riva_available", lambda: True)
+    config = DecodeConfig(device="auto", lattice=False)
+    assert isinstance(make_decoder(graph, config), CpuDecoder)
+    with pytest.raises(ConfigError, match="always makes lattices"):
+        make_decoder(graph, DecodeConfig(device="cuda", lattice=False))
+
+
 def test_one_best_decoder_refuses_a_sweep(graph):
     decoder = CpuDecoder(graph, DecodeConfig(lattice=False))
     with pytest.raises(ConfigError, match="without lattices"):
