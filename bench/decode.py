@@ -91,7 +91,8 @@ def agreement(name: str, cuts, table, config: DecodeConfig, cpu_hyps, gpu_hyps) 
         r = compute_wer(refs, texts(hyps, point), alignments=False)
         return r.wer, r.errors
 
-    best = min(config.grid(), key=lambda p: (wer(cpu_hyps, p)[1], p))
+    cpu_wer = {p: wer(cpu_hyps, p) for p in config.grid()}
+    best = min(cpu_wer, key=lambda p: (cpu_wer[p][1], p))  # as the decode stage selects
     row = {"scores": name, "utterances": len(cuts)}
     for label, point in (("decode_point", config.decode_point), ("best_cpu_point", best)):
         cpu_t, gpu_t = texts(cpu_hyps, point), texts(gpu_hyps, point)
@@ -100,7 +101,7 @@ def agreement(name: str, cuts, table, config: DecodeConfig, cpu_hyps, gpu_hyps) 
             "lm_weight": point[0],
             "word_ins_penalty": point[1],
             "same_words": same,
-            "cpu_wer": wer(cpu_hyps, point)[0],
+            "cpu_wer": cpu_wer[point][0],
             "gpu_wer": wer(gpu_hyps, point)[0],
         }
     sweep_same = [
@@ -206,43 +207,43 @@ def main() -> None:
     def save() -> None:
         (args.out / "decode.json").write_text(json.dumps(result, indent=2) + "\n")
 
+    cuda = torch.cuda.is_available()
+    sets = [("noisy oracle", scores)]
+    if args.model and ("model-speed" in parts or ("agreement" in parts and cuda)):
+        senones = args.work_dir / "data" / "senones"
+        model = model_scores(args.model, senones, cuts, "cuda" if cuda else "cpu")
+        sets.append((f"model {args.model}", model))
     jobs = args.cpu_jobs
     with make_executor(jobs if jobs > 1 else 1) as executor:
         if "speed" in parts:
             print("speed (noisy oracle scores):", flush=True)
             result["rows"] = speed_rows(graph, fst, cuts, scores, log_priors, jobs,
                                         gpu_batches, executor, save)  # fmt: skip
-        if "model-speed" in parts and args.model:
-            print(f"speed (scores of {args.model}):", flush=True)
-            senones = args.work_dir / "data" / "senones"
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            model = model_scores(args.model, senones, cuts, device)
+        if "model-speed" in parts and len(sets) > 1:
+            label, model = sets[1]
+            print(f"speed ({label} scores):", flush=True)
             result["rows"] += speed_rows(graph, fst, cuts, model, log_priors, jobs, gpu_batches,
-                                         executor, save, f"model {args.model}", False)  # fmt: skip
-        if "agreement" in parts and torch.cuda.is_available():
-            result["agreement"] = compare(args, graph, fst, cuts, scores, log_priors,
-                                          executor, save, result)  # fmt: skip
+                                         executor, save, label, False)  # fmt: skip
+        if "agreement" in parts and cuda:
+            max_actives = [int(m) for m in args.max_active.split(",")]
+            compare(graph, fst, cuts, sets, log_priors, max_actives, executor, save,
+                    result["agreement"])  # fmt: skip
     save()
     print_tables(result)
     print(f"\nwrote {args.out / 'decode.json'}")
 
 
-def compare(args, graph, fst, cuts, scores, log_priors, executor: Executor | None, save, result):
-    """CPU/GPU agreement rows for the noisy oracle and, with --model, the model's scores.
+def compare(graph, fst, cuts, sets, log_priors, max_actives, executor: Executor | None, save,
+            rows: list) -> None:  # fmt: skip
+    """Append CPU/GPU agreement rows to ``rows`` for each (name, scores) of ``sets``.
 
     The CPU lattice decoder has no ``max_active``; the GPU decoder caps its tokens per
-    frame by narrowing the beam (Kaldi's CUDA decoder), so each ``--max-active`` value
-    gets its own GPU row against the same CPU hypotheses.
+    frame by narrowing the beam (Kaldi's CUDA decoder), so each of ``max_actives`` gets
+    its own GPU row against the same CPU hypotheses.
     """
     table = word_table(graph.words)
     config = DecodeConfig()
     audio = sum(c.duration for c in cuts)
-    sets = [("noisy oracle", scores)]
-    if args.model:
-        senones = args.work_dir / "data" / "senones"
-        sets.append((f"model {args.model}", model_scores(args.model, senones, cuts, "cuda")))
-    rows = result["agreement"]
-    max_actives = [int(m) for m in args.max_active.split(",")]
     for name, s in sets:
         cpu = make_decoder(graph, DecodeConfig(device="cpu"), executor, fst_path=fst)
         _, cpu_hyps = run(cpu, s, log_priors, 64, config.grid())
@@ -255,7 +256,6 @@ def compare(args, graph, fst, cuts, scores, log_priors, executor: Executor | Non
             rows.append({**row, "gpu_max_active": max_active, "gpu_x_real_time": audio / wall})
             del gpu
             save()
-    return rows
 
 
 def print_tables(result: dict) -> None:

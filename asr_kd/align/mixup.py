@@ -33,8 +33,11 @@ def split_targets(occs: np.ndarray, target: int, power: float, min_count: float)
     """
     occs = np.asarray(occs, np.float32)
     num = [1] * len(occs)
-    # max-heap on occ ** power / num; a pdf that may not grow gets priority 0
-    heap = [(-float(np.float32(float(o) ** power)), p) for p, o in enumerate(occs)]
+
+    def priority(p: int) -> float:  # max-heap on occ ** power / num
+        return -float(np.float32(float(occs[p]) ** power)) / num[p]
+
+    heap = [(priority(p), p) for p in range(len(occs))]
     heapq.heapify(heap)
     total = len(occs)
     while total < target and heap and heap[0][0] < 0:
@@ -43,7 +46,7 @@ def split_targets(occs: np.ndarray, target: int, power: float, min_count: float)
             continue  # min-count reached: Kaldi sets its priority to 0
         num[p] += 1
         total += 1
-        heapq.heappush(heap, (-float(np.float32(float(occs[p]) ** power)) / num[p], p))
+        heapq.heappush(heap, (priority(p), p))
     return num
 
 

@@ -222,8 +222,8 @@ def kl_combine(
 
 
 def _kl_combine_disjoint(p_g, spec_probs, clusters, active, iters, tol) -> torch.Tensor:
-    # ``active``: [N, M] weights (0 for an inactive specialist).
-    """:func:`kl_combine` for disjoint clusters, in O(frames x clusters) per iteration.
+    """:func:`kl_combine` for disjoint clusters, in O(frames x clusters) per iteration;
+    ``active`` holds ``[N, M]`` weights (0 for an inactive specialist).
 
     With disjoint clusters the EM fixed point has a closed form inside each group of
     senones (each cluster, and the senones of no cluster): ``q(c) ∝ o(c)``, the

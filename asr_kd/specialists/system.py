@@ -80,7 +80,8 @@ class SpecialistSystem:
         spec_lp = [s.log_probs_of(batch)[0] for s in self.specialists]
         b, t, s = gen_lp.shape
         valid = torch.arange(t, device=gen_lp.device) < lengths.to(gen_lp.device)[:, None]
-        gen = gen_lp[valid].exp()
+        gen_all = gen_lp.exp()
+        gen = gen_all[valid]
         spec = [lp[valid].exp() for lp in spec_lp]
         active = active_specialists(gen, self.cluster_of, len(self.clusters), self.top_n)
         combined = gen.clone()
@@ -90,7 +91,6 @@ class SpecialistSystem:
             r = rows[start : start + chunk]
             combined[r] = kl_combine(gen[r], [p[r] for p in spec], self.clusters, active[r],
                                      self.em_iters, self.em_tol, self.weight)  # fmt: skip
-        gen_all = gen_lp.exp()
         out = gen_all.clone()
         out[valid] = combined
         act = torch.zeros(b, t, len(self.clusters), dtype=torch.bool, device=gen_lp.device)
