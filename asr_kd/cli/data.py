@@ -63,12 +63,20 @@ def download() -> None:
 
 @download.command("librispeech")
 @click.argument("target_dir", type=click.Path(file_okay=False))
-@click.option("--part", "parts", multiple=True, default=("mini_librispeech",), show_default=True)
-def download_librispeech(target_dir, parts) -> None:
-    """Download LibriSpeech parts into TARGET_DIR (skipped when present)."""
+@click.option(
+    "--part",
+    "parts",
+    multiple=True,
+    help="Part to fetch (repeatable; e.g. train-clean-100); default: mini-LibriSpeech "
+    "(dev-clean-2, train-clean-5).",
+)
+@click.option("--base-url", default=None, help="OpenSLR resources address or a mirror of it.")
+def download_librispeech(target_dir, parts, base_url) -> None:
+    """Download the named LibriSpeech parts into TARGET_DIR/LibriSpeech (finished ones skipped)."""
+    from asr_kd.data.librispeech import MINI_LIBRISPEECH_PARTS, OPENSLR_URL
     from asr_kd.data.librispeech import download_librispeech as run
 
-    run(Path(target_dir), parts)
+    run(Path(target_dir), parts or MINI_LIBRISPEECH_PARTS, base_url or OPENSLR_URL)
 
 
 @click.command("compute-features")

@@ -13,6 +13,7 @@ One cut per utterance; the cut id is the utterance id.
 from __future__ import annotations
 
 import logging
+import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,33 +55,62 @@ def _check_parts(parts: Sequence[str], stage: str) -> list[str]:
     return list(dict.fromkeys(parts))
 
 
-def download_librispeech(target_dir: Path | str, parts: Sequence[str]) -> Path:
-    """Download and unpack LibriSpeech parts from OpenSLR, skipping finished ones.
+MINI_LIBRISPEECH_PARTS = ("dev-clean-2", "train-clean-5")
+"""mini-LibriSpeech: what ``asr-kd download librispeech`` fetches when no part is named."""
+OPENSLR_URL = "https://www.openslr.org/resources"
+DOWNLOAD_STAGE = "download librispeech"
 
-    A part is finished when ``<target_dir>/LibriSpeech/<part>/.completed`` exists
-    (Lhotse writes it after unpacking). The ``.tar.gz`` archives stay in ``target_dir``.
+
+def download_librispeech(
+    target_dir: Path | str,
+    parts: Sequence[str] = MINI_LIBRISPEECH_PARTS,
+    base_url: str = OPENSLR_URL,
+) -> Path:
+    """Download and unpack the named LibriSpeech parts from OpenSLR, skipping finished ones.
+
+    Only the parts named are fetched (LibriSpeech from ``<base_url>/12``,
+    mini-LibriSpeech from ``<base_url>/31``). A part is finished when
+    ``<target_dir>/LibriSpeech/<part>/.completed`` exists (Lhotse writes it after
+    unpacking). The ``.tar.gz`` archives stay in ``target_dir``.
 
     Args:
         target_dir: where the archives go; they unpack to ``target_dir/LibriSpeech``.
-        parts: part names from :data:`LIBRISPEECH_PARTS`.
+        parts: part names from :data:`LIBRISPEECH_PARTS` (default: mini-LibriSpeech).
+        base_url: the OpenSLR resources address (or a mirror with the same layout).
 
     Returns:
         The corpus directory to give :func:`prepare_librispeech`.
+
+    Raises:
+        ConfigError: an unknown part name (the message lists the known ones) or no part.
+        AsrKdError: a download or unpacking failed (the part and the address named).
     """
     from lhotse.recipes.librispeech import download_librispeech as lhotse_download
 
-    stage = "download librispeech"
-    parts = _check_parts(parts, stage)
+    parts = _check_parts(parts, DOWNLOAD_STAGE)
+    if not parts:
+        raise ConfigError(
+            f"{DOWNLOAD_STAGE}: no part named; known parts: {', '.join(LIBRISPEECH_PARTS)}"
+        )
     target_dir = Path(target_dir)
     corpus_dir = target_dir / "LibriSpeech"
     for part in parts:
         if (corpus_dir / part / ".completed").is_file():
-            logger.info("%s: %s is already in %s; skipping", stage, part, corpus_dir)
+            logger.info("%s: %s is already in %s; skipping", DOWNLOAD_STAGE, part, corpus_dir)
             continue
+        logger.info("%s: fetching %s from %s", DOWNLOAD_STAGE, part, base_url)
         try:
-            lhotse_download(target_dir, dataset_parts=[part])
-        except OSError as e:  # network errors (URLError) and full disks
-            raise AsrKdError(f"{stage}: downloading {part} into {target_dir} failed: {e}") from e
+            lhotse_download(target_dir, dataset_parts=[part], base_url=base_url.rstrip("/"))
+        except (OSError, tarfile.TarError) as e:  # URLError, HTTP errors, full disks, bad tars
+            raise AsrKdError(
+                f"{DOWNLOAD_STAGE}: downloading {part} from {base_url} into {target_dir} "
+                f"failed: {e}"
+            ) from e
+        if not (corpus_dir / part).is_dir():
+            raise AsrKdError(
+                f"{DOWNLOAD_STAGE}: the archive of {part} from {base_url} did not unpack to "
+                f"{corpus_dir / part}; is it a LibriSpeech archive?"
+            )
     return corpus_dir
 
 
@@ -92,7 +122,7 @@ def _resolve_parts(corpus_dir: Path, parts: Sequence[str] | None) -> list[str]:
             hint = f" (did you mean {corpus_dir / 'LibriSpeech'}?)"
         raise MissingInputError(
             f"{STAGE}: corpus directory {corpus_dir} does not exist{hint}; "
-            "download it with 'asr-kd download-librispeech'"
+            "download it with 'asr-kd download librispeech --part PART TARGET_DIR'"
         )
     if parts is None:
         present = [p for p in LIBRISPEECH_PARTS if (corpus_dir / p).is_dir()]
@@ -110,7 +140,7 @@ def _resolve_parts(corpus_dir: Path, parts: Sequence[str] | None) -> list[str]:
     if missing:
         raise MissingInputError(
             f"{STAGE}: LibriSpeech part folder(s) {', '.join(missing)} do not exist; "
-            "download them with 'asr-kd download-librispeech'"
+            "download them with 'asr-kd download librispeech --part PART TARGET_DIR'"
         )
     return parts
 

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 from lhotse import load_manifest
 
-from asr_kd.data.librispeech import LIBRISPEECH_PARTS, prepare_librispeech
+from asr_kd.data.librispeech import LIBRISPEECH_PARTS, download_librispeech, prepare_librispeech
 from asr_kd.errors import AsrKdError, BadInputError, ConfigError, MissingInputError
 from asr_kd.stage import is_done
 from asr_kd.testing.fake_corpora import corrupt_file, make_fake_librispeech, write_tone
@@ -150,3 +150,121 @@ def test_missing_flac_is_an_error_not_a_dropped_utterance(corpus, tmp_path):
     flac.unlink()
     with pytest.raises(BadInputError, match=rf"{flac.stem} \({flac}\): audio file does not exist"):
         prepare_librispeech(corpus, tmp_path / "m")
+
+
+# --- download: a local OpenSLR mirror on 127.0.0.1 ---------------------------------
+
+
+@pytest.fixture
+def openslr(tmp_path):
+    """An HTTP server on 127.0.0.1 laid out like OpenSLR (12/ LibriSpeech, 31/ mini).
+
+    Serves ``<part>.tar.gz`` archives of a fake corpus; yields (base URL, requested paths).
+    """
+    import functools
+    import http.server
+    import tarfile
+    import threading
+
+    from asr_kd.data.librispeech import MINI_LIBRISPEECH_PARTS
+
+    parts = (*MINI_LIBRISPEECH_PARTS, "dev-clean")
+    corpus = make_fake_librispeech(tmp_path / "src", parts=parts, speakers=1, utts=1)
+    root = tmp_path / "www"
+    for part in parts:
+        folder = root / ("31" if part in MINI_LIBRISPEECH_PARTS else "12")
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(folder / f"{part}.tar.gz", "w:gz") as tar:
+            tar.add(corpus / part, arcname=f"LibriSpeech/{part}")
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requested
+    server.shutdown()
+    server.server_close()
+
+
+def _run_cli(*args):
+    from click.testing import CliRunner
+
+    from asr_kd.cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_download_fetches_only_the_parts_named(openslr, tmp_path):
+    url, requested = openslr
+    result = _run_cli(
+        "download", "librispeech", "--part", "dev-clean", "--base-url", url, str(tmp_path / "dl")
+    )
+    assert result.exit_code == 0, result.output
+    assert requested == ["/12/dev-clean.tar.gz"]
+    corpus = tmp_path / "dl" / "LibriSpeech"
+    assert sorted(p.name for p in corpus.iterdir()) == ["dev-clean"]
+    assert (corpus / "dev-clean" / ".completed").is_file()
+    paths = prepare_librispeech(corpus, tmp_path / "m")  # the download is a usable corpus
+    assert list(paths) == ["dev-clean"]
+    # Finished parts are not fetched again.
+    assert (
+        _run_cli(
+            "download",
+            "librispeech",
+            "--part",
+            "dev-clean",
+            "--base-url",
+            url,
+            str(tmp_path / "dl"),
+        ).exit_code
+        == 0
+    )
+    assert requested == ["/12/dev-clean.tar.gz"]
+
+
+def test_download_default_is_mini_librispeech(openslr, tmp_path):
+    url, requested = openslr
+    result = _run_cli("download", "librispeech", "--base-url", url, str(tmp_path / "dl"))
+    assert result.exit_code == 0, result.output
+    assert sorted(requested) == ["/31/dev-clean-2.tar.gz", "/31/train-clean-5.tar.gz"]
+    paths = prepare_librispeech(tmp_path / "dl" / "LibriSpeech", tmp_path / "m")
+    assert sorted(paths) == ["dev-clean-2", "train-clean-5"]
+
+
+def test_download_refuses_bad_part_names_with_the_list(openslr, tmp_path):
+    url, requested = openslr
+    result = _run_cli(
+        "download",
+        "librispeech",
+        "--part",
+        "dev-clean",
+        "--part",
+        "train-clean-101",
+        "--base-url",
+        url,
+        str(tmp_path / "dl"),
+    )
+    assert result.exit_code != 0
+    assert "unknown LibriSpeech part(s) train-clean-101" in result.output
+    assert "known parts: dev-clean, dev-other, test-clean" in result.output
+    assert "train-clean-5" in result.output
+    assert requested == []  # nothing fetched, not even the good part
+    assert not (tmp_path / "dl").exists()
+
+
+def test_download_failure_names_the_part_and_address(openslr, tmp_path):
+    url, _ = openslr
+    with pytest.raises(
+        AsrKdError, match=rf"downloading test-clean from {url} into {tmp_path / 'dl'} failed"
+    ):
+        download_librispeech(tmp_path / "dl", ["test-clean"], base_url=url)  # not served: 404
