@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
@@ -116,23 +117,50 @@ class DNN(AcousticModel):
         )
         self.output = nn.Linear(dims[-1], num_senones)
 
-    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, feats: Tensor, lengths: Tensor, windows: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Compute senone logits frame by frame.
 
         Args:
-            feats: ``[B, T, F]`` features, padded after each sequence's end.
-            lengths: ``[B]`` int64 valid frames per sequence.
+            feats: ``[B, T, F]`` features, padded after each sequence's end; with
+                ``windows``, ``[N, K, F]`` spliced windows (see :meth:`forward_windows`).
+            lengths: ``[B]`` int64 valid frames per sequence (ignored with ``windows``).
+            windows: ``feats`` are one window per frame (the frame-level training
+                path, :mod:`asr_kd.train.frames`); a keyword so that DDP and
+                ``torch.compile`` wrappers pass it through.
 
         Returns:
             ``(logits [B, T, S], lengths [B])``. The window of frame ``t`` is frames
             ``t - left_context .. t + right_context`` with edge frames replicated (see
-            :func:`splice_frames`), so padding never changes a sequence's logits.
+            :func:`splice_frames`), so padding never changes a sequence's logits. With
+            ``windows``: ``(logits [N, 1, S], ones [N])``.
         """
+        if windows:
+            return self.forward_windows(feats)[:, None], torch.ones_like(lengths)
         self.check_inputs(feats, lengths)
-        x = splice_frames(feats, lengths, self.left_context, self.right_context)
+        return self._mlp(
+            splice_frames(feats, lengths, self.left_context, self.right_context)
+        ), lengths
+
+    def forward_windows(self, windows: Tensor) -> Tensor:
+        """Senone logits of the centre frames of spliced windows (no splicing here).
+
+        Args:
+            windows: ``[N, K, F]``, ``K = left_context + 1 + right_context`` frames per
+                window, the target frame at position ``left_context`` (as
+                :func:`splice_frames` orders them).
+
+        Returns:
+            ``[N, S]`` logits, equal to :meth:`forward`'s for those frames.
+        """
+        self.check_windows(windows)
+        return self._mlp(windows.flatten(1))
+
+    def _mlp(self, x: Tensor) -> Tensor:
         for layer in self.layers:
             x = F.dropout(F.relu(layer(x)), self.dropout, self.training)
-        return self.output(x), lengths
+        return self.output(x)
 
     def flops_per_frame(self) -> int:
         """2 x the multiply-adds of the matrix products for one frame (biases excluded)."""

@@ -62,7 +62,11 @@ class AcousticModel(nn.Module):
             output frame t depends on, for models with a bounded receptive field (DNN,
             TDNN); ``None`` for sequence models (LSTM, conformer). A trainer that cuts
             chunks out of utterances adds this much context to each chunk and drops the
-            outputs for the context frames.
+            outputs for the context frames. Such frame classifiers also implement
+            ``forward_windows(windows [N, K, F]) -> [N, S]``, the logits of the centre
+            frames of ``K = left + 1 + right``-frame windows, and accept
+            ``forward(windows, lengths, windows=True)`` (logits ``[N, 1, S]``) for the
+            frame-level training path (:mod:`asr_kd.train.frames`).
     """
 
     feat_dim: int
@@ -108,6 +112,18 @@ class AcousticModel(nn.Module):
             raise ValueError(
                 f"every length must be in [1, {feats.size(1)}] (the padded number of "
                 f"frames), got {lengths.tolist()}"
+            )
+
+    def check_windows(self, windows: Tensor) -> None:
+        """Raise ``ValueError`` unless ``windows`` is ``[N, left + 1 + right, feat_dim]``."""
+        if self.frame_context is None:
+            raise ValueError(f"{type(self).__name__} is a sequence model: it takes no windows")
+        width = sum(self.frame_context) + 1
+        if windows.dim() != 3 or windows.shape[1:] != (width, self.feat_dim):
+            raise ValueError(
+                f"{type(self).__name__} expects windows of shape [N, {width}, "
+                f"{self.feat_dim}] (frame context {self.frame_context}), got "
+                f"{list(windows.shape)}; build them with the model's frame_context"
             )
 
 

@@ -113,35 +113,77 @@ class TDNN(AcousticModel):
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden_dim) for _ in contexts)
         self.output = nn.Linear(hidden_dim, num_senones)
 
-    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, feats: Tensor, lengths: Tensor, windows: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Compute senone logits.
 
         Args:
-            feats: ``[B, T, F]`` features, padded after each sequence's end.
-            lengths: ``[B]`` int64 valid frames per sequence.
+            feats: ``[B, T, F]`` features, padded after each sequence's end; with
+                ``windows``, ``[N, K, F]`` windows (see :meth:`forward_windows`).
+            lengths: ``[B]`` int64 valid frames per sequence (ignored with ``windows``).
+            windows: ``feats`` are one window per frame (the frame-level training
+                path, :mod:`asr_kd.train.frames`); a keyword so that DDP and
+                ``torch.compile`` wrappers pass it through.
 
         Returns:
             ``(logits [B, T, S], lengths [B])``. Context before frame 0 and past the last
             valid frame is that frame replicated, so padding never changes a sequence's
-            logits (in training mode, BatchNorm statistics skip padding too).
+            logits (in training mode, BatchNorm statistics skip padding too). With
+            ``windows``: ``(logits [N, 1, S], ones [N])``.
         """
+        if windows:
+            return self.forward_windows(feats)[:, None], torch.ones_like(lengths)
         self.check_inputs(feats, lengths)
         left, right = self.frame_context
         x = pad_edges(feats, lengths, left, right)  # [B, left + T + right, F]
-        start = -left  # input frame index of x[:, 0]
         positions = torch.arange(x.size(1), device=x.device)
         ends = lengths.to(x.device)
+
+        def valid(frames: int, start: int, right: int) -> Tensor:
+            # Frames inside the edge-extended sequence count for BatchNorm statistics.
+            return positions[:frames].unsqueeze(0) + start < (ends + right).unsqueeze(1)
+
+        return self._layers(x, -left, right, valid), lengths
+
+    def forward_windows(self, windows: Tensor) -> Tensor:
+        """Senone logits of the centre frames of windows of the network's whole context.
+
+        Every layer runs as a "valid" convolution over the window, so the window of
+        ``K = left + 1 + right`` frames (``frame_context``) shrinks to its centre frame:
+        a TDNN layer's outputs are recomputed for every window they reach (about
+        ``sum of the layers' output frames per window`` times the per-frame cost of
+        :meth:`forward`, the price of shuffling single frames). In training mode the
+        BatchNorm statistics run over all those frames of all windows.
+
+        Args:
+            windows: ``[N, K, F]``, the target frame at position ``left``.
+
+        Returns:
+            ``[N, S]`` logits, equal to :meth:`forward`'s for those frames in eval mode.
+        """
+        self.check_windows(windows)
+        left, right = self.frame_context
+        return self._layers(windows, -left, right, None)[:, 0]
+
+    def _layers(self, x: Tensor, start: int, right: int, valid) -> Tensor:
+        """Run the layers on ``x`` ``[B, L, F]`` (input frame ``start`` at ``x[:, 0]``,
+        ``right`` frames of context after the last output frame); ``valid(frames, start,
+        right)`` masks the BatchNorm statistics (``None``: every frame counts)."""
         for offsets, affine, norm in zip(self.contexts, self.affines, self.norms, strict=True):
             span = offsets[-1] - offsets[0]
             frames = x.size(1) - span
             x = torch.cat([x[:, o - offsets[0] : o - offsets[0] + frames] for o in offsets], -1)
             start -= offsets[0]
             right -= offsets[-1]
-            # Frames inside the edge-extended sequence count for BatchNorm statistics.
-            mask = positions[:frames].unsqueeze(0) + start < (ends + right).unsqueeze(1)
-            x = masked_batch_norm(norm, F.relu(affine(x)), mask)
+            x = F.relu(affine(x))
+            mask = None if valid is None else valid(frames, start, right)
+            if mask is None:
+                x = norm(x.reshape(-1, x.size(-1))).view_as(x)
+            else:
+                x = masked_batch_norm(norm, x, mask)
             x = F.dropout(x, self.dropout, self.training)
-        return self.output(x), lengths
+        return self.output(x)
 
     def flops_per_frame(self) -> int:
         """2 x the multiply-adds of the matrix products for one frame (biases excluded)."""

@@ -247,3 +247,45 @@ def test_no_preset_means_the_config_defaults():
         model_config(ModelSpec("dnn", "small"), 40, 500), feat_dim=40
     )
     assert isinstance(build_model(ModelSpec("dnn"), 40, 500), DNN)
+
+
+def _windows_of(feats: torch.Tensor, length: int, left: int, right: int) -> torch.Tensor:
+    """``[T, K, F]``: frame t's window by index gather, edges replicated (one sequence)."""
+    idx = (torch.arange(length)[:, None] + torch.arange(-left, right + 1)).clamp(0, length - 1)
+    return feats[idx]
+
+
+@pytest.mark.parametrize("arch,preset", [("dnn", "tiny"), ("dnn", "small"), ("tdnn", "tiny"),
+                                          ("tdnn", "small")])  # fmt: skip
+def test_forward_windows_equals_forward_frame_by_frame(arch, preset):
+    """The frame path's logits (one window per frame) are the utterance path's."""
+    model = build(arch, preset).eval()
+    feats, lens = padded_batch([23, 9, 1])
+    left, right = model.frame_context
+    with torch.no_grad():
+        logits, _ = model(feats, lens)
+        for b, n in enumerate(lens.tolist()):
+            windows = _windows_of(feats[b], n, left, right)
+            torch.testing.assert_close(model.forward_windows(windows), logits[b, :n],
+                                       atol=1e-5, rtol=1e-5)  # fmt: skip
+            via_forward, ones = model(windows, torch.zeros(n, dtype=torch.int64), windows=True)
+            assert via_forward.shape == (n, 1, NUM_SENONES) and ones.tolist() == [1] * n
+            torch.testing.assert_close(via_forward[:, 0], logits[b, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_dnn_windows_need_the_model_context_and_sequence_models_have_none():
+    model = build("dnn", "tiny")
+    with pytest.raises(ValueError, match=r"\[N, 5, 6\]"):
+        model.forward_windows(torch.zeros(4, 7, FEAT_DIM))
+    assert not hasattr(build("lstm", "tiny"), "forward_windows")
+    assert build("lstm", "tiny").frame_context is None
+
+
+def test_dnn_dropout_reaches_the_model_from_the_options():
+    model = build_model(ModelSpec("dnn", "small", {"dropout": 0.1}), FEAT_DIM, NUM_SENONES)
+    assert model.dropout == 0.1
+    windows = torch.randn(64, 11, FEAT_DIM)
+    model.train()
+    assert not torch.equal(model.forward_windows(windows), model.forward_windows(windows))
+    model.eval()
+    assert torch.equal(model.forward_windows(windows), model.forward_windows(windows))
