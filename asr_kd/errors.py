@@ -20,3 +20,11 @@ class MissingInputError(AsrKdError):
 
 class ConfigError(AsrKdError):
     """A configuration file or override is invalid."""
+
+
+class StageBusyError(AsrKdError):
+    """Another process is writing the same stage output (its lock is held)."""
+
+
+class StaleInputError(AsrKdError):
+    """A finished output was made from an input that an upstream stage has since redone."""

@@ -1,16 +1,30 @@
-"""Idempotent, atomic stage outputs.
+"""Idempotent, atomic stage outputs with declared inputs and a lock.
 
 Every stage writes one output directory. It is built under a temporary sibling
 (``<out>.tmp-<pid>``) and renamed into place only when the stage succeeded, so a
-killed or failed stage never leaves a half-written output. The finished directory
-holds ``.done.json``: the stage name, its resolved configuration, the git revision
-and package versions. A rerun with the same configuration skips the work; a rerun
-with a different one refuses unless ``force`` is given.
+killed or failed stage never leaves a half-written output; temporary siblings left
+by a killed process are removed by the next run. The finished directory holds
+``.done.json``: the stage name, its resolved configuration, the git revision,
+package versions and the stage's inputs. A rerun with the same configuration skips
+the work; a rerun with a different one refuses unless ``force`` is given.
+
+Inputs. Every finished input a stage checks with :func:`require_done` (or
+:func:`require_file`) is recorded, with the stage that makes it and a digest of its
+``.done.json``, in the marker of the stage being written. When an upstream stage is
+redone (``asr-kd align --force``), its marker changes, and a downstream stage that
+would otherwise skip refuses with :class:`~asr_kd.errors.StaleInputError` until it is
+rerun with ``--force`` (as Kaldi's ``mkgraph.sh`` compares timestamps).
+
+Lock. While a stage writes ``<out>`` it holds an exclusive lock on ``<out>.lock``
+(``flock``, released by the kernel if the process dies); a second run of the same
+stage on the same output fails at once with :class:`~asr_kd.errors.StageBusyError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import fcntl
 import hashlib
 import json
 import logging
@@ -18,12 +32,19 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from asr_kd.errors import AsrKdError, MissingInputError
+from asr_kd.errors import (
+    AsrKdError,
+    BadInputError,
+    MissingInputError,
+    StageBusyError,
+    StaleInputError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +103,58 @@ def is_done(out_dir: Path | str) -> bool:
 
 
 def read_marker(out_dir: Path | str) -> dict[str, Any]:
-    return json.loads((Path(out_dir) / MARKER).read_text())
+    """The completion marker of a finished output.
+
+    Raises:
+        BadInputError: the marker is not valid JSON (the disk was full or it was edited).
+    """
+    path = Path(out_dir) / MARKER
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadInputError(
+            f"{path} is not a valid completion marker ({e}); rerun the stage that wrote "
+            f"{Path(out_dir).name} with --force"
+        ) from None
+    if not isinstance(doc, dict):
+        raise BadInputError(f"{path} is not a valid completion marker; rerun with --force")
+    return doc
+
+
+def marker_digest(out_dir: Path | str) -> str:
+    """A short sha256 of a finished output's ``.done.json`` (changes whenever it is redone)."""
+    return file_digest(Path(out_dir) / MARKER)
+
+
+# The inputs checked since the current stage began: resolved path -> {"stage", "marker"}.
+_INPUTS: contextvars.ContextVar[dict[str, dict[str, str]] | None] = contextvars.ContextVar(
+    "asr_kd_stage_inputs", default=None
+)
+
+
+def _record_input(path: Path, stage: str) -> None:
+    inputs = _INPUTS.get()
+    if inputs is None:
+        inputs = {}
+        _INPUTS.set(inputs)
+    inputs[str(path.resolve())] = {"stage": stage, "marker": marker_digest(path)}
+
+
+def recorded_inputs() -> dict[str, dict[str, str]]:
+    """The inputs :func:`require_done` has checked since the last stage output was written."""
+    return dict(_INPUTS.get() or {})
+
+
+def reset_inputs() -> None:
+    """Forget the recorded inputs (a new stage begins)."""
+    _INPUTS.set({})
 
 
 def require_done(path: Path | str, stage: str) -> Path:
     """Check that ``path`` (a stage output directory) exists and is finished.
+
+    The input is recorded, with ``stage`` and its marker's digest, for the marker of
+    the stage being run (see the module docstring).
 
     Args:
         path: the directory an earlier stage should have written.
@@ -96,73 +164,233 @@ def require_done(path: Path | str, stage: str) -> Path:
     if not is_done(path):
         what = "is incomplete (no completion marker)" if path.exists() else "does not exist"
         raise MissingInputError(f"{path} {what}: run the '{stage}' stage first")
+    _record_input(path, stage)
     return path
 
 
 def require_file(path: Path | str, stage: str) -> Path:
-    """Check that an input file exists, naming the stage that writes it."""
+    """Check that an input file exists, naming the stage that writes it.
+
+    When the file lies in a finished stage output, that output is recorded as an input.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path} does not exist: run the '{stage}' stage first")
+    if path.stat().st_size == 0:
+        raise BadInputError(f"{path} is empty: rerun the '{stage}' stage with --force")
+    if is_done(path.parent):
+        _record_input(path.parent, stage)
     return path
+
+
+def stale_inputs(marker: dict[str, Any]) -> list[str]:
+    """One line per input recorded in ``marker`` that has been redone or removed since."""
+    problems = []
+    for path, entry in (marker.get("inputs") or {}).items():
+        maker = entry.get("stage", "?")
+        if not is_done(path):
+            problems.append(f"its input {path} (from '{maker}') is gone or unfinished")
+        elif marker_digest(path) != entry.get("marker"):
+            problems.append(f"its input {path} was redone by '{maker}' since")
+    return problems
+
+
+def finished(out_dir: Path | str, stage: str, config: dict[str, Any], force: bool) -> bool:
+    """Whether ``out_dir`` is finished with ``config`` and its inputs unchanged (skip it).
+
+    Raises:
+        AsrKdError: it is finished with another configuration (and ``force`` is off).
+        StaleInputError: an input it was made from has been redone or removed since.
+    """
+    out_dir = Path(out_dir)
+    if force or not is_done(out_dir):
+        return False
+    marker = read_marker(out_dir)
+    if marker.get("config") != json.loads(json.dumps(config, default=str)):
+        raise AsrKdError(
+            f"{out_dir} was written by '{stage}' with another configuration; "
+            "use --force to overwrite it or choose another output directory"
+        )
+    stale = stale_inputs(marker)
+    if stale:
+        raise StaleInputError(
+            f"{stage}: {out_dir} is out of date: {'; '.join(stale)}; "
+            f"rerun '{stage}' with --force to redo it from the new input"
+        )
+    logger.info("%s: %s is finished; skipping (use --force to redo)", stage, out_dir)
+    return True
+
+
+# Locks this process holds: resolved output path -> [fd, count, lock file].
+_HELD: dict[str, list[Any]] = {}
+
+
+def acquire_lock(path: Path | str, stage: str) -> None:
+    """Take the exclusive lock on output ``path`` (``<path>.lock``); reentrant in a process.
+
+    Raises:
+        StageBusyError: another process holds it, naming that process's stage and pid.
+    """
+    path = Path(path).absolute()
+    held = _HELD.get(str(path))
+    if held is not None:
+        held[1] += 1
+        return
+    lock = path.with_name(f"{path.name}.lock")
+    check_writable_dir(path.parent, stage)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 4096, 0).decode(errors="replace").strip().split(maxsplit=1)
+            os.close(fd)
+            pid, other = (owner + ["?", "?"])[:2]
+            raise StageBusyError(
+                f"another asr-kd {other} (pid {pid}) is writing {path}; wait for it to "
+                "finish (or stop it) and rerun"
+            ) from None
+        try:  # a releasing holder may have removed the file between our open and flock
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {stage}\n".encode(), 0)
+    _HELD[str(path)] = [fd, 1, lock]
+
+
+def release_lock(path: Path | str, all_holds: bool = False) -> None:
+    """Release one hold on ``path``'s lock (every hold with ``all_holds``)."""
+    key = str(Path(path).absolute())
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] = 0 if all_holds else held[1] - 1
+    if held[1] <= 0:
+        del _HELD[key]
+        held[2].unlink(missing_ok=True)  # while still locked: the next taker makes a new file
+        os.close(held[0])
+
+
+def check_writable_dir(directory: Path | str, stage: str) -> Path:
+    """Create ``directory`` if needed and check that files can be made in it.
+
+    Raises:
+        BadInputError: it is a file, or cannot be created or written.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise BadInputError(f"{stage}: {directory} is a file, not a directory; move it away")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInputError(f"{stage}: cannot create {directory} ({e.strerror})") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise BadInputError(f"{stage}: cannot write into {directory} (permission denied)")
+    return directory
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(out_dir: Path | str) -> list[Path]:
+    """Remove ``<out>.tmp-<pid>`` and ``<out>.old-<pid>`` left by processes that died."""
+    out_dir = Path(out_dir)
+    removed = []
+    for kind in ("tmp", "old"):
+        prefix = f"{out_dir.name}.{kind}-"
+        if not out_dir.parent.is_dir():
+            break
+        for p in out_dir.parent.iterdir():
+            pid = p.name[len(prefix) :] if p.name.startswith(prefix) else ""
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                logger.warning("removing %s, left by a process (pid %s) that died", p, pid)
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
 def stage_output(
     out_dir: Path | str, stage: str, config: dict[str, Any], force: bool = False
 ) -> Iterator[Path | None]:
-    """Build a stage's output directory atomically.
+    """Build a stage's output directory atomically, under the output's lock.
 
     Yields the temporary directory to write into, or ``None`` when ``out_dir`` is
-    already finished with the same configuration (the caller then skips its work).
-    On success the temporary directory gets the marker and replaces ``out_dir``;
-    on any exception it is removed and ``out_dir`` is left as it was.
+    already finished with the same configuration and unchanged inputs (the caller
+    then skips its work). On success the temporary directory gets the marker (with
+    the inputs checked by :func:`require_done` before and during the stage) and
+    replaces ``out_dir``; on any exception it is removed and ``out_dir`` is left as it
+    was. Temporary siblings of dead processes are removed first.
 
     Args:
         out_dir: the final output directory.
         stage: the stage name (the ``asr-kd`` subcommand), recorded in the marker.
         config: the resolved, JSON-serialisable configuration of the stage.
         force: redo the stage even if it is finished.
+
+    Raises:
+        StageBusyError: another process is writing ``out_dir``.
+        StaleInputError: it is finished, but an input has been redone since.
     """
     out_dir = Path(out_dir)
     config = json.loads(json.dumps(config, default=str))
-    if is_done(out_dir) and not force:
-        previous = read_marker(out_dir).get("config")
-        if previous == config:
-            logger.info("%s: %s is finished; skipping (use --force to redo)", stage, out_dir)
+    acquire_lock(out_dir, stage)
+    try:
+        clean_stale(out_dir)
+        if finished(out_dir, stage, config, force):
             yield None
             return
-        raise AsrKdError(
-            f"{out_dir} was written by '{stage}' with another configuration; "
-            "use --force to overwrite it or choose another output directory"
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    start = time.time()
-    try:
-        yield tmp
-        marker = {
-            "stage": stage,
-            "config": config,
-            "git_revision": git_revision(),
-            "versions": package_versions(),
-            "seconds": round(time.time() - start, 2),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        start = time.time()
+        try:
+            yield tmp
+            inside = str(out_dir.resolve()) + os.sep
+            inputs = {
+                k: v
+                for k, v in sorted(recorded_inputs().items())
+                if k != str(out_dir.resolve()) and not k.startswith(inside)
+            }
+            marker = {
+                "stage": stage,
+                "run_id": uuid.uuid4().hex,  # a redo changes the marker even within a second
+                "config": config,
+                "inputs": inputs,
+                "git_revision": git_revision(),
+                "versions": package_versions(),
+                "seconds": round(time.time() - start, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            if out_dir.exists():
+                old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+                out_dir.rename(old)
+                tmp.rename(out_dir)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        reset_inputs()
+        release_lock(out_dir, all_holds=True)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

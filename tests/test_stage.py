@@ -1,9 +1,18 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from asr_kd.errors import AsrKdError, MissingInputError
-from asr_kd.stage import is_done, read_marker, require_done, stage_output
+from asr_kd.errors import (
+    AsrKdError,
+    BadInputError,
+    MissingInputError,
+    StageBusyError,
+    StaleInputError,
+)
+from asr_kd.stage import acquire_lock, is_done, read_marker, require_done, stage_output
 
 
 def test_output_appears_only_when_stage_succeeds(tmp_path):
@@ -45,3 +54,101 @@ def test_require_done_names_the_stage(tmp_path):
     with pytest.raises(MissingInputError, match="incomplete"):
         require_done(tmp_path / "corpus", "synth-corpus")
     assert not is_done(tmp_path / "corpus")
+
+
+def _make(out, stage="demo", config=None, inputs=(), force=False):
+    """Run a toy stage that checks ``inputs`` (paths, stage) and writes one file."""
+    for path, maker in inputs:
+        require_done(path, maker)
+    with stage_output(out, stage, config or {}, force=force) as tmp:
+        if tmp is not None:
+            (tmp / "r.txt").write_text("x")
+        return tmp is not None
+
+
+def test_marker_records_inputs_and_redone_input_refuses(tmp_path):
+    up, down = tmp_path / "ali", tmp_path / "tree"
+    _make(up, "align")
+    _make(down, "build-tree", inputs=[(up, "align")])
+    inputs = read_marker(down)["inputs"]
+    assert list(inputs) == [str(up.resolve())] and inputs[str(up.resolve())]["stage"] == "align"
+    assert not _make(down, "build-tree", inputs=[(up, "align")])  # unchanged: skipped
+    _make(up, "align", force=True)  # the upstream stage is redone
+    with pytest.raises(
+        StaleInputError, match=r"ali was redone by 'align'.*rerun 'build-tree' with --force"
+    ):
+        _make(down, "build-tree", inputs=[(up, "align")])
+    assert (down / "r.txt").is_file()  # the old output is left as it was
+    assert _make(down, "build-tree", inputs=[(up, "align")], force=True)
+    assert not _make(down, "build-tree", inputs=[(up, "align")])
+
+
+def test_removed_input_refuses(tmp_path):
+    up, down = tmp_path / "a", tmp_path / "b"
+    _make(up, "align")
+    _make(down, "build-tree", inputs=[(up, "align")])
+    (up / ".done.json").unlink()
+    with pytest.raises(StaleInputError, match="gone or unfinished"):
+        _make(down, "build-tree")
+
+
+def test_second_writer_fails_at_once_and_first_finishes(tmp_path):
+    out = tmp_path / "out"
+    code = (
+        "import sys, time\n"
+        "from asr_kd.stage import stage_output\n"
+        "with stage_output(sys.argv[1], 'train', {}) as tmp:\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(float(sys.argv[2]))\n"
+        "    (tmp / 'r.txt').write_text('winner')\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", code, str(out), "3"], stdout=subprocess.PIPE, text=True
+    )
+    assert first.stdout.readline().strip() == "started"
+    with pytest.raises(
+        StageBusyError, match=rf"another asr-kd train \(pid {first.pid}\) is writing .*out"
+    ):
+        with stage_output(out, "train", {}):
+            pass
+    assert first.wait(60) == 0
+    assert (out / "r.txt").read_text() == "winner"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no lock, no tmp left
+    with stage_output(out, "train", {}) as tmp:
+        assert tmp is None
+
+
+def test_stale_tmp_of_a_dead_process_is_removed(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    (tmp_path / f"mfcc.tmp-{pid}").mkdir()
+    (tmp_path / f"mfcc.tmp-{pid}" / "half.lca").write_text("half")
+    (tmp_path / f"mfcc.tmp-{os.getppid()}").mkdir()  # a live process's: kept
+    _make(tmp_path / "mfcc", "compute-features")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mfcc", f"mfcc.tmp-{os.getppid()}"]
+
+
+def test_lock_is_reentrant_and_released_by_stage_output(tmp_path):
+    out = tmp_path / "out"
+    acquire_lock(out, "train")  # a training's work directory holds it for the whole run
+    with stage_output(out, "train", {}) as tmp:
+        (tmp / "r.txt").write_text("x")
+    assert not (tmp_path / "out.lock").exists()
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    (tmp_path / "exp").write_text("not a directory")
+    with pytest.raises(BadInputError, match="exp is a file, not a directory"):
+        _make(tmp_path / "exp" / "mono", "train-mono")
+
+
+def test_corrupt_marker_is_named(tmp_path):
+    _make(tmp_path / "out")
+    (tmp_path / "out" / ".done.json").write_text("{trunc")
+    with pytest.raises(BadInputError, match=r"out/.done.json is not a valid completion marker"):
+        _make(tmp_path / "out")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from asr_kd.errors import AsrKdError, BadInputError, MissingInputError
-from asr_kd.stage import atomic_write_text, is_done, read_marker
+from asr_kd.stage import acquire_lock, atomic_write_text, finished
 from asr_kd.train.dataset import FeatureNormalizer
 
 logger = logging.getLogger(__name__)
@@ -126,15 +126,7 @@ def finished_output(out_dir: Path, stage: str, config: dict, force: bool) -> boo
     Raises:
         AsrKdError: it is finished with another configuration and ``force`` is off.
     """
-    if force or not is_done(out_dir):
-        return False
-    if read_marker(out_dir).get("config") == json.loads(json.dumps(config, default=str)):
-        logger.info("%s: %s is finished; skipping (use --force to redo)", stage, out_dir)
-        return True
-    raise AsrKdError(
-        f"{out_dir} was written by '{stage}' with another configuration; "
-        "use --force to overwrite it or choose another output directory"
-    )
+    return finished(out_dir, stage, config, force)
 
 
 class WorkDir:
@@ -158,6 +150,8 @@ class WorkDir:
             AsrKdError: it holds a training with another configuration or world size.
         """
         identity = json.loads(json.dumps(identity, default=str))
+        # held until the stage's output is written (stage_output releases it) or we exit
+        acquire_lock(self.path.with_name(self.path.name.removesuffix(".work")), identity["stage"])
         marker = self.path / "work.json"
         if force and self.path.exists():
             logger.info("--force: discarding the unfinished training in %s", self.path)
