@@ -84,9 +84,11 @@ def test_wrong_type_from_set_is_named_so(tmp_path):
         ConfigError, match=r"frame_shift \(from --set\) must be a number, got 'fast'"
     ):
         load_section(None, "features", Feats, ["frame_shift=fast"])
-    with pytest.raises(ConfigError, match=r"span \(from --set\) must be a list \(tuple\[float, float\]\)"):
+    with pytest.raises(
+        ConfigError, match=r"span \(from --set\) must be a list \(tuple\[float, float\]\)"
+    ):
         load_section(None, "features", Feats, ["span=[1, 2, 3]"])
-    with pytest.raises(ConfigError, match="dither must be true or false"):
+    with pytest.raises(ConfigError, match=r"dither \(from --set\) must be true or false, got 2"):
         load_section(None, "features", Feats, ["dither=2"])
 
 
