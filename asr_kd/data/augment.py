@@ -7,6 +7,8 @@ a whole, which keeps the signal-to-noise ratio.
 
 from __future__ import annotations
 
+from fractions import Fraction
+from functools import partial
 from math import gcd
 
 import numpy as np
@@ -20,6 +22,8 @@ __all__ = [
     "normalize_peak",
     "resample",
     "reverberate",
+    "shift_voice",
+    "speed_perturb",
     "synth_rir",
 ]
 
@@ -256,3 +260,116 @@ def _talker(num: int, rng: np.random.Generator, sr: int) -> np.ndarray:
     envelope = np.maximum(envelope - 0.3 * np.std(envelope), 0.0)  # pauses between syllables
     out = carrier * np.interp(np.arange(num) * env_rate / sr, np.arange(n_env), envelope)
     return out / max(float(np.sqrt(np.mean(out**2))), 1e-12)
+
+
+def speed_perturb(x: np.ndarray, factor: float) -> np.ndarray:
+    """Kaldi's speed perturbation: play ``factor`` times faster (tempo and pitch together).
+
+    As sox's ``speed`` effect in Kaldi's ``perturb_data_dir_speed.sh``: the audio is
+    resampled so that it lasts ``1 / factor`` as long at the same sample rate, which also
+    scales pitch and formants by ``factor``.
+
+    Args:
+        x: audio, shape (num_samples,).
+        factor: speed factor, 0.5..2 (Kaldi uses 0.9, 1.0 and 1.1).
+
+    Returns:
+        float32 audio of about ``num_samples / factor`` samples.
+    """
+    if not 0.5 <= factor <= 2.0:
+        raise ValueError(f"speed factor must be 0.5..2, got {factor}")
+    up, down = _ratio(1.0 / factor)
+    if up == down:
+        return _mono(x).astype(np.float32)
+    return signal.resample_poly(_mono(x), up, down).astype(np.float32)
+
+
+def shift_voice(
+    x: np.ndarray, sample_rate: int, pitch: float = 1.0, formants: float = 1.0
+) -> np.ndarray:
+    """Move a voice's pitch and its formants (vocal-tract length) independently.
+
+    Pitch moves by a phase-vocoder pitch shift (time stretch by ``pitch``, then resample
+    back to the same length), which shifts the whole spectrum; the spectral envelope of
+    each frame (cepstrum liftered to 1.5 ms) is then replaced by the original envelope
+    warped by ``formants`` (VTLP as a linear frequency warp, ``formants > 1`` is a shorter
+    vocal tract). The duration does not change.
+
+    Args:
+        x: speech, shape (num_samples,).
+        sample_rate: its sample rate.
+        pitch: F0 factor, 0.5..2 (1 leaves it).
+        formants: formant frequency factor, 0.7..1.4 (1 leaves them).
+
+    Returns:
+        float32 audio, shape (num_samples,), peak <= 1.
+    """
+    if not 0.5 <= pitch <= 2.0:
+        raise ValueError(f"pitch factor must be 0.5..2, got {pitch}")
+    if not 0.7 <= formants <= 1.4:
+        raise ValueError(f"formant factor must be 0.7..1.4, got {formants}")
+    x = _mono(x).astype(np.float64)
+    if pitch == 1.0 and formants == 1.0 or len(x) < _VOC_FFT:
+        return _no_clip(x)
+    nper, hop = _VOC_FFT, _VOC_FFT // 4
+    stft = partial(signal.stft, fs=sample_rate, nperseg=nper, noverlap=nper - hop)
+    _, _, spec = stft(x)
+    shifted = x
+    if pitch != 1.0:
+        stretched = _phase_vocoder(spec, 1.0 / pitch, hop)
+        _, y = signal.istft(stretched, fs=sample_rate, nperseg=nper, noverlap=nper - hop)
+        up, down = _ratio(1.0 / pitch)
+        shifted = signal.resample_poly(y, up, down)
+        shifted = np.pad(shifted, (0, max(0, len(x) - len(shifted))))[: len(x)]
+    _, _, out = stft(shifted)
+    frames = min(out.shape[1], spec.shape[1])
+    target = _warp_bins(_log_envelope(spec[:, :frames], sample_rate), formants)
+    out = out[:, :frames] * np.exp(target - _log_envelope(out[:, :frames], sample_rate))
+    _, y = signal.istft(out, fs=sample_rate, nperseg=nper, noverlap=nper - hop)
+    y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
+    return _no_clip(y)
+
+
+_VOC_FFT = 512  # 32 ms at 16 kHz
+_LIFTER_S = 0.0015  # envelope: quefrencies below 1.5 ms (F0 < 660 Hz stays in the fine part)
+
+
+def _ratio(value: float) -> tuple[int, int]:
+    frac = Fraction(value).limit_denominator(100)
+    return frac.numerator, frac.denominator
+
+
+def _phase_vocoder(spec: np.ndarray, rate: float, hop: int) -> np.ndarray:
+    """Time-stretch an STFT (freq x frames) by ``rate`` (< 1 longer), keeping phase coherent."""
+    n_bins, n_frames = spec.shape
+    steps = np.arange(0.0, n_frames - 1, rate)
+    advance = np.pi * hop * np.arange(n_bins) / (n_bins - 1)  # expected phase advance per hop
+    padded = np.pad(spec, ((0, 0), (0, 2)))
+    phase = np.angle(spec[:, 0])
+    out = np.empty((n_bins, len(steps)), np.complex128)
+    for i, step in enumerate(steps):
+        k = int(step)
+        a, b = padded[:, k], padded[:, k + 1]
+        frac = step - k
+        out[:, i] = ((1.0 - frac) * np.abs(a) + frac * np.abs(b)) * np.exp(1j * phase)
+        dphi = np.angle(b) - np.angle(a) - advance
+        phase = phase + advance + (dphi - 2.0 * np.pi * np.round(dphi / (2.0 * np.pi)))
+    return out
+
+
+def _log_envelope(spec: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Log spectral envelope of each STFT frame by cepstral liftering, (freq x frames)."""
+    log_mag = np.log(np.abs(spec) + 1e-9)
+    cep = np.fft.irfft(log_mag, axis=0)
+    keep = max(int(_LIFTER_S * sample_rate), 1)
+    cep[keep : cep.shape[0] - keep + 1] = 0.0
+    return np.fft.rfft(cep, axis=0).real[: spec.shape[0]]
+
+
+def _warp_bins(env: np.ndarray, factor: float) -> np.ndarray:
+    """``env`` (freq x frames) with its frequency axis scaled by ``factor``: out(f) = env(f/a)."""
+    src = np.clip(np.arange(env.shape[0]) / factor, 0.0, env.shape[0] - 1.0)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, env.shape[0] - 1)
+    w = (src - lo)[:, None]
+    return (1.0 - w) * env[lo] + w * env[hi]

@@ -1,12 +1,20 @@
-"""The embedded ``synth`` corpus: English speech synthesised offline with libespeak-ng.
+"""The embedded ``synth`` corpus: English speech synthesised offline.
 
 No speech corpus can be downloaded on the machines this toolkit is built on, so the
 default recipe makes its own. Sentences come from a domain grammar
-(:mod:`asr_kd.data.text`), speakers are espeak-ng voices with their own accent,
-variant, rate and pitch (:mod:`asr_kd.data.speakers`), and a configurable share of
-utterances gets additive noise and simulated room reverberation
-(:mod:`asr_kd.data.augment`). The synthesiser's word timings are kept as reference
-word alignments.
+(:mod:`asr_kd.data.text`). Speakers come from several voice engines, mixed by the
+config's ``voices`` shares in every split: espeak-ng voices with their own accent,
+variant, rate and pitch, and neural voices shipped in wheels (:mod:`asr_kd.data.piper`)
+made into many speakers by their sampling settings, pitch, formant and speed factors
+(:mod:`asr_kd.data.speakers`). A configurable share of utterances gets additive noise
+and room reverberation, simulated or recorded (:mod:`asr_kd.data.augment`,
+:mod:`asr_kd.data.rirs`). espeak's word timings are kept as reference word alignments;
+the neural voices give none (their ``words`` is empty).
+
+``synthesize_corpus(..., heldout=True)`` writes instead a single ``heldout`` split: the
+test sentences spoken by voices that no train/dev/test speaker uses (held-out espeak
+variants, neural speakers with formant factors outside the training range), mixed by
+``heldout_voices``.
 
 The corpus directory written by :func:`synthesize_corpus`::
 
@@ -18,7 +26,8 @@ The corpus directory written by :func:`synthesize_corpus`::
 
 Each ``utterances.jsonl`` line holds ``id``, ``speaker``, ``gender``, ``text``,
 ``audio`` (relative path), ``sample_rate``, ``num_samples``, ``words``
-(``[[word, start_s, end_s], ...]``), ``condition`` and ``voice``.
+(``[[word, start_s, end_s], ...]``, empty for a voice without timings), ``condition``,
+``engine`` and ``voice`` (the engine's settings for the utterance).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,7 +47,14 @@ import soundfile as sf
 
 from asr_kd.config import to_dict
 from asr_kd.data import augment, espeak
-from asr_kd.data.speakers import SpeakerProfile, make_speakers
+from asr_kd.data.piper import ENGINE_PACKAGES, load_engine, require_packages
+from asr_kd.data.rirs import RECORDED_ROOMS, recorded_rir, require_recorded_rirs
+from asr_kd.data.speakers import (
+    NeuralSpeaker,
+    SpeakerProfile,
+    make_neural_speakers,
+    make_speakers,
+)
 from asr_kd.data.text import generate_sentences
 from asr_kd.errors import ConfigError
 from asr_kd.parallel import map_progress
@@ -47,6 +63,9 @@ from asr_kd.stage import stage_output
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+HELDOUT = "heldout"
+ENGINES = ("espeak", *ENGINE_PACKAGES)
+Speaker = SpeakerProfile | NeuralSpeaker
 
 
 @dataclass(frozen=True)
@@ -64,11 +83,17 @@ class SynthCorpusConfig:
         jitter: relative per-utterance variation of a speaker's rate and pitch.
         noise_prob: share of utterances with additive noise at an SNR in ``snr_db``.
         noise_kinds: noise colours to draw from.
-        reverb_prob: share of utterances convolved with a simulated room response
-            whose RT60 (seconds) is drawn from ``rt60``.
+        reverb_prob: share of utterances convolved with a room response: a recorded
+            one (share ``recorded_rir_share`` of them, :mod:`asr_kd.data.rirs`) or a
+            simulated one whose RT60 (seconds) is drawn from ``rt60``.
         noise_floor_db: SNR of a faint white-noise floor on every utterance, so that
             no frame is digital silence.
         lead_silence, trail_silence: silence (seconds) added around the speech.
+        voices: engine -> share of the speakers of every split (``espeak``, ``piper``,
+            ``hibari``); a split's speakers are divided by largest remainder.
+        heldout_voices: the same for the held-out split.
+        heldout_speakers: speakers of the held-out split (each reads
+            ``eval_utts_per_speaker`` of the test sentences).
     """
 
     seed: int = 0
@@ -90,12 +115,26 @@ class SynthCorpusConfig:
     noise_floor_db: float = 45.0
     lead_silence: tuple[float, float] = (0.1, 0.4)
     trail_silence: tuple[float, float] = (0.1, 0.4)
+    recorded_rir_share: float = 0.0
+    voices: dict[str, float] = field(default_factory=lambda: {"espeak": 1.0})
+    heldout_voices: dict[str, float] = field(
+        default_factory=lambda: {"espeak": 0.5, "piper": 0.25, "hibari": 0.25}
+    )
+    heldout_speakers: int = 8
 
     def __post_init__(self) -> None:
         for name in ("train_speakers", "dev_speakers", "test_speakers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("noise_prob", "reverb_prob"):
+        for name in ("voices", "heldout_voices"):
+            shares = getattr(self, name)
+            unknown = sorted(set(shares) - set(ENGINES))
+            if unknown or any(v < 0 for v in shares.values()) or sum(shares.values()) <= 0:
+                raise ValueError(
+                    f"{name} must map engines ({', '.join(ENGINES)}) to shares >= 0 with a "
+                    f"positive sum, got {shares}"
+                )
+        for name in ("noise_prob", "reverb_prob", "recorded_rir_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         for name in ("snr_db", "rt60", "lead_silence", "trail_silence"):
@@ -117,23 +156,55 @@ class UtteranceJob:
     utt_id: str
     split: str
     text: str
-    speaker: SpeakerProfile
+    speaker: Speaker
     seed: int
     condition: dict[str, Any] = field(default_factory=dict)
 
 
-def split_speakers(config: SynthCorpusConfig) -> dict[str, list[SpeakerProfile]]:
-    """Disjoint speaker sets per split, deterministic for ``config.seed``."""
-    speakers = make_speakers(config.num_speakers, config.seed)
-    order = list(range(len(speakers)))
-    random.Random(config.seed).shuffle(order)
-    shuffled = [speakers[i] for i in order]
-    n_train, n_dev = config.train_speakers, config.dev_speakers
-    return {
-        "train": shuffled[:n_train],
-        "dev": shuffled[n_train : n_train + n_dev],
-        "test": shuffled[n_train + n_dev :],
-    }
+def engine_counts(shares: dict[str, float], num: int) -> dict[str, int]:
+    """Divide ``num`` speakers among engines by their shares (largest remainder)."""
+    total = sum(shares.values())
+    exact = {e: num * v / total for e, v in shares.items() if v > 0}
+    counts = {e: int(x) for e, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda e: (counts[e] - exact[e], ENGINES.index(e)))
+    for e in by_remainder[: num - sum(counts.values())]:
+        counts[e] += 1
+    return counts
+
+
+def _make(engine: str, num: int, seed: int, heldout: bool = False) -> list[Speaker]:
+    if engine == "espeak":
+        return list(make_speakers(num, seed, heldout=heldout))
+    return list(make_neural_speakers(engine, num, seed, heldout=heldout))
+
+
+def split_speakers(config: SynthCorpusConfig) -> dict[str, list[Speaker]]:
+    """Disjoint speaker sets per split, deterministic for ``config.seed``.
+
+    Every split has each engine's share (``config.voices``) of its speakers; an engine's
+    speakers are made together (so their settings are distinct) and then dealt out.
+    """
+    sizes = {"train": config.train_speakers, "dev": config.dev_speakers}
+    sizes["test"] = config.test_speakers
+    counts = {s: engine_counts(config.voices, n) for s, n in sizes.items()}
+    out: dict[str, list[Speaker]] = {s: [] for s in SPLITS}
+    for engine in ENGINES:
+        need = [counts[s].get(engine, 0) for s in SPLITS]
+        if not sum(need):
+            continue
+        speakers = _make(engine, sum(need), config.seed)
+        order = list(range(len(speakers)))
+        random.Random(config.seed).shuffle(order)
+        shuffled = iter(speakers[i] for i in order)
+        for split, n in zip(SPLITS, need, strict=True):
+            out[split] += [next(shuffled) for _ in range(n)]
+    return out
+
+
+def heldout_speakers(config: SynthCorpusConfig) -> list[Speaker]:
+    """Speakers of voices that no train/dev/test speaker uses (``heldout_voices``)."""
+    counts = engine_counts(config.heldout_voices, config.heldout_speakers)
+    return [s for e in ENGINES for s in _make(e, counts.get(e, 0), config.seed, heldout=True)]
 
 
 def _draw_condition(config: SynthCorpusConfig, rng: random.Random) -> dict[str, Any]:
@@ -142,7 +213,10 @@ def _draw_condition(config: SynthCorpusConfig, rng: random.Random) -> dict[str, 
         "trail_silence": round(rng.uniform(*config.trail_silence), 3),
     }
     if rng.random() < config.reverb_prob:
-        cond["rt60"] = round(rng.uniform(*config.rt60), 3)
+        if config.recorded_rir_share > 0 and rng.random() < config.recorded_rir_share:
+            cond["rir"] = rng.choice(sorted(RECORDED_ROOMS))
+        else:
+            cond["rt60"] = round(rng.uniform(*config.rt60), 3)
     if rng.random() < config.noise_prob:
         cond["noise"] = rng.choice(config.noise_kinds)
         cond["snr_db"] = round(rng.uniform(*config.snr_db), 2)
@@ -192,6 +266,27 @@ def plan_corpus(config: SynthCorpusConfig) -> tuple[list[UtteranceJob], list[str
     return jobs, lm_text
 
 
+def plan_heldout(config: SynthCorpusConfig) -> list[UtteranceJob]:
+    """The held-out split's jobs: the test sentences read by ``heldout_speakers``."""
+    test_text = [j.text for j in plan_corpus(replace(config, lm_sentences=0))[0]]
+    test_text = test_text[-config.test_speakers * config.eval_utts_per_speaker :]
+    rng = random.Random(config.seed + 2)
+    jobs = []
+    for k, spk in enumerate(heldout_speakers(config)):
+        for i in range(config.eval_utts_per_speaker):
+            jobs.append(
+                UtteranceJob(
+                    utt_id=f"{spk.speaker_id}-{HELDOUT}-{i:04d}",
+                    split=HELDOUT,
+                    text=test_text[(k * config.eval_utts_per_speaker + i) % len(test_text)],
+                    speaker=spk,
+                    seed=rng.getrandbits(32),
+                    condition=_draw_condition(config, rng),
+                )
+            )
+    return jobs
+
+
 def _speech_end(x: np.ndarray, sample_rate: int, start: int) -> int:
     """Last sample after ``start`` of the final 10 ms frame above -40 dB of the peak."""
     hop = sample_rate // 100
@@ -207,16 +302,25 @@ def _speech_end(x: np.ndarray, sample_rate: int, start: int) -> int:
 def render_utterance(
     job: UtteranceJob, config: SynthCorpusConfig
 ) -> tuple[np.ndarray, list[list[Any]], dict[str, Any]]:
-    """Synthesise one utterance with its word timings (seconds) and voice settings."""
+    """Synthesise one utterance with its word timings (seconds) and voice settings.
+
+    The word timings are empty for a voice that gives none. The result depends only on
+    ``job`` and ``config``: bit-identical across calls and processes.
+    """
     rng = random.Random(job.seed)
     nrng = np.random.default_rng(job.seed)
-    params = job.speaker.voice_params(rng, config.jitter)
-    syn = espeak.synthesize(job.text, params)
     sr = config.sample_rate
-    x = augment.resample(syn.samples, syn.sample_rate, sr)
-    scale = sr / syn.sample_rate
-    starts = [int(round(w.start * scale)) for w in syn.words]
-    ends = starts[1:] + [_speech_end(x, sr, starts[-1])]
+    if isinstance(job.speaker, NeuralSpeaker):
+        x, voice = _neural_speech(job, job.speaker, rng, config)
+        starts, ends, spoken = [], [], []
+    else:
+        params = job.speaker.voice_params(rng, config.jitter)
+        syn = espeak.synthesize(job.text, params)
+        x = augment.resample(syn.samples, syn.sample_rate, sr)
+        scale = sr / syn.sample_rate
+        starts = [int(round(w.start * scale)) for w in syn.words]
+        ends = starts[1:] + [_speech_end(x, sr, starts[-1])]
+        spoken, voice = [w.word for w in syn.words], dataclasses.asdict(params)
     cond = job.condition
     lead = int(cond["lead_silence"] * sr)
     x = np.concatenate(
@@ -224,16 +328,33 @@ def render_utterance(
     )
     if "rt60" in cond:
         x = augment.reverberate(x, augment.synth_rir(sr, cond["rt60"], nrng))
+    elif "rir" in cond:
+        x = augment.reverberate(x, recorded_rir(cond["rir"], sr))
     x = augment.add_noise(x, augment.make_noise(len(x), "white", nrng, sr), config.noise_floor_db)
     if "noise" in cond:
         noise = augment.make_noise(len(x), cond["noise"], nrng, sr)
         x = augment.add_noise(x, noise, cond["snr_db"])
     x = augment.normalize_peak(x, peak=rng.uniform(0.3, 0.9))
     words = [
-        [w.word.upper(), round((lead + s) / sr, 4), round((lead + e) / sr, 4)]
-        for w, s, e in zip(syn.words, starts, ends, strict=True)
+        [w.upper(), round((lead + s) / sr, 4), round((lead + e) / sr, 4)]
+        for w, s, e in zip(spoken, starts, ends, strict=True)
     ]
-    return x.astype(np.float32), words, dataclasses.asdict(params)
+    return x.astype(np.float32), words, voice
+
+
+def _neural_speech(
+    job: UtteranceJob, speaker: NeuralSpeaker, rng: random.Random, config: SynthCorpusConfig
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A neural voice's audio at the corpus rate: speed, pitch and formants applied."""
+    settings = speaker.settings(rng, config.jitter)
+    engine = load_engine(speaker.engine)
+    x = engine.synthesize(job.text.lower(), settings, job.seed)
+    x = augment.resample(x, engine.sample_rate, config.sample_rate)
+    x = augment.speed_perturb(x, speaker.speed)
+    x = augment.shift_voice(x, config.sample_rate, speaker.pitch, speaker.formants)
+    voice = dataclasses.asdict(settings)
+    voice.update(pitch=speaker.pitch, formants=speaker.formants, speed=speaker.speed)
+    return x, voice
 
 
 def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) -> dict[str, Any]:
@@ -246,6 +367,7 @@ def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) ->
         "id": job.utt_id,
         "speaker": job.speaker.speaker_id,
         "gender": job.speaker.gender,
+        "engine": job.speaker.engine,
         "text": job.text,
         "audio": str(rel),
         "sample_rate": config.sample_rate,
@@ -257,7 +379,11 @@ def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) ->
 
 
 def synthesize_corpus(
-    out_dir: Path | str, config: SynthCorpusConfig, executor=None, force: bool = False
+    out_dir: Path | str,
+    config: SynthCorpusConfig,
+    executor=None,
+    force: bool = False,
+    heldout: bool = False,
 ) -> Path:
     """Synthesise the corpus into ``out_dir`` (atomic, skipped when already finished).
 
@@ -267,21 +393,33 @@ def synthesize_corpus(
         executor: a ``concurrent.futures`` executor for the per-utterance work
             (see :func:`asr_kd.parallel.make_executor`); ``None`` works in-process.
         force: redo a finished corpus.
+        heldout: write the held-out split only (:func:`plan_heldout`), no LM text.
     """
     out_dir = Path(out_dir)
-    with stage_output(out_dir, "synth-corpus", to_dict(config), force) as tmp:
+    shares = config.heldout_voices if heldout else config.voices
+    for engine in (e for e, v in shares.items() if v > 0 and e != "espeak"):
+        require_packages(engine)
+    if config.recorded_rir_share > 0 and config.reverb_prob > 0:
+        require_recorded_rirs()
+    marker = {**to_dict(config), "heldout": heldout}
+    with stage_output(out_dir, "synth-corpus", marker, force) as tmp:
         if tmp is None:
             return out_dir
         start = time.time()
-        jobs, lm_text = plan_corpus(config)
-        if len(set(j.text for j in jobs)) != len(jobs):
-            raise ConfigError("the sentence generator repeated a sentence (internal error)")
+        if heldout:
+            jobs, lm_text = plan_heldout(config), []
+            speakers = {HELDOUT: heldout_speakers(config)}
+        else:
+            jobs, lm_text = plan_corpus(config)
+            speakers = split_speakers(config)
+            if len(set(j.text for j in jobs)) != len(jobs):
+                raise ConfigError("the sentence generator repeated a sentence (internal error)")
         worker = partial(_synthesize_job, config=config, root=tmp)
         metas = map_progress(worker, jobs, executor, "synth-corpus")
         by_split = {
-            s: [m for j, m in zip(jobs, metas, strict=True) if j.split == s] for s in SPLITS
+            s: [m for j, m in zip(jobs, metas, strict=True) if j.split == s] for s in speakers
         }
-        _write_corpus_files(tmp, by_split, lm_text, split_speakers(config))
+        _write_corpus_files(tmp, by_split, lm_text, speakers)
         audio = sum(m["num_samples"] for m in metas) / config.sample_rate
         wall = time.time() - start
         logger.info(
@@ -301,14 +439,14 @@ def _write_corpus_files(
     root: Path,
     by_split: dict[str, list[dict[str, Any]]],
     lm_text: list[str],
-    speakers: dict[str, list[SpeakerProfile]],
+    speakers: dict[str, list[Speaker]],
 ) -> None:
-    (root / "lm").mkdir(exist_ok=True)
-    (root / "lm" / "lm_text.txt").write_text("".join(s + "\n" for s in lm_text))
+    if lm_text:
+        (root / "lm").mkdir(exist_ok=True)
+        (root / "lm" / "lm_text.txt").write_text("".join(s + "\n" for s in lm_text))
     spk = {split: [dataclasses.asdict(p) for p in profiles] for split, profiles in speakers.items()}
     (root / "speakers.json").write_text(json.dumps(spk, indent=1) + "\n")
-    for split in SPLITS:
-        rows = by_split[split]
+    for split, rows in by_split.items():
         (root / split).mkdir(exist_ok=True)
         with open(root / split / "utterances.jsonl", "w") as f:
             for m in rows:

@@ -2,8 +2,13 @@
 
 This is the ``synth`` counterpart of Lhotse's ``prepare_librispeech``: it reads the
 corpus directory and writes recordings, supervisions (with the synthesiser's word
-timings as the ``"word"`` alignment) and cuts per split, after checking every audio
-file and transcript.
+timings as the ``"word"`` alignment, where the voice gives them) and cuts per split,
+after checking every audio file and transcript.
+
+Besides the corpus's splits (``train``, ``dev``, ``test``, or ``heldout`` for a
+held-out corpus), a test or held-out split that mixes voice engines is also written
+per engine, as ``test_<engine>`` (``test_espeak``, ``test_piper`` ...), to be
+decoded and scored like any other split.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, Sup
 from lhotse.supervision import AlignmentItem
 
 from asr_kd.data.manifests import manifest_path, write_split
-from asr_kd.data.synth import SPLITS
+from asr_kd.data.synth import HELDOUT, SPLITS
 from asr_kd.data.text import check_in_cmudict
 from asr_kd.data.validate import check_vocabulary, validate_corpus
 from asr_kd.errors import BadInputError
@@ -56,6 +61,8 @@ def _manifests(rows: list[dict[str, Any]], corpus_dir: Path) -> tuple[RecordingS
         words = [
             AlignmentItem(symbol=w, start=s, duration=round(e - s, 4)) for w, s, e in row["words"]
         ]
+        custom = {"condition": row["condition"], "voice": row["voice"]}
+        custom["engine"] = row.get("engine", "espeak")
         supervisions.append(
             SupervisionSegment(
                 id=row["id"],
@@ -67,17 +74,30 @@ def _manifests(rows: list[dict[str, Any]], corpus_dir: Path) -> tuple[RecordingS
                 language="English",
                 speaker=row["speaker"],
                 gender=row["gender"],
-                alignment={"word": words},
-                custom={"condition": row["condition"], "voice": row["voice"]},
+                alignment={"word": words} if words else None,
+                custom=custom,
             )
         )
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
+
+
+def _engine_splits(split: str, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``{<split>_<engine>: rows}`` for a test or held-out split with several engines."""
+    if split not in ("test", HELDOUT):
+        return {}
+    engines = sorted({r.get("engine", "espeak") for r in rows})
+    if len(engines) < 2:
+        return {}
+    return {f"{split}_{e}": [r for r in rows if r.get("engine", "espeak") == e] for e in engines}
 
 
 def prepare_synth(
     corpus_dir: Path | str, output_dir: Path | str, force: bool = False
 ) -> dict[str, Path]:
     """Write ``synth_{recordings,supervisions,cuts}_<split>.jsonl.gz`` for every split.
+
+    Splits are those the corpus has (``train``/``dev``/``test`` or ``heldout``), plus
+    ``<split>_<engine>`` subsets of the evaluation splits that mix engines.
 
     Args:
         corpus_dir: a finished ``synth-corpus`` output.
@@ -91,16 +111,31 @@ def prepare_synth(
     sample_rate = read_marker(corpus_dir)["config"]["sample_rate"]
     output_dir = Path(output_dir)
     config = {"corpus_dir": str(corpus_dir), "sample_rate": sample_rate}
-    out = {s: manifest_path(output_dir, "synth", "cuts", s) for s in SPLITS}
+    splits = [s for s in (*SPLITS, HELDOUT) if (corpus_dir / s / "utterances.jsonl").is_file()]
+    if not splits:
+        raise BadInputError(
+            f"{STAGE}: {corpus_dir} has no <split>/utterances.jsonl; run 'asr-kd synth-corpus'"
+        )
+    rows = {s: _read_utterances(corpus_dir / s / "utterances.jsonl") for s in splits}
+    for split in splits:
+        rows.update(_engine_splits(split, rows[split]))
+    out = {s: manifest_path(output_dir, "synth", "cuts", s) for s in rows}
     with stage_output(output_dir, STAGE, config, force) as tmp:
         if tmp is None:
             return out
-        for split in SPLITS:
-            rows = _read_utterances(corpus_dir / split / "utterances.jsonl")
-            recordings, supervisions = _manifests(rows, corpus_dir)
+        for split, split_rows in rows.items():
+            recordings, supervisions = _manifests(split_rows, corpus_dir)
             validate_corpus(recordings, supervisions, sampling_rate=sample_rate, stage=STAGE)
             check_vocabulary(supervisions, lambda w: not check_in_cmudict([w]), stage=STAGE)
             write_split(tmp, "synth", split, recordings, supervisions)
             hours = sum(r.duration for r in recordings) / 3600
-            logger.info("%s: %s: %d utterances, %.2f h", STAGE, split, len(rows), hours)
+            timed = sum(bool(r["words"]) for r in split_rows)
+            logger.info(
+                "%s: %s: %d utterances (%d with word timings), %.2f h",
+                STAGE,
+                split,
+                len(split_rows),
+                timed,
+                hours,
+            )
     return out
