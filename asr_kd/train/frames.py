@@ -1,0 +1,287 @@
+"""The frame-level training path of frame classifiers, as Kaldi's nnet1 trains them.
+
+A split's normalised features and senone targets are held in memory (on the training
+device), the frames are shuffled globally every epoch and minibatches hold
+``frame_batch_size`` frames (Kaldi: 256) from anywhere in the split. Each frame's
+input is its window of ``left + 1 + right`` frames, gathered by index with the first
+and last frame of its utterance replicated past the utterance's edges: exactly the
+window :func:`asr_kd.models.dnn.splice_frames` builds inside the utterance, so both
+paths train on the same inputs and targets (``tests/train/test_frames.py``).
+
+A batch (the :class:`FrameBatches` source yields them; ``N`` frames)::
+
+    {"feats":        [N, K, F] float32 normalised windows, K = left + 1 + right,
+     "lengths":      [N] int64, all K,
+     "targets":      [N, 1] int64 senone ids,
+     "frame_window": True (forward_logits scores windows: logits [N, 1, S]),
+     "frame_index":  [N] int64, the frames' positions in the split's store,
+     "windows_of":   (left, right) -> [N, left + 1 + right, F], the same frames'
+                     windows of another context (on-the-fly teachers),
+     "cut_ids":      N cut ids, one per frame (named in errors),
+     ...             per-frame rows of the collate hooks, [N, 1, ...] (cached soft
+                     targets: "soft_idx", "soft_prob" [N, 1, k], "soft_mass" [N, 1])}
+
+A collate hook works on this path if it has ``frame_rows(cuts) -> {name: [frames,
+...] tensor}``, the rows of every frame of ``cuts`` in order, loaded once
+(``asr_kd.distill.CachedSoftTargets`` has it). Teachers run on the fly see the same
+windows (``asr_kd.distill.frame_targets``). Sequence models (LSTM, conformer: no
+``frame_context``) train on the utterance path; dev evaluation always does.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lhotse import CutSet
+
+from asr_kd.errors import ConfigError
+from asr_kd.train.dataset import (
+    Batch,
+    CollateHook,
+    FeatureNormalizer,
+    SenoneDataset,
+    TrainingData,
+    make_loader,
+)
+
+logger = logging.getLogger(__name__)
+
+FRAME_WINDOW = "frame_window"
+"""``batch["frame_window"]``: the batch holds one window per frame."""
+LOAD_CUTS = 64
+"""Cuts read per DataLoader batch while filling the store."""
+
+
+class FrameStore:
+    """A split's normalised features and targets, frame after frame, cut after cut.
+
+    Args:
+        feats: ``[M, F]`` float32 normalised features of all ``M`` frames.
+        targets: ``[M]`` int64 senone ids.
+        first, last: ``[M]`` int64, the first and last frame of each frame's cut.
+        cut_of: ``[M]`` (numpy) each frame's cut number.
+        cut_ids: the cut ids, in store order.
+    """
+
+    def __init__(
+        self,
+        feats: torch.Tensor,
+        targets: torch.Tensor,
+        first: torch.Tensor,
+        last: torch.Tensor,
+        cut_of: np.ndarray,
+        cut_ids: Sequence[str],
+    ):
+        self.feats, self.targets, self.first, self.last = feats, targets, first, last
+        self.cut_of, self.cut_ids = cut_of, list(cut_ids)
+
+    @classmethod
+    def load(
+        cls,
+        cuts: CutSet,
+        normalizer: FeatureNormalizer,
+        num_senones: int,
+        device: torch.device | str = "cpu",
+        num_workers: int = 0,
+    ) -> FrameStore:
+        """Read, check and normalise every cut's features and targets (in cut order).
+
+        Raises:
+            BadInputError: naming a cut whose features or targets do not fit
+                (as :class:`SenoneDataset`).
+        """
+        cuts = list(cuts)
+        chunks = [CutSet.from_cuts(cuts[i : i + LOAD_CUTS]) for i in range(0, len(cuts), LOAD_CUTS)]
+        loader = make_loader(SenoneDataset(normalizer, num_senones), chunks, num_workers)
+        feats, targets, lengths = [], [], []
+        for batch in loader:
+            valid = torch.arange(batch["feats"].shape[1]) < batch["lengths"][:, None]
+            feats.append(batch["feats"][valid])
+            targets.append(batch["targets"][valid])
+            lengths.append(batch["lengths"])
+        lens = torch.cat(lengths)
+        ends = torch.cumsum(lens, 0)
+        first = torch.repeat_interleave(ends - lens, lens)
+        last = torch.repeat_interleave(ends - 1, lens)
+        cut_of = np.repeat(np.arange(len(cuts)), lens.numpy())
+        return cls(
+            torch.cat(feats).to(device),
+            torch.cat(targets).to(device),
+            first.to(device),
+            last.to(device),
+            cut_of,
+            [c.id for c in cuts],
+        )
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.targets.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.feats.device
+
+    def windows(self, index: torch.Tensor, left: int, right: int) -> torch.Tensor:
+        """``[N, left + 1 + right, F]`` windows of the frames ``index`` ``[N]``.
+
+        Window row ``left + j`` is frame ``index + j`` of the same cut, clamped to the
+        cut's first and last frame (edge replication, as Kaldi splices).
+        """
+        index = index.to(self.device)
+        offsets = torch.arange(-left, right + 1, device=self.device)
+        frames = index[:, None] + offsets
+        frames = torch.maximum(
+            torch.minimum(frames, self.last[index, None]), self.first[index, None]
+        )
+        return self.feats[frames]
+
+
+class FrameBatches:
+    """This rank's frame minibatches of one epoch: the frame path's batch source.
+
+    The epoch's order is a permutation of all the store's frames that depends only on
+    ``seed`` and the epoch; it is cut into batches of ``batch_size`` frames (the last
+    may be short) and rank ``r`` of ``W`` takes batches ``r, r + W, ...``, the same
+    number on every rank (the last ``< W`` batches are left out when ``W > 1``).
+
+    Args:
+        store: the split in memory.
+        context: ``(left, right)`` frames of each window.
+        batch_size: frames per batch.
+        seed: seeds the shuffle.
+        rank, world_size: this process's place in a data-parallel training.
+        rows: per-frame rows of the collate hooks, ``{name: [M, ...]}`` on the store's
+            device.
+    """
+
+    def __init__(
+        self,
+        store: FrameStore,
+        context: tuple[int, int],
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        rows: dict[str, torch.Tensor] | None = None,
+    ):
+        self.store, self.context = store, (int(context[0]), int(context[1]))
+        self.batch_size, self.seed = batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.rows = dict(rows or {})
+        self.epoch, self.skip = 0, 0
+
+    def start(self, epoch: int, skip: int = 0) -> None:
+        """The next iteration yields epoch ``epoch`` from this rank's ``skip``-th batch on."""
+        self.epoch, self.skip = epoch, skip
+
+    def count(self, epoch: int = 0) -> int:
+        """This rank's batches in ``epoch`` (the same in every epoch)."""
+        return -(-self.store.num_frames // self.batch_size) // self.world_size
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The epoch's permutation of the store's frames."""
+        return np.random.default_rng([self.seed, epoch]).permutation(self.store.num_frames)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = torch.from_numpy(self.order(self.epoch))
+        on_device = order.to(self.store.device)
+        size, step = self.batch_size, self.world_size
+        for i in range(self.skip, self.count(self.epoch)):
+            b = self.rank + i * step
+            yield self.batch(order[b * size : (b + 1) * size], on_device[b * size : (b + 1) * size])
+
+    def batch(self, index: torch.Tensor, on_device: torch.Tensor | None = None) -> Batch:
+        """The batch of the frames ``index`` ``[N]`` (module doc)."""
+        store, (left, right) = self.store, self.context
+        dev = on_device if on_device is not None else index.to(store.device)
+        width = left + 1 + right
+        batch: Batch = {
+            "feats": store.windows(dev, left, right),
+            "lengths": torch.full((len(index),), width, dtype=torch.int64, device=store.device),
+            "targets": store.targets[dev][:, None],
+            FRAME_WINDOW: True,
+            "frame_index": dev,
+            "windows_of": functools.partial(store.windows, dev),
+            "cut_ids": [store.cut_ids[c] for c in store.cut_of[index.numpy()]],
+        }
+        for name, rows in self.rows.items():
+            batch[name] = rows[dev][:, None]
+        return batch
+
+
+def frame_source(
+    data: TrainingData,
+    config: Any,
+    context: tuple[int, int] | None,
+    rank: int = 0,
+    world_size: int = 1,
+    hooks: Sequence[CollateHook] = (),
+    device: torch.device | str = "cpu",
+) -> FrameBatches:
+    """The frame-level batch source of a training (``data_path: frames``).
+
+    Args:
+        data: the training's checked inputs (its ``train`` split is loaded).
+        config: the ``TrainConfig`` (``frame_batch_size``, ``seed``, ``num_workers``).
+        context: the model's ``frame_context``; ``None`` (a sequence model) is refused.
+        rank, world_size: this process's place in a data-parallel training.
+        hooks: the utterance path's collate hooks; each must offer ``frame_rows``.
+        device: where the split is held (the training device).
+
+    Raises:
+        ConfigError: a model without a fixed frame context, a hook without a frame
+            form, or fewer frames than one batch per rank.
+    """
+    if context is None:
+        arch = (getattr(config, "model", None) or {}).get("arch", "this model")
+        raise ConfigError(
+            f"data_path: frames trains frame classifiers with a fixed frame context (dnn, "
+            f"tdnn); {arch} is a sequence model: train it with data_path: utterances"
+        )
+    for hook in hooks:
+        if not callable(getattr(hook, "frame_rows", None)):
+            name = getattr(hook, "__name__", type(hook).__name__)
+            raise ConfigError(
+                f"the batch hook {name} has no frame-level form: teachers that read their "
+                "own inputs per cut (posteriors, plug-ins) cannot run on frame batches; "
+                "cache their soft targets ('cache-soft-targets', distill.source: cache) "
+                "or train with data_path: utterances"
+            )
+    start = time.time()
+    store = FrameStore.load(
+        data.train,
+        data.normalizer,
+        data.num_senones,
+        device,
+        int(getattr(config, "num_workers", 0)),
+    )
+    rows: dict[str, torch.Tensor] = {}
+    for hook in hooks:
+        for name, value in hook.frame_rows(data.train).items():
+            rows[name] = torch.as_tensor(value).to(store.device)
+    batch_size = int(getattr(config, "frame_batch_size", 256))
+    source = FrameBatches(store, context, batch_size, int(config.seed), rank, world_size, rows)
+    if source.count() < 1:
+        raise ConfigError(
+            f"{store.num_frames} training frames make no batch of {batch_size} frames for "
+            f"each of {world_size} ranks; lower frame_batch_size"
+        )
+    logger.info(
+        "frame path: %d frames of %d cuts in memory on %s (%.0f MB, %s), %d batches of %d "
+        "frames per epoch and rank, %.1f s",
+        store.num_frames,
+        len(store.cut_ids),
+        store.device,
+        (store.feats.numel() * 4 + sum(r.numel() * r.element_size() for r in rows.values())) / 1e6,
+        ", ".join(["features", "targets", *rows]),
+        source.count(),
+        batch_size,
+        time.time() - start,
+    )
+    return source
