@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
+import traceback
 
 import click
 
 from asr_kd import __version__
+from asr_kd.checked import set_command
 from asr_kd.cli import align as align_cmds
 from asr_kd.cli import data as data_cmds
 from asr_kd.cli import decode as decode_cmds
@@ -25,16 +28,48 @@ from asr_kd.errors import AsrKdError
 logger = logging.getLogger("asr_kd")
 
 
+DEBUG_ENV = "ASR_KD_DEBUG"
+
+
 class _Cli(click.Group):
-    """Turns the toolkit's own errors into one line and exit status 1."""
+    """Turns every error into one line and exit status 1 (the traceback under --debug).
+
+    The toolkit's own errors (:class:`AsrKdError`) say what is wrong and what to do;
+    anything else escaped a library and is reported with its type, as a probable bug.
+    """
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        set_command(name)  # checked opens name the reading stage
+        return name, cmd, rest
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except AsrKdError as e:
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
             name = ctx.invoked_subcommand or "asr-kd"
-            click.echo(f"asr-kd {name}: error: {e}", err=True)
+            click.echo(f"asr-kd {name}: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:
+            name = ctx.invoked_subcommand or "asr-kd"
+            if _debug(ctx):
+                traceback.print_exc()
+            lines = str(e).strip().splitlines() or [""]
+            if isinstance(e, AsrKdError):
+                message = "\n".join(lines)
+            else:
+                message = (
+                    f"unexpected {type(e).__name__}: {lines[0]} (a bug, or a damaged input this "
+                    "check does not know; rerun with --debug for the traceback and report it)"
+                )
+            click.echo(f"asr-kd {name}: error: {message}", err=True)
             sys.exit(1)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool((ctx.params or {}).get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def setup_logging(level: str, log_file: str | None) -> None:
@@ -49,7 +84,12 @@ def setup_logging(level: str, log_file: str | None) -> None:
 @click.version_option(__version__, prog_name="asr-kd")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]))
 @click.option("--log-file", default=None, help="Also append the log to this file.")
-def cli(log_level: str, log_file: str | None) -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help=f"Show an error's traceback (also: {DEBUG_ENV}=1), for bug reports.",
+)
+def cli(log_level: str, log_file: str | None, debug: bool) -> None:
     """asr-kd: distil ensembles of hybrid DNN-HMM acoustic models (Hinton et al., 2015)."""
     setup_logging(log_level, log_file)
     logger.info("command: %s", shlex.join(["asr-kd", *sys.argv[1:]]))

@@ -18,7 +18,8 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from lhotse.array import Array, TemporalArray
 from lhotse.utils import fastcopy
 
-from asr_kd.errors import BadInputError, MissingInputError
+from asr_kd.checked import read_manifest
+from asr_kd.errors import MissingInputError
 
 _CUTS = re.compile(r"^(?P<corpus>.+)_cuts_(?P<split>[^_]+)\.jsonl\.gz$")
 
@@ -98,13 +99,4 @@ def write_split(
 
 def load_cuts(path: Path | str, stage: str) -> CutSet:
     """Read a cut manifest eagerly; an unreadable or empty one names the stage that writes it."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(f"{path} does not exist: run the '{stage}' stage first")
-    try:
-        cuts = CutSet.from_file(path)
-    except Exception as e:  # lhotse raises many kinds on a damaged file
-        raise BadInputError(f"{path} is not a readable cut manifest ({e}); rerun '{stage}'") from e
-    if cuts is None or len(cuts) == 0:
-        raise BadInputError(f"{path} holds no cuts; rerun '{stage}'")
-    return cuts.to_eager()
+    return read_manifest(path, maker=stage)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from asr_kd.checked import open_checkpoint
 from asr_kd.errors import AsrKdError, BadInputError, MissingInputError
 from asr_kd.stage import acquire_lock, atomic_write_text, finished
 from asr_kd.train.dataset import FeatureNormalizer
@@ -77,7 +78,8 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def load_file(path: Path | str) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint or ``model.pt``; a missing, truncated or corrupt one names the file."""
+    return open_checkpoint(path, maker="train")
 
 
 def rng_state() -> dict[str, Any]:

@@ -32,8 +32,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ -n $corpus_dir ]] || { echo "$0: --corpus-dir is required" >&2; exit 1; }
-[[ -f $config ]] || config=$recipe_dir/conf/$config.yaml
-[[ -f $config ]] || { echo "$0: no config $config" >&2; exit 1; }
+source "$recipe_dir/../check_args.sh"
+config=$(check_recipe_args "$0" "$stage" "$stop_stage" "$config" "$recipe_dir/conf" "$work_dir")
 data=$work_dir/data
 exp=$work_dir/exp
 mkdir -p "$data" "$exp/log"

@@ -40,8 +40,8 @@ done
 if [[ $specialists == auto ]]; then
   case ${config##*/} in small|small.yaml) specialists=no ;; *) specialists=yes ;; esac
 fi
-[[ -f $config ]] || config=$recipe_dir/conf/$config.yaml
-[[ -f $config ]] || { echo "$0: no config $config" >&2; exit 1; }
+source "$recipe_dir/../check_args.sh"
+config=$(check_recipe_args "$0" "$stage" "$stop_stage" "$config" "$recipe_dir/conf" "$work_dir")
 data=$work_dir/data
 exp=$work_dir/exp
 mkdir -p "$data" "$exp/log"

@@ -115,3 +115,63 @@ def test_check_vocabulary(tmp_path):
     # A predicate works as well as a set.
     with pytest.raises(BadInputError, match="QUUX"):
         check_vocabulary(sups, lambda w: w != "QUUX", STAGE)
+
+
+def _corrupt_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 200] = bytes(200)
+    path.write_bytes(bytes(data))
+
+
+def test_audio_damaged_in_the_middle_is_named(tmp_path):
+    path = write_tone(tmp_path / "long.flac", 4.0, sampling_rate=16000, seed=0)
+    assert audio_file_problem(path) is None
+    _corrupt_middle(path)
+    problem = audio_file_problem(path)
+    assert problem is not None and problem.startswith("decoding failed at")
+
+
+def test_audio_disagreeing_with_its_manifest_is_named(tmp_path):
+    recs, sups = make_corpus(tmp_path, n=2)
+    bad = fastcopy(recs["utt1"], num_samples=recs["utt1"].num_samples * 2)
+    bad = fastcopy(bad, duration=bad.num_samples / 16000)
+    recs = RecordingSet.from_recordings([recs["utt0"], bad])
+    with pytest.raises(
+        BadInputError, match=r"utt1 \(.*utt1.flac\).*holds 8000 samples .*says 16000"
+    ):
+        validate_corpus(recs, sups, sampling_rate=16000, stage=STAGE)
+
+
+def _cuts_with_array(tmp_path: Path):
+    import numpy as np
+    from lhotse import CutSet, NumpyHdf5Writer
+
+    recs, sups = make_corpus(tmp_path, n=2)
+    cuts = CutSet.from_manifests(recordings=recs, supervisions=sups)
+    out = []
+    with NumpyHdf5Writer(tmp_path / "ali.h5") as writer:
+        for cut in cuts:
+            labels = np.arange(50, dtype=np.int32)
+            ta = writer.store_array(cut.id, labels, frame_shift=0.01, temporal_dim=0)
+            out.append(cut.with_custom("ali", ta))
+    CutSet.from_cuts(out).to_file(tmp_path / "cuts.jsonl.gz")
+    return CutSet.from_file(tmp_path / "cuts.jsonl.gz").to_eager()
+
+
+def test_validate_cuts_works_around_lhotse_shape_bug(tmp_path):
+    from lhotse.qa import validate
+
+    from asr_kd.data.validate import validate_cuts
+
+    cuts = _cuts_with_array(tmp_path)
+    with pytest.raises(AssertionError):  # the Lhotse 1.33 bug this works around
+        validate(cuts, read_data=True)
+    validate_cuts(cuts, STAGE, read_data=True)
+    # a real mismatch still fails, naming the cut
+    cut = cuts[0]
+    ta = cut.custom["ali"]
+    wrong = fastcopy(ta, array=fastcopy(ta.array, shape=[60]))
+    bad = [fastcopy(cut, custom={"ali": wrong}), *list(cuts)[1:]]
+    with pytest.raises(BadInputError, match=rf"{STAGE}: cut {cut.id}"):
+        validate_cuts(bad, STAGE, read_data=True)

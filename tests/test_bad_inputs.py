@@ -1,0 +1,137 @@
+"""Bad inputs end in one line naming the file and the stages, and leave no output.
+
+Each damage a user's disk or corpus can do (truncated checkpoints and archives, a
+FLAC damaged in the middle, config values of the wrong type, two runs of one stage)
+gets its own test; the messages are asserted, and so is the absence of partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from asr_kd.checked import check_h5, open_checkpoint, read_json, read_manifest
+from asr_kd.cli.main import cli
+from asr_kd.errors import BadInputError, MissingInputError
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_checkpoint_names_file_reader_and_maker(tmp_path):
+    from asr_kd.train.checkpoint import load_model
+
+    path = tmp_path / "model.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+    _truncate(path)
+    with pytest.raises(BadInputError) as e:
+        open_checkpoint(path, maker="train", reader="decode")
+    assert str(e.value).startswith(f"decode: {path} is truncated or not a torch checkpoint")
+    assert "rerun 'train'" in str(e.value)
+    with pytest.raises(BadInputError, match="model.pt is truncated or not a torch checkpoint"):
+        load_model(tmp_path)
+    path.write_bytes(b"")
+    with pytest.raises(BadInputError, match="model.pt is empty"):
+        load_model(path)
+    with pytest.raises(MissingInputError, match="run 'train' first"):
+        open_checkpoint(tmp_path / "none.pt")
+
+
+def test_truncated_h5_is_found_up_front(tmp_path):
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "soft_train.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(20):
+            f.create_dataset(f"cut{i}", data=np.random.default_rng(i).random((500, 10)))
+    assert check_h5(path, "cache-soft-targets") == 20
+    _truncate(path, 0.6)
+    with pytest.raises(
+        BadInputError,
+        match=r"soft_train.h5 is truncated or not a HDF5 file.*rerun 'cache-soft-targets'",
+    ):
+        check_h5(path, "cache-soft-targets", reader="distill")
+
+
+def test_damaged_json_and_manifest_are_named(tmp_path):
+    (tmp_path / "info.json").write_text('{"tree_id": ')
+    with pytest.raises(
+        BadInputError, match=r"info.json is truncated or not a JSON file.*rerun 'build-tree'"
+    ):
+        read_json(tmp_path / "info.json", "build-tree")
+    (tmp_path / "cuts.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(
+        BadInputError, match=r"cuts.jsonl.gz is truncated or not a cut manifest.*'prepare'"
+    ):
+        read_manifest(tmp_path / "cuts.jsonl.gz", "prepare")
+
+
+def _run(args, env=None):
+    return CliRunner().invoke(cli, args, env=env)
+
+
+def test_cli_config_error_is_one_line(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("features:\n  num_mel_bins: eighty\n")
+    (tmp_path / "m").mkdir()
+    result = _run(
+        ["compute-features", "--config", str(conf), str(tmp_path / "m"), str(tmp_path / "f")]
+    )
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("asr-kd compute-features: error: ")
+    assert f"{conf} [features]: num_mel_bins must be an integer, got 'eighty'" in lines[-1]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "f").exists()
+    result = _run(
+        ["compute-features", "--set", "teachr.lr=1", str(tmp_path / "m"), str(tmp_path / "f")]
+    )
+    assert result.exit_code == 1 and "unknown section 'teachr'" in result.output
+
+
+def test_cli_unexpected_error_is_one_line_traceback_under_debug(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / ".done.json").write_text(json.dumps({"stage": "synth-corpus", "config": {}}))
+    args = ["prepare", "synth", str(corpus), str(tmp_path / "manifests")]
+    result = _run(args)
+    assert result.exit_code == 1
+    assert "asr-kd prepare: error: unexpected KeyError" in result.output
+    assert "--debug" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "manifests").exists()
+    for debug_args, env in ((["--debug", *args], None), (args, {"ASR_KD_DEBUG": "1"})):
+        result = CliRunner().invoke(cli, debug_args, env=env)
+        assert result.exit_code == 1
+        assert "Traceback" in result.output  # CliRunner mixes stderr into output
+
+
+def test_recipe_argument_errors(tmp_path):
+    run = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "run.sh"
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["--config", "nosuch"], "no config nosuch", "small"),
+        (["--stage", "30", "--stop-stage", "2"], "runs no stage", None),
+        (["--stage", "30"], "runs no stage (stages are 0-", None),
+        (["--stage", "x"], "take stage numbers", None),
+        (["--work-dir", str(tmp_path / "file")], "is a file", None),
+    ]
+    for args, message, listed in cases:
+        proc = subprocess.run(["bash", str(run), *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0, args
+        assert message in proc.stderr, (args, proc.stderr)
+        if listed:
+            assert listed in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))
