@@ -61,6 +61,38 @@ def prepare_librispeech(corpus_dir, out_dir, parts, num_jobs, force) -> None:
     run(Path(corpus_dir), Path(out_dir), parts=parts or None, num_jobs=num_jobs, force=force)
 
 
+@prepare.command("kaldi-dir")
+@click.argument("data_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--corpus", default="kaldi", show_default=True, help="Corpus name of the manifests.")
+@click.option("--sampling-rate", type=int, default=16000, show_default=True)
+@click.option("--language", default=None, help="Language stored on the supervisions.")
+@jobs_option
+@force_option
+def prepare_kaldi_dir(data_dirs, out_dir, corpus, sampling_rate, language, num_jobs, force) -> None:
+    """Manifests for Kaldi data directories (wav.scp, text, utt2spk[, segments, spk2gender]).
+
+    Each DATA_DIR is one split, named after it (data/dev_clean -> dev-clean).
+    """
+    from asr_kd.data.kaldi_dir import prepare_kaldi_dirs as run
+
+    dirs = [Path(d) for d in data_dirs]
+    run(dirs, Path(out_dir), corpus, sampling_rate, language, num_jobs, force)
+
+
+@prepare.command("lhotse")
+@click.argument("manifest_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--sampling-rate", type=int, default=16000, show_default=True)
+@jobs_option
+@force_option
+def prepare_lhotse(manifest_dir, out_dir, sampling_rate, num_jobs, force) -> None:
+    """Check existing Lhotse manifests (recordings + supervisions, or cuts) and rewrite them."""
+    from asr_kd.data.lhotse_import import prepare_lhotse as run
+
+    run(Path(manifest_dir), Path(out_dir), sampling_rate, num_jobs, force)
+
+
 @click.group()
 def download() -> None:
     """Download a public corpus (needs network access)."""

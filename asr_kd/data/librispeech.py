@@ -4,6 +4,7 @@ The corpus directory is the one the OpenSLR archives unpack to::
 
     <corpus_dir>/<part>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac
     <corpus_dir>/<part>/<spk>/<chapter>/<spk>-<chapter>.trans.txt
+    <corpus_dir>/SPEAKERS.TXT        (optional: each speaker's gender)
 
 Preparation writes, for each part, ``librispeech_{recordings,supervisions,cuts}_<part>.jsonl.gz``
 into one output directory, atomically and idempotently (:func:`asr_kd.stage.stage_output`).
@@ -19,7 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lhotse import RecordingSet, SupervisionSet
+from lhotse.utils import fastcopy
 
+from asr_kd.data.corpus_files import FirstSeen, decode_problem, numbered_lines, transcript_problem
 from asr_kd.data.manifests import manifest_path, write_split
 from asr_kd.data.validate import audio_file_problem, raise_if_problems, validate_corpus
 from asr_kd.errors import AsrKdError, BadInputError, ConfigError, MissingInputError
@@ -145,11 +148,40 @@ def _resolve_parts(corpus_dir: Path, parts: Sequence[str] | None) -> list[str]:
     return parts
 
 
-def _scan_transcripts(part_dir: Path) -> dict[str, Path]:
+def read_speakers(corpus_dir: Path) -> dict[str, str] | None:
+    """Speaker id -> ``"m"``/``"f"`` from ``<corpus_dir>/SPEAKERS.TXT``; ``None`` without it.
+
+    The file's lines are ``ID | SEX | SUBSET | MINUTES | NAME`` (``;`` starts a comment;
+    names may themselves hold ``|``).
+    """
+    path = corpus_dir / "SPEAKERS.TXT"
+    if not path.is_file():
+        logger.info("%s: no %s; the supervisions get no gender", STAGE, path)
+        return None
+    problems = []
+    genders: dict[str, str] = {}
+    seen = FirstSeen("speaker")
+    for lineno, line in numbered_lines(path):
+        if not line.strip() or line.lstrip().startswith(";"):
+            continue
+        where = f"{path}:{lineno}"
+        fields = [f.strip() for f in line.split("|", maxsplit=4)]
+        if len(fields) < 3 or fields[1].upper() not in ("M", "F") or not fields[0].isdigit():
+            problems.append(f"{where}: expected 'ID | M or F | SUBSET | MINUTES | NAME'")
+        elif problem := seen.repeat(fields[0], where):
+            problems.append(problem)
+        else:
+            genders[fields[0]] = fields[1].lower()
+    raise_if_problems(problems, STAGE, str(path))
+    return genders
+
+
+def _scan_transcripts(part_dir: Path, genders: dict[str, str] | None) -> dict[str, Path]:
     """Utterance id -> FLAC path from a part's ``*.trans.txt`` files.
 
     Catches what Lhotse's recipe would crash on without naming the file (a line
-    with no transcript) or silently drop (a listed FLAC that is missing).
+    with no transcript) or silently drop (a listed FLAC that is missing), non-ASCII
+    transcripts, repeated utterance ids and speakers missing from ``SPEAKERS.TXT``.
     """
     problems = []
     utts: dict[str, Path] = {}
@@ -159,24 +191,34 @@ def _scan_transcripts(part_dir: Path) -> dict[str, Path]:
             f"{STAGE}: {part_dir} holds no <spk>-<chapter>.trans.txt files; "
             "is the part fully unpacked?"
         )
+    seen = FirstSeen("utterance")
+    no_gender: set[str] = set()
     for trans in trans_files:
-        for lineno, line in enumerate(trans.read_text().splitlines(), start=1):
+        if problem := decode_problem(trans):
+            problems.append(problem)
+            continue
+        for lineno, line in numbered_lines(trans):
             fields = line.split(maxsplit=1)
             where = f"{trans}:{lineno}"
-            if len(fields) < 2:
-                utt = fields[0] if fields else "(blank line)"
-                problems.append(f"utterance {utt} ({where}): empty transcript")
+            utt = fields[0] if fields else "(blank line)"
+            if problem := transcript_problem(fields[1] if len(fields) == 2 else ""):
+                problems.append(f"utterance {utt} ({where}): {problem}")
                 continue
-            utt = fields[0]
             ids = utt.split("-")
             if len(ids) != 3:
                 problems.append(f"{where}: utterance id {utt!r} is not <spk>-<chapter>-<utt>")
                 continue
             flac = part_dir / ids[0] / ids[1] / f"{utt}.flac"
-            if utt in utts:
-                problems.append(f"utterance {utt} ({where}): listed twice")
+            if problem := seen.repeat(utt, where):
+                problems.append(problem)
             elif not flac.is_file():
                 problems.append(f"utterance {utt} ({flac}): audio file does not exist")
+            elif genders is not None and ids[0] not in genders and ids[0] not in no_gender:
+                no_gender.add(ids[0])
+                problems.append(
+                    f"{where}: speaker {ids[0]} (utterance {utt}) has no gender: it is not in "
+                    f"{part_dir.parent / 'SPEAKERS.TXT'}"
+                )
             utts[utt] = flac
     raise_if_problems(problems, STAGE, f"the transcripts of {part_dir}")
     return utts
@@ -188,7 +230,8 @@ def _prepare_part(
     """Run Lhotse's LibriSpeech recipe on one part; name the bad files if it fails."""
     from lhotse.recipes.librispeech import prepare_librispeech as lhotse_prepare
 
-    utts = _scan_transcripts(corpus_dir / part)
+    genders = read_speakers(corpus_dir)
+    utts = _scan_transcripts(corpus_dir / part, genders)
     try:
         manifests = lhotse_prepare(corpus_dir, dataset_parts=[part], num_jobs=num_jobs)
     except Exception as e:  # Lhotse names at most the first bad path, never the stage
@@ -201,6 +244,8 @@ def _prepare_part(
         raise BadInputError(f"{STAGE}: Lhotse failed on {corpus_dir / part}: {e}") from e
     recordings = manifests[part]["recordings"]
     supervisions = manifests[part]["supervisions"]
+    if genders is not None:
+        supervisions = [fastcopy(s, gender=genders[s.speaker]) for s in supervisions]
     recordings = RecordingSet.from_recordings(sorted(recordings, key=lambda r: r.id))
     supervisions = SupervisionSet.from_segments(sorted(supervisions, key=lambda s: s.id))
     return recordings, supervisions

@@ -268,3 +268,79 @@ def test_download_failure_names_the_part_and_address(openslr, tmp_path):
         AsrKdError, match=rf"downloading test-clean from {url} into {tmp_path / 'dl'} failed"
     ):
         download_librispeech(tmp_path / "dl", ["test-clean"], base_url=url)  # not served: 404
+
+
+# --- SPEAKERS.TXT and more bad transcripts ------------------------------------------
+
+
+def test_genders_come_from_speakers_txt(corpus, tmp_path):
+    paths = prepare_librispeech(corpus, tmp_path / "m")
+    genders = {
+        c.supervisions[0].speaker: c.supervisions[0].gender
+        for c in load_manifest(paths["dev-clean-2"])
+    }
+    assert genders == {"1000": "m", "1001": "f"}  # as make_fake_librispeech writes them
+
+
+def test_speaker_missing_from_speakers_txt(corpus, tmp_path):
+    speakers = corpus / "SPEAKERS.TXT"
+    speakers.write_text(
+        "".join(
+            line + "\n" for line in speakers.read_text().splitlines() if not line.startswith("1001")
+        )
+    )
+    trans = sorted(corpus.rglob("1001-*.trans.txt"))[0]
+    with pytest.raises(BadInputError) as e:
+        prepare_librispeech(corpus, tmp_path / "m")
+    utt = trans.read_text().split()[0]
+    assert str(e.value) == (
+        f"prepare librispeech: {trans}:1: speaker 1001 (utterance {utt}) has no gender: "
+        f"it is not in {speakers}"
+    )
+    assert not (tmp_path / "m").exists()
+
+
+def test_non_ascii_transcript(corpus, tmp_path):
+    trans = sorted(corpus.rglob("*.trans.txt"))[0]
+    lines = trans.read_text().splitlines()
+    utt = lines[0].split()[0]
+    trans.write_text(f"{utt} NAÏVE CAFÉ\n{lines[1]}\n")
+    with pytest.raises(BadInputError) as e:
+        prepare_librispeech(corpus, tmp_path / "m")
+    assert str(e.value).startswith(
+        f"prepare librispeech: utterance {utt} ({trans}:1): non-ASCII characters 'ÏÉ' in the "
+        "transcript"
+    )
+
+
+def test_duplicate_utterance_id(corpus, tmp_path):
+    trans = sorted(corpus.rglob("*.trans.txt"))[0]
+    lines = trans.read_text().splitlines()
+    trans.write_text(f"{lines[0]}\n{lines[1]}\n{lines[0]}\n")
+    with pytest.raises(BadInputError) as e:
+        prepare_librispeech(corpus, tmp_path / "m")
+    utt = lines[0].split()[0]
+    assert str(e.value) == (
+        f"prepare librispeech: {trans}:3: utterance {utt} is listed twice (first at {trans}:1)"
+    )
+    assert not (tmp_path / "m").exists()
+
+
+def test_prepare_commands_on_the_command_line(corpus, tmp_path):
+    from asr_kd.testing.fake_corpora import librispeech_as_kaldi_dir, librispeech_as_lhotse
+
+    data = librispeech_as_kaldi_dir(corpus, "dev-clean-2", tmp_path / "data" / "dev_clean_2")
+    result = _run_cli(
+        "prepare", "kaldi-dir", "--language", "English", str(data), str(tmp_path / "k")
+    )
+    assert result.exit_code == 0, result.output
+    assert is_done(tmp_path / "k")
+    assert len(load_manifest(tmp_path / "k" / "kaldi_cuts_dev-clean-2.jsonl.gz")) == 4
+    lhotse_dir = librispeech_as_lhotse(corpus, "dev-clean-2", tmp_path / "lhotse")
+    result = _run_cli("prepare", "lhotse", str(lhotse_dir), str(tmp_path / "l"))
+    assert result.exit_code == 0, result.output
+    assert len(load_manifest(tmp_path / "l" / "mine_cuts_dev-clean-2.jsonl.gz")) == 4
+    (data / "text").write_text("")
+    result = _run_cli("prepare", "kaldi-dir", str(data), str(tmp_path / "k2"))
+    assert result.exit_code == 1
+    assert "has no transcript in" in result.output
