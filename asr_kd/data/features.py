@@ -7,6 +7,13 @@ that reference them, and mean/variance statistics are written for later stages::
     <out_dir>/<corpus>_<kind>_<split>.lca           lilcom archives (one per job)
     <out_dir>/stats/global.json                     train-split mean/var per dimension
     <out_dir>/stats/speakers.json                   per-speaker mean/var (every split)
+    <out_dir>/summary.json                          cuts in and out per split, drops
+    <out_dir>/dropped.txt                           "<split> <cut> <reason>" per dropped cut
+
+No cut is lost without a word: a cut whose audio cannot be decoded is dropped by
+Lhotse's extraction (with a suppressed warning); the stage counts the cuts it got
+back and stops, naming each lost cut, its file and the reason, unless the config's
+``max_dropped`` (a fraction of a split's cuts, default 0) allows that many.
 
 Extraction is batched on a GPU when one is present (``device: auto``) and fans out
 over worker processes (or a Dask cluster's executor) on a CPU.
@@ -26,10 +33,11 @@ import numpy as np
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, Mfcc, MfccConfig
 from lhotse.features.base import FeatureExtractor
 
+from asr_kd.checked import read_json
 from asr_kd.config import to_dict
 from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
-from asr_kd.data.validate import validate_corpus
-from asr_kd.errors import BadInputError, MissingInputError
+from asr_kd.data.validate import MAX_LISTED, validate_corpus
+from asr_kd.errors import BadInputError
 from asr_kd.parallel import make_executor
 from asr_kd.stage import require_done, stage_output
 
@@ -51,6 +59,8 @@ class FeatureConfig:
         dither: Kaldi's dither (0 keeps extraction deterministic).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         batch_duration: seconds of audio per batch on the GPU path.
+        max_dropped: the fraction of a split's cuts that may be dropped (unreadable
+            audio); each is listed in ``dropped.txt``. 0: any drop stops the stage.
     """
 
     kind: str = "fbank"
@@ -62,8 +72,11 @@ class FeatureConfig:
     dither: float = 0.0
     device: str = "auto"
     batch_duration: float = 600.0
+    max_dropped: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_dropped < 1.0:
+            raise ValueError(f"max_dropped must be a fraction in [0, 1), got {self.max_dropped}")
         if self.kind not in ("fbank", "mfcc"):
             raise ValueError(f"kind must be 'fbank' or 'mfcc', got {self.kind!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -138,17 +151,47 @@ def feature_stats(cuts: CutSet) -> tuple[FeatureStats, dict[str, FeatureStats]]:
 def load_stats(feature_dir: Path | str) -> tuple[FeatureStats, dict[str, FeatureStats]]:
     """Read the statistics written by :func:`compute_features`."""
     stats = Path(feature_dir) / "stats"
-    if not (stats / "global.json").is_file():
-        raise MissingInputError(f"{stats}/global.json does not exist: run '{STAGE}' first")
-    glob = FeatureStats.from_json(json.loads((stats / "global.json").read_text()))
-    spk = json.loads((stats / "speakers.json").read_text())
+    glob = FeatureStats.from_json(read_json(stats / "global.json", STAGE))
+    spk = read_json(stats / "speakers.json", STAGE)
     return glob, {k: FeatureStats.from_json(v) for k, v in spk.items()}
 
 
-def _check_frames(cuts: CutSet, split: str) -> None:
-    for cut in cuts:
-        if cut.features is None or cut.num_frames is None or cut.num_frames < 1:
-            raise BadInputError(f"{STAGE}: cut {cut.id} of split {split} got no feature frames")
+def dropped_cuts(before: CutSet, after: CutSet) -> dict[str, str]:
+    """Cuts of ``before`` that extraction lost or left without frames: id -> reason."""
+    from asr_kd.data.validate import audio_file_problem
+
+    got = {cut.id: cut for cut in after}
+    out = {}
+    for cut in before:
+        done = got.get(cut.id)
+        if done is not None and done.features is not None and (done.num_frames or 0) > 0:
+            continue
+        files = (
+            [s.source for s in cut.recording.sources if s.type == "file"]
+            if cut.has_recording
+            else []
+        )
+        why = next((p for p in (audio_file_problem(f) for f in files) if p), None)
+        where = f" ({', '.join(files)})" if files else ""
+        out[cut.id] = f"{where.strip()} {why or 'no feature frames came out'}".strip()
+    return out
+
+
+def _check_dropped(dropped: dict[str, str], total: int, split: str, config: FeatureConfig) -> None:
+    if not dropped or len(dropped) <= config.max_dropped * total:
+        return
+    lines = [f"  cut {cut} {why}" for cut, why in list(dropped.items())[:MAX_LISTED]]
+    if len(dropped) > MAX_LISTED:
+        lines.append(f"  ... and {len(dropped) - MAX_LISTED} more")
+    allow = max(0.01, len(dropped) / total)
+    raise BadInputError(
+        "\n".join(
+            [f"{STAGE}: {len(dropped)} of {total} cuts of split {split} got no features "
+             f"(max_dropped={config.max_dropped:g}):", *lines,
+             "Fix or remove their audio and rerun 'prepare', or allow the drops with "
+             f"--set max_dropped={allow:.2g} (they are then listed in dropped.txt)"]
+        )
+    )  # fmt: skip
 
 
 def _extract_split(
@@ -220,16 +263,26 @@ def compute_features(
         if tmp is None:
             return out
         all_cuts = []
+        dropped: list[str] = []
+        summary: dict[str, dict[str, int]] = {}
         for split, (corpus, path) in manifests.items():
             start = time.time()
             cuts = load_cuts(path, "prepare")
             recordings, supervisions, _ = cuts.decompose()
-            validate_corpus(
-                recordings, supervisions, sampling_rate=config.sampling_rate, stage=STAGE
-            )
+            validate_corpus(  # audio is checked by extraction (dropped_cuts)
+                recordings, supervisions, sampling_rate=config.sampling_rate, stage=STAGE,
+                check_audio=False,
+            )  # fmt: skip
             storage = tmp / f"{corpus}_{config.kind}_{split}"
+            before = cuts
             cuts = _extract_split(cuts, storage, config, device, num_jobs, ex)
-            _check_frames(cuts, split)
+            lost = dropped_cuts(before, cuts)
+            _check_dropped(lost, len(before), split, config)
+            if lost:
+                cuts = CutSet.from_cuts(c for c in cuts if c.id not in lost)
+                dropped.extend(f"{split} {cut} {why}\n" for cut, why in lost.items())
+                logger.warning("%s: %s: dropped %d cuts (see dropped.txt)", STAGE, split, len(lost))
+            summary[split] = {"cuts": len(before), "features": len(cuts), "dropped": len(lost)}
             relocate_storage(cuts, tmp, out_dir).to_file(tmp / path.name)
             all_cuts.append((split, cuts))
             audio = sum(c.duration for c in cuts)
@@ -239,6 +292,10 @@ def compute_features(
                 STAGE, config.kind, split, len(cuts), audio / 3600, wall, device, audio / wall,
             )  # fmt: skip
         _write_stats(tmp, all_cuts, stats_split)
+        doc = {"splits": summary, "dropped": len(dropped)}
+        (tmp / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+        if dropped:
+            (tmp / "dropped.txt").write_text("".join(dropped))
     return out
 
 

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 MAX_LISTED = 10
 """How many problems an error message lists before it only counts the rest."""
 
-_BLOCK = 1 << 16  # samples decoded at a time
+_BLOCK = 1 << 14  # samples decoded at a time (~1 s: where the damage lies)
 _TOLERANCE = 1e-3  # seconds a supervision may overhang its recording (as in Lhotse)
 _TOLERANCE_S = 0.025  # seconds a file's length may differ from its manifest (Lhotse's default)
 

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +88,44 @@ def test_empty_manifest_is_named(tiny_manifests, tmp_path):
     (manifests / "synth_cuts_dev.jsonl.gz").write_bytes(b"")
     with pytest.raises(BadInputError, match="synth_cuts_dev.jsonl.gz"):
         compute_features(manifests, tmp_path / "fbank", FeatureConfig())
+
+
+def _with_damaged_dev_cut(tiny_manifests, tmp_path):
+    """A copy of the manifests whose first dev cut reads a FLAC damaged in the middle."""
+    manifests = tmp_path / "manifests"
+    shutil.copytree(tiny_manifests, manifests)
+    cuts = CutSet.from_file(manifests / "synth_cuts_dev.jsonl.gz").to_eager()
+    cut = next(iter(cuts))
+    source = cut.recording.sources[0]
+    damaged = tmp_path / "damaged.flac"
+    data = bytearray(Path(source.source).read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 200] = bytes(200)
+    damaged.write_bytes(bytes(data))
+    source.source = str(damaged)
+    cuts.to_file(manifests / "synth_cuts_dev.jsonl.gz")
+    return manifests, cut.id, damaged, len(cuts)
+
+
+def test_audio_damaged_in_the_middle_stops_the_stage(tiny_manifests, tmp_path):
+    manifests, cut_id, damaged, _ = _with_damaged_dev_cut(tiny_manifests, tmp_path)
+    config = FeatureConfig(kind="mfcc", device="cpu")
+    with pytest.raises(BadInputError) as e:
+        compute_features(manifests, tmp_path / "mfcc", config)
+    message = str(e.value)
+    assert message.startswith("compute-features: 1 of ")
+    assert f"cut {cut_id} ({damaged}) decoding failed at" in message
+    assert "--set max_dropped=" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.flac", "manifests"]
+
+
+def test_max_dropped_allows_listed_drops(tiny_manifests, tmp_path):
+    manifests, cut_id, damaged, n_dev = _with_damaged_dev_cut(tiny_manifests, tmp_path)
+    out = tmp_path / "mfcc"
+    compute_features(manifests, out, FeatureConfig(kind="mfcc", device="cpu", max_dropped=0.5))
+    line = (out / "dropped.txt").read_text()
+    assert line.startswith(f"dev {cut_id} ({damaged}) decoding failed at")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dropped"] == 1
+    assert summary["splits"]["dev"] == {"cuts": n_dev, "features": n_dev - 1, "dropped": 1}
+    ids = [c.id for c in CutSet.from_file(out / "synth_cuts_dev.jsonl.gz")]
+    assert cut_id not in ids and len(ids) == n_dev - 1
