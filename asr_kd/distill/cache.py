@@ -46,6 +46,7 @@ import torch
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.dataset import SimpleCutSampler
 
+from asr_kd.checked import check_h5, read_json
 from asr_kd.config import to_dict
 from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.errors import BadInputError, ConfigError
@@ -381,7 +382,9 @@ def read_cache_info(cache_dir: Path | str) -> dict[str, Any]:
     stage = read_marker(cache_dir).get("stage")
     if stage != CACHE_STAGE:
         raise BadInputError(f"{cache_dir} was written by '{stage}', not '{CACHE_STAGE}'")
-    return json.loads((cache_dir / "info.json").read_text())
+    for archive in sorted(cache_dir.glob("*.h5")):  # a truncated archive fails here, not mid-way
+        check_h5(archive, CACHE_STAGE)
+    return read_json(cache_dir / "info.json", CACHE_STAGE)
 
 
 def check_cache(
