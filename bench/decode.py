@@ -62,10 +62,12 @@ def noisy_scores(cuts, num_senones: int, log_priors: np.ndarray, noise: float, s
 
 
 def model_scores(spec: str, senone_dir: Path, cuts, device: str) -> list[np.ndarray]:
-    from asr_kd.cli.decode import model_score_fn
+    from asr_kd.teachers import load
 
-    score_fn, _ = model_score_fn(spec, read_targets_info(senone_dir), cuts, device)
-    return [np.asarray(score_fn(cut), dtype=np.float32) for cut in cuts]
+    info = read_targets_info(senone_dir)
+    shift = next(iter(cuts)).frame_shift
+    teacher = load(spec, info["tree_id"], int(info["num_senones"]), shift, device)
+    return [np.asarray(teacher.log_probs(cut), dtype=np.float32) for cut in cuts]
 
 
 def run(decoder, scores, log_priors, batch: int, points=None) -> tuple[float, list]:

@@ -73,7 +73,11 @@ def decode(
     info = read_targets_info(senone_dir)
     cut_set = load_cuts(cuts, "senone-targets")
     if model_spec is not None:
-        score_fn, scores_id = model_score_fn(model_spec, info, cut_set, device)
+        from asr_kd.teachers import load
+
+        shift = next(iter(cut_set)).frame_shift  # that of the features (None: no features)
+        teacher = load(model_spec, info["tree_id"], int(info["num_senones"]), shift, device)
+        score_fn, scores_id = teacher.log_probs, teacher.source
     else:
         counts = read_priors(Path(senone_dir) / "priors.json")
         log_priors = decoder_log_priors(counts, config.prior_floor)
@@ -85,13 +89,3 @@ def decode(
             num_jobs, executor, lm_weight, word_ins_penalty, force, lang_dir, info["tree_id"],
             scores_id=scores_id,
         )  # fmt: skip
-
-
-def model_score_fn(spec: str, info: dict, cuts, device: str):
-    """A cut's log-posteriors from the teacher or ensemble SPEC, checked against the targets."""
-    from asr_kd.ensemble import load_system
-
-    first = next(iter(cuts))
-    shift = first.features.frame_shift if first.features is not None else None
-    teacher = load_system(spec, info["tree_id"], int(info["num_senones"]), shift, device)
-    return teacher.log_probs, teacher.source

@@ -63,19 +63,16 @@ def eval_ensemble(data_dir, teachers, splits, methods, device, max_duration, out
     """Frame accuracy of each teacher and of their ensembles on DATA_DIR's targets.
 
     TEACHERS are teacher specs (model.pt, training directory or teacher file), each
-    optionally named: teacher1=exp/teacher1/model.pt.
+    optionally named: teacher1=exp/teacher1/model.pt. An ensemble spec
+    (ensemble:A,B[:method] or an ensemble file) adds its members as teachers and is
+    scored as their combination.
     """
-    from asr_kd.ensemble import evaluate_systems, format_table, load_system, teacher_name
+    from asr_kd.ensemble import Combo, evaluate_systems, format_table, load_systems
 
-    loaded = {}
-    for item in teachers:
-        name, sep, spec = item.partition("=")
-        name, spec = (name, spec) if sep else (teacher_name(item), item)
-        if name in loaded:
-            raise click.BadParameter(f"two teachers named {name}; name them: NAME=SPEC")
-        loaded[name] = load_system(spec, device=device)
+    loaded, combos = load_systems(teachers, device)
+    combos += [Combo(m) for m in methods if Combo(m) not in combos]
     result = evaluate_systems(
-        loaded, Path(data_dir), splits, methods, Path(out_file) if out_file else None,
+        loaded, Path(data_dir), splits, combos, Path(out_file) if out_file else None,
         max_duration,
     )  # fmt: skip
     click.echo(format_table(result["splits"]))

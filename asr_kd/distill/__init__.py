@@ -7,15 +7,14 @@ Typical use::
     cache_soft_targets("data/senones", "data/fbank", "exp/soft_targets", config)
     distill("data/senones", "data/fbank", "exp/student", config, train)
 
-See :mod:`asr_kd.distill.loss` for the loss, :mod:`asr_kd.distill.cache` for the
-teachers' batch path and the cache contract, :mod:`asr_kd.distill.train` for the stage.
+See :mod:`asr_kd.distill.loss` for the loss, :mod:`asr_kd.distill.cache` for the cache
+contract, :mod:`asr_kd.distill.train` for the stage; the teachers (one
+``asr_kd.teachers.EnsembleTeacher``) come from :func:`asr_kd.teachers.load`.
 """
 
 from asr_kd.distill.cache import (
     CACHE_STAGE,
     CachedSoftTargets,
-    TeacherEnsemble,
-    attach_cuts,
     cache_soft_targets,
     check_cache,
     read_cache_info,
@@ -36,8 +35,6 @@ __all__ = [
     "DistillConfig",
     "DistillLoss",
     "SparseTargets",
-    "TeacherEnsemble",
-    "attach_cuts",
     "cache_soft_targets",
     "check_cache",
     "distill",

@@ -1,21 +1,8 @@
-"""Soft targets from the teachers: per batch on the fly, or cached as top-k per frame.
+"""The teachers' soft targets cached as top-k per frame (``asr-kd cache-soft-targets``).
 
-:class:`TeacherEnsemble` turns a collated training batch into the combined teachers'
-log-probabilities at temperature ``T``, ``[B, T, S]``. Which inputs a teacher sees:
-
-* a teacher backed by an acoustic model with feature statistics (it exposes ``model``
-  and ``normalizer`` or ``info.normalizer``, as a registry model's teacher does) runs
-  in the same batch as the student, on ``batch["feats"]``: those are normalised with
-  the student's statistics, so they are mapped affinely to the teacher's own
-  (``x * sqrt(var_s / var_t) + (mean_s - mean_t) / sqrt(var_t)``, per dimension, on
-  the device; the identity when the statistics match). Frozen, in eval mode, without
-  gradients and with bf16 autocast on CUDA (``amp="auto"``).
-* any other teacher (precomputed posteriors, a plug-in with its own input
-  processing) gets the raw cuts: a collate hook puts the batch's cuts in
-  ``batch["cuts"]`` and ``Teacher.log_probs(cut, T)`` is called per cut.
-
-The ``cache-soft-targets`` stage runs the same code over a split once and stores the
-k most probable senones per frame, renormalised over the k::
+The teachers (one ``asr_kd.teachers.EnsembleTeacher``, as on the fly) give the
+combined log-probabilities of each batch at temperature ``T``, ``[B, T, S]``; the
+stage runs them over a split once and stores the k most probable senones per frame::
 
     <cache>/<corpus>_cuts_<split>.jsonl.gz  the senone-target cuts plus two custom
                                             TemporalArrays: "soft_idx" int32 [T, k] and
@@ -37,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,12 +37,11 @@ from asr_kd.checked import check_h5, read_json
 from asr_kd.config import to_dict
 from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.errors import BadInputError, ConfigError
-from asr_kd.stage import file_digest, read_marker, require_done, stage_output
-from asr_kd.train.config import resolve_amp
+from asr_kd.stage import read_marker, require_done, stage_output
+from asr_kd.teachers import EnsembleTeacher, load, teacher_digests
 from asr_kd.train.dataset import (
     TARGETS_STAGE,
     Batch,
-    CollateHook,
     FeatureNormalizer,
     SenoneDataset,
     check_cuts,
@@ -63,7 +49,6 @@ from asr_kd.train.dataset import (
     make_loader,
     read_targets_info,
 )
-from asr_kd.train.evaluate import autocast
 
 if TYPE_CHECKING:
     from asr_kd.distill.train import DistillConfig
@@ -77,201 +62,6 @@ SOFT_MASS = "soft_mass"
 ROWS = "probabilities"
 """info.json ``rows``: the cached rows are the teacher's probabilities, not renormalised
 (their sum is the mass the k senones hold; caches without the key were renormalised)."""
-CUTS_KEY = "cuts"
-"""``batch["cuts"]``: the batch's cuts, for teachers that read their own inputs."""
-
-
-def attach_cuts(cuts: CutSet, batch: Batch) -> None:
-    """Collate hook: keep the batch's cuts (in batch order) as ``batch["cuts"]``."""
-    batch[CUTS_KEY] = list(cuts)
-
-
-class TeacherEnsemble:
-    """Frozen teachers whose combined log-probabilities are the soft targets of a batch.
-
-    Args:
-        teachers: objects of the ``asr_kd.teachers.Teacher`` protocol; network teachers
-            (a ``model`` attribute and a ``normalizer``, ``None`` meaning raw features)
-            run on the batch's features, the others per batch of cuts (module doc).
-        combination: ``arithmetic`` or ``geometric`` (``asr_kd.ensemble.combine``).
-        weights: one per teacher, or ``None`` for equal weights.
-        normalizer: the statistics ``batch["feats"]`` were normalised with.
-        amp: ``auto`` (bf16 on CUDA), ``bf16`` or ``off`` for the network teachers.
-    """
-
-    def __init__(
-        self,
-        teachers: Sequence[Any],
-        combination: str,
-        weights: Sequence[float] | None,
-        normalizer: FeatureNormalizer,
-        amp: str = "auto",
-    ):
-        if not teachers:
-            raise ConfigError("distillation needs at least one teacher")
-        if weights is not None and len(weights) != len(teachers):
-            raise ConfigError(f"{len(weights)} weights for {len(teachers)} teachers")
-        self.teachers = list(teachers)
-        self.combination = combination
-        self.weights = None if weights is None else tuple(float(w) for w in weights)
-        self.amp = amp
-        self._batched = [_batched_model(t, normalizer) for t in self.teachers]
-
-    @classmethod
-    def load(
-        cls,
-        specs: Sequence[Any],
-        *,
-        tree_id: str,
-        num_senones: int,
-        frame_shift: float,
-        normalizer: FeatureNormalizer,
-        combination: str = "arithmetic",
-        weights: Sequence[float] | None = None,
-        device: str | torch.device = "auto",
-        amp: str = "auto",
-    ) -> TeacherEnsemble:
-        """Load the teachers ``specs`` name, refusing any of another tree or frame shift.
-
-        A spec may also name an ensemble (``ensemble:A,B[:method]`` or an ensemble
-        file, see ``asr_kd.ensemble.load_system``): when it is the only spec, its members
-        are combined here (batched), and its method and weights must be the config's.
-        """
-        try:
-            from asr_kd.ensemble.evaluate import load_system as load
-        except ImportError:  # the ensemble package is optional here
-            from asr_kd.teachers import load_teacher as load
-
-        expect = {"expect_tree_id": tree_id, "expect_num_senones": num_senones,
-                  "expect_frame_shift": frame_shift, "device": device, "amp": amp}  # fmt: skip
-        teachers = [load(spec, **expect) for spec in specs]
-        if len(teachers) == 1 and hasattr(teachers[0], "members"):
-            ens = teachers[0]
-            ours = _normalised(weights, len(ens.members))
-            same = len(ours) == len(ens.weights) and np.allclose(ours, ens.weights)
-            if ens.method != combination or not same:
-                raise ConfigError(
-                    f"the ensemble {specs[0]!r} combines by {ens.method} with weights "
-                    f"{ens.weights} but distill says {combination} with {weights}; make "
-                    "distill.combination and distill.weights agree with it"
-                )
-            teachers = list(ens.members)
-            weights = None if weights is None else ens.weights
-        return cls(teachers, combination, weights, normalizer, amp)
-
-    @property
-    def batched(self) -> list[bool]:
-        """Per teacher: whether it runs on the batch's features (else on the cuts)."""
-        return [b is not None for b in self._batched]
-
-    def collate_hooks(self) -> list[CollateHook]:
-        """The hooks the batches need (the cuts, when a teacher reads its own inputs)."""
-        return [] if all(self.batched) else [attach_cuts]
-
-    @torch.no_grad()
-    def log_probs(self, batch: Batch, temperature: float, device: torch.device) -> torch.Tensor:
-        """``[B, T, S]`` float32 combined log-probabilities at ``temperature`` on ``device``.
-
-        Padding frames hold the uniform distribution.
-
-        Raises:
-            BadInputError: a teacher gave another number of frames than a cut's features.
-        """
-        outs = [self._one(i, batch, temperature, device) for i in range(len(self.teachers))]
-        if len(outs) == 1:
-            return outs[0]
-        from asr_kd.ensemble.combine import combine_log_probs
-
-        return combine_log_probs(torch.stack(outs), self.combination, self.weights).float()
-
-    def _one(self, i: int, batch: Batch, temperature: float, device: torch.device) -> torch.Tensor:
-        entry = self._batched[i]
-        if entry is None:
-            return self._from_cuts(i, batch, temperature, device)
-        model = entry["model"]
-        if next(model.parameters()).device != device:
-            model.to(device)
-        feats = batch["feats"].to(device, non_blocking=True)
-        if entry["scale"] is not None:
-            feats = feats * entry["scale"].to(device) + entry["shift"].to(device)
-        lengths = batch["lengths"].to(device)
-        with autocast(device, resolve_amp(self.amp, device)):
-            logits, _ = model(feats, lengths)
-        if logits.shape[:2] != feats.shape[:2]:
-            raise BadInputError(
-                f"teacher {_name(self.teachers[i], i)} turned {tuple(feats.shape[:2])} frames "
-                f"into {tuple(logits.shape[:2])}; a hybrid teacher gives one output per frame"
-            )
-        out = torch.log_softmax(logits.float() / temperature, dim=-1)
-        valid = torch.arange(out.shape[1], device=device) < lengths[:, None]
-        return out.masked_fill(~valid[..., None], -float(np.log(out.shape[-1])))
-
-    def _from_cuts(self, i: int, batch: Batch, temperature: float, device) -> torch.Tensor:
-        cuts, teacher = batch.get(CUTS_KEY), self.teachers[i]
-        if cuts is None:
-            raise ValueError("teachers that read cuts need batch['cuts']: add the attach_cuts hook")
-        lengths = batch["lengths"].tolist()
-        if hasattr(teacher, "log_probs_batch"):
-            out, got = teacher.log_probs_batch(cuts, temperature)
-            got = [int(n) for n in got]
-        else:
-            rows = [torch.as_tensor(np.asarray(teacher.log_probs(c, temperature))) for c in cuts]
-            got = [len(r) for r in rows]
-            out = torch.full((len(rows), max(got), rows[0].shape[-1]), -np.log(rows[0].shape[-1]))
-            for b, r in enumerate(rows):
-                out[b, : len(r)] = r
-        for cut, n, m in zip(cuts, lengths, got, strict=True):
-            if n != m:
-                raise BadInputError(
-                    f"cut {cut.id}: teacher {_name(teacher, i)} gave {m} frames of log-probs "
-                    f"for {n} feature frames; its posteriors must come from these features"
-                )
-        out = out.to(device=device, dtype=torch.float32)
-        frames = int(batch["feats"].shape[1])
-        if out.shape[1] < frames:  # pad to the batch's frames (uniform rows)
-            pad = out.new_full((out.shape[0], frames - out.shape[1], out.shape[2]),
-                               -float(np.log(out.shape[2])))  # fmt: skip
-            out = torch.cat([out, pad], dim=1)
-        return out[:, :frames]
-
-
-def _normalised(weights: Sequence[float] | None, n: int) -> list[float]:
-    if weights is None or len(weights) != n:
-        return [1.0 / n] * n if weights is None else list(weights)
-    total = float(sum(weights))
-    return [float(w) / total for w in weights]
-
-
-def _name(teacher: Any, i: int) -> str:
-    return str(getattr(teacher, "name", None) or f"{i + 1}")
-
-
-def _batched_model(teacher: Any, normalizer: FeatureNormalizer) -> dict[str, Any] | None:
-    """The network of a network teacher and the map from the batch's features to its own.
-
-    ``None`` for a teacher without a network (it reads its own inputs per cut).
-    """
-    model = getattr(teacher, "model", None)
-    if not isinstance(model, torch.nn.Module) or not hasattr(teacher, "normalizer"):
-        return None
-    model.eval().requires_grad_(False)
-    own = teacher.normalizer
-    if own is None:  # the teacher takes raw features
-        own = FeatureNormalizer(np.zeros(normalizer.dim), np.ones(normalizer.dim))
-    if own.dim != normalizer.dim:
-        raise BadInputError(
-            f"teacher {_name(teacher, 0)} takes {own.dim}-dim features but the student's are "
-            f"{normalizer.dim}-dim; teachers and student must share the feature type"
-        )
-    if np.array_equal(own.mean, normalizer.mean) and np.array_equal(own.scale, normalizer.scale):
-        return {"model": model, "scale": None, "shift": None}
-    scale = own.scale.astype(np.float64) / normalizer.scale
-    shift = (normalizer.mean.astype(np.float64) - own.mean) * own.scale
-    return {
-        "model": model,
-        "scale": torch.from_numpy(scale.astype(np.float32)),
-        "shift": torch.from_numpy(shift.astype(np.float32)),
-    }
 
 
 def top_k(log_probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -414,32 +204,6 @@ def check_cache(
             )
 
 
-def teacher_model_file(spec: Any) -> Path | None:
-    """The ``model.pt`` a teacher spec points at (a training directory or the file), if any."""
-    if isinstance(spec, Mapping):
-        paths = [spec[k] for k in ("model", "path", "dir") if isinstance(spec.get(k), str)]
-        spec = paths[0] if paths else None
-    if not isinstance(spec, str | Path):
-        return None
-    path = Path(spec)
-    if path.is_dir() and (path / "specialists.json").is_file():  # the generalist's architecture
-        return teacher_model_file(json.loads((path / "specialists.json").read_text())["generalist"])
-    if path.is_dir() and (path / "model.pt").is_file():
-        return path / "model.pt"
-    return path if path.is_file() and path.suffix == ".pt" else None
-
-
-def teacher_digests(specs: Sequence[Any]) -> list[str | None]:
-    """A digest of each teacher's ``model.pt`` (``None`` for other kinds of teacher)."""
-    out = []
-    for s in specs:
-        if isinstance(s, str | Path) and (Path(s) / "specialists.json").is_file():
-            out.append(file_digest(Path(s) / "specialists.json"))  # changes with any specialist
-        else:
-            out.append(file_digest(p) if (p := teacher_model_file(s)) else None)
-    return out
-
-
 def _same_float(a: Any, b: Any) -> bool:
     return isinstance(a, int | float) and isinstance(b, int | float) and abs(a - b) < 1e-9
 
@@ -498,11 +262,11 @@ def cache_soft_targets(
         manifests = find_cut_manifests(data_dir, TARGETS_STAGE)
         first = load_split(data_dir, splits[0])
         dev = resolve_device(device)
-        ensemble = TeacherEnsemble.load(
-            config.teachers, tree_id=tree, num_senones=num_senones,
-            frame_shift=float(next(iter(first)).frame_shift), normalizer=normalizer,
-            combination=config.combination, weights=config.weights, device=dev, amp=config.amp,
+        ensemble = load(
+            list(config.teachers), tree, num_senones, float(next(iter(first)).frame_shift), dev,
+            config.amp, combination=config.combination, weights=config.weights,
         )  # fmt: skip
+        ensemble.set_batch_normalizer(normalizer)
         out = {**_teacher_fields(config), "rows": ROWS, "tree_id": tree, "num_senones": num_senones,
                "frame_shift": float(next(iter(first)).frame_shift), "splits": {}}  # fmt: skip
         for split in splits:
@@ -541,7 +305,7 @@ def _teacher_fields(config: DistillConfig) -> dict[str, Any]:
 
 def _cache_split(
     cuts: CutSet,
-    ensemble: TeacherEnsemble,
+    ensemble: EnsembleTeacher,
     normalizer: FeatureNormalizer,
     num_senones: int,
     config: DistillConfig,
@@ -559,7 +323,7 @@ def _cache_split(
     out, frames, mass = {}, 0, 0.0
     dtype = np.dtype(config.prob_dtype)
     for batch in tqdm(make_loader(dataset, sampler, workers), desc=f"{CACHE_STAGE} {split}"):
-        log_probs = ensemble.log_probs(batch, config.temperature, device)
+        log_probs = ensemble.batch_log_probs(batch, config.temperature, device)
         indices, probs, kept = top_k(log_probs, config.k)
         indices, probs, kept = indices.cpu(), probs.cpu(), kept.cpu()
         for b, (cid, n) in enumerate(zip(batch["cut_ids"], batch["lengths"].tolist(), strict=True)):

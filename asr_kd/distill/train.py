@@ -50,15 +50,13 @@ from asr_kd.distill.cache import (
     SOFT_MASS,
     SOFT_PROB,
     CachedSoftTargets,
-    TeacherEnsemble,
     check_cache,
     read_cache_info,
-    teacher_digests,
-    teacher_model_file,
 )
 from asr_kd.distill.loss import SparseTargets, kd_loss
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.stage import require_done
+from asr_kd.teachers import EnsembleTeacher, load, teacher_digests, teacher_model_file
 from asr_kd.train import TrainConfig, train_model
 from asr_kd.train.checkpoint import load_file, registry_builder, resolved_spec
 from asr_kd.train.dataset import TARGETS_STAGE, Batch, load_split, read_targets_info
@@ -82,7 +80,7 @@ class DistillConfig:
             ``1 - alpha`` (the paper: 0.5).
         source: ``cache`` (read ``cache_dir``) or ``on_the_fly`` (run the teachers).
         cache_dir: a ``cache-soft-targets`` output, for ``source: cache``.
-        teachers: teacher specs for ``asr_kd.teachers.load_teacher`` (a training
+        teachers: teacher specs for ``asr_kd.teachers.load`` (a training
             directory, ...). With ``source: cache`` they may be left out (the cache
             records its own); if given, the cache must have been made from them.
         combination: ``arithmetic`` or ``geometric`` mean of the teachers.
@@ -149,7 +147,7 @@ class DistillLoss:
         self,
         temperature: float,
         alpha: float,
-        teachers: TeacherEnsemble | None = None,
+        teachers: EnsembleTeacher | None = None,
         tail: str = "group",
     ):
         self.temperature, self.alpha, self.teachers = temperature, alpha, teachers
@@ -160,7 +158,7 @@ class DistillLoss:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         device = logits.device
         if self.teachers is not None:
-            target = self.teachers.log_probs(batch, self.temperature, device)
+            target = self.teachers.batch_log_probs(batch, self.temperature, device)
         elif SOFT_IDX in batch:
             mass = None if self.tail == "renormalise" else batch.get(SOFT_MASS)
             target = SparseTargets(batch[SOFT_IDX], batch[SOFT_PROB], mass, self.tail)
@@ -306,8 +304,9 @@ def _load_teachers(data_dir, feature_dir, config, split, tree, num_senones, devi
     dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     stats, _ = load_stats(require_done(Path(feature_dir), "compute-features"))
     first = next(iter(load_split(data_dir, split)))
-    return TeacherEnsemble.load(
-        config.teachers, tree_id=tree, num_senones=num_senones,
-        frame_shift=float(first.frame_shift), normalizer=FeatureNormalizer(stats.mean, stats.var),
-        combination=config.combination, weights=config.weights, device=dev, amp=config.amp,
+    teachers = load(
+        list(config.teachers), tree, num_senones, float(first.frame_shift), dev, config.amp,
+        combination=config.combination, weights=config.weights,
     )  # fmt: skip
+    teachers.set_batch_normalizer(FeatureNormalizer(stats.mean, stats.var))
+    return teachers

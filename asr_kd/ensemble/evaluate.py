@@ -1,18 +1,11 @@
-"""The ensemble as a teacher, and frame accuracy of teachers and ensembles.
+"""Frame accuracy and cross-entropy of teachers and of their ensembles.
 
-An :class:`EnsembleTeacher` combines other teachers (:mod:`asr_kd.ensemble.combine`)
-and is itself a :class:`~asr_kd.teachers.Teacher`, so the ensemble decodes, evaluates
-and distils like any single model. :func:`load_system` reads the specs of both::
-
-    exp/teacher1/model.pt                        one teacher (see asr_kd.teachers)
-    conf/my_teacher.yaml                         one teacher file
-    ensemble:exp/teacher1,exp/teacher2           the arithmetic mean of their probabilities
-    ensemble:exp/teacher1,exp/teacher2:geometric the normalised geometric mean
-    conf/ensemble.yaml                           kind: ensemble, members: [...],
-                                                 method: ..., weights: [...]
-
-:func:`evaluate_systems` (``asr-kd eval-ensemble``) scores frame accuracy and per-frame
-cross-entropy of every teacher and ensemble on the senone targets of some splits.
+:func:`evaluate_systems` (``asr-kd eval-ensemble``) scores every teacher and ensemble
+on the senone targets of some splits. The teachers are loaded by
+:func:`asr_kd.teachers.load`; :func:`load_systems` reads the command's arguments, where
+an ensemble spec (``ensemble:A,B:geometric`` or an ensemble file) contributes its
+members as teachers and itself as one combination of them (:class:`Combo`), so that it
+is scored as what it is and not as one more teacher under every ensemble row.
 """
 
 from __future__ import annotations
@@ -30,168 +23,31 @@ import torch
 from lhotse.cut import Cut
 from lhotse.dataset import SimpleCutSampler
 
-from asr_kd.ensemble.combine import METHODS, combine_log_probs, normalise_weights
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.stage import atomic_write_text
 from asr_kd.teachers import (
-    TEACHER_FILE_SUFFIXES,
+    METHODS,
+    EnsembleTeacher,
     Teacher,
     check_teacher,
-    load_teacher,
+    combine_log_probs,
+    load,
+    member_log_probs,
+    normalise_weights,
 )
 from asr_kd.train.dataset import PAD_TARGET, TARGETS_KEY, load_split, read_targets_info
 
-__all__ = ["Combo", "EnsembleTeacher", "evaluate_systems", "load_system", "parse_ensemble_spec"]
+__all__ = [
+    "Combo",
+    "batch_targets",
+    "cut_targets",
+    "evaluate_systems",
+    "format_table",
+    "load_systems",
+    "teacher_name",
+]
 
 logger = logging.getLogger(__name__)
-
-ENSEMBLE_PREFIX = "ensemble:"
-ENSEMBLE_KEYS = {"kind", "name", "members", "method", "weights"}
-
-
-class EnsembleTeacher:
-    """A teacher whose distribution combines other teachers' at the same temperature.
-
-    Args:
-        members: teachers of one senone inventory and frame rate.
-        method: ``arithmetic`` or ``geometric`` (:func:`combine_log_probs`).
-        weights: per-member weights (``None``: equal).
-        name: for tables and logs.
-
-    Raises:
-        BadInputError: members with different trees, senone counts or frame shifts.
-    """
-
-    def __init__(
-        self,
-        members: Sequence[Teacher],
-        method: str = "arithmetic",
-        weights: Sequence[float] | None = None,
-        name: str | None = None,
-    ):
-        if not members:
-            raise ConfigError("an ensemble needs at least one member")
-        if method not in METHODS:
-            raise ConfigError(
-                f"ensemble method must be one of {', '.join(METHODS)}, got {method!r}"
-            )
-        try:
-            self.weights = normalise_weights(weights, len(members))
-        except ValueError as e:
-            raise ConfigError(f"ensemble weights: {e}") from None
-        first = members[0]
-        for m in members[1:]:
-            check_teacher(m, first.tree_id, first.num_senones, first.frame_shift,
-                          f"ensemble member {first.name}")  # fmt: skip
-        self.members, self.method = list(members), method
-        self.num_senones, self.tree_id = first.num_senones, first.tree_id
-        self.frame_shift = first.frame_shift
-        self.needs_features = any(m.needs_features for m in self.members)
-        self.name = name or f"ensemble_{method}"
-        parts = ",".join(m.source for m in self.members)
-        self.source = f"ensemble[{method}; {self.weights}]({parts})"
-
-    def log_probs_batch(
-        self,
-        cuts: Sequence[Cut],
-        temperature: float = 1.0,
-        feats: Sequence[np.ndarray] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        stacked, lengths = member_log_probs(self.members, cuts, temperature, feats)
-        return combine_log_probs(stacked, self.method, self.weights), lengths
-
-    def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
-        out, _ = self.log_probs_batch([cut], temperature)
-        return out[0].cpu().numpy()
-
-
-def member_log_probs(
-    members: Sequence[Teacher],
-    cuts: Sequence[Cut],
-    temperature: float = 1.0,
-    feats: Sequence[np.ndarray] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([N, B, T, S], lengths [B])``: every member's batch, features read once.
-
-    On the first member's device; padding frames are uniform.
-    """
-    if feats is None and any(m.needs_features for m in members):
-        feats = [cut.load_features() for cut in cuts]
-    outs = [m.log_probs_batch(cuts, temperature, feats) for m in members]
-    device = outs[0][0].device
-    lengths = outs[0][1]
-    for m, (_, n) in zip(members, outs, strict=True):
-        if not torch.equal(n.cpu(), lengths.cpu()):
-            raise BadInputError(
-                f"teacher {m.name} gives {n.tolist()} frames for the cuts "
-                f"{[c.id for c in cuts]} but {members[0].name} {lengths.tolist()}"
-            )
-    return torch.stack([o.to(device) for o, _ in outs]), lengths
-
-
-def parse_ensemble_spec(spec: str) -> tuple[list[str], str]:
-    """``ensemble:A,B[,...][:arithmetic|:geometric]`` -> ``([A, B, ...], method)``.
-
-    Members are teacher specs without commas (a model.pt, its directory, a teacher file).
-    """
-    body = spec[len(ENSEMBLE_PREFIX) :]
-    method = "arithmetic"
-    head, sep, tail = body.rpartition(":")
-    if sep and tail in METHODS:
-        body, method = head, tail
-    members = [m.strip() for m in body.split(",") if m.strip()]
-    if not members:
-        raise ConfigError(
-            f"ensemble spec {spec!r} names no members; write "
-            "ensemble:exp/teacher1/model.pt,exp/teacher2/model.pt[:arithmetic|:geometric]"
-        )
-    return members, method
-
-
-def load_system(
-    spec: str | Path | Mapping[str, Any],
-    expect_tree_id: str | None = None,
-    expect_num_senones: int | None = None,
-    expect_frame_shift: float | None = None,
-    device: str | torch.device = "auto",
-    amp: str = "auto",
-) -> Teacher:
-    """A teacher or an ensemble of teachers from a spec (see the module docstring).
-
-    Raises:
-        BadInputError, ConfigError, MissingInputError: as :func:`load_teacher`.
-    """
-    expect = (expect_tree_id, expect_num_senones, expect_frame_shift)
-    if isinstance(spec, str) and spec.startswith(ENSEMBLE_PREFIX):
-        members, method = parse_ensemble_spec(spec)
-        teachers = [load_teacher(m, *expect, device=device, amp=amp) for m in members]
-        return EnsembleTeacher(teachers, method)
-    config, base = None, Path.cwd()
-    if isinstance(spec, Mapping):
-        config = spec
-    elif Path(spec).suffix in TEACHER_FILE_SUFFIXES and Path(spec).is_file():
-        import yaml
-
-        loaded = yaml.safe_load(Path(spec).read_text())
-        if isinstance(loaded, dict) and loaded.get("kind") == "ensemble":
-            config, base = loaded, Path(spec).parent
-    if config is None or config.get("kind") != "ensemble":
-        return load_teacher(spec, *expect, device=device, amp=amp)
-    unknown = sorted(set(config) - ENSEMBLE_KEYS)
-    if unknown or not config.get("members"):
-        raise ConfigError(
-            f"ensemble {spec}: needs 'members' (a list of teacher specs) and takes only "
-            f"{', '.join(sorted(ENSEMBLE_KEYS))}" + (f"; unknown: {unknown}" if unknown else "")
-        )
-    teachers = [
-        load_teacher(m if isinstance(m, Mapping) else base / str(m), *expect, device=device,
-                     amp=amp)
-        for m in config["members"]
-    ]  # fmt: skip
-    weights = config.get("weights")
-    return EnsembleTeacher(
-        teachers, config.get("method", "arithmetic"), weights, config.get("name")
-    )
 
 
 @dataclass(frozen=True)
@@ -235,7 +91,12 @@ def _combos(combos: Sequence[str | Combo], names: Sequence[str]) -> list[Combo]:
     return out
 
 
-def _targets(cut: Cut, num_senones: int) -> np.ndarray:
+def cut_targets(cut: Cut) -> np.ndarray:
+    """A cut's ``[T]`` int64 senone targets.
+
+    Raises:
+        BadInputError: the cut has none.
+    """
     if not cut.has_custom(TARGETS_KEY):
         raise BadInputError(f"cut {cut.id} has no '{TARGETS_KEY}' targets: run 'senone-targets'")
     return np.rint(cut.load_custom(TARGETS_KEY)).astype(np.int64).reshape(-1)
@@ -249,7 +110,7 @@ def batch_targets(cuts: Sequence[Cut], lengths: torch.Tensor, num_senones: int) 
     """
     targets = torch.full((len(cuts), int(lengths.max())), PAD_TARGET, dtype=torch.int64)
     for i, cut in enumerate(cuts):
-        t = _targets(cut, num_senones)
+        t = cut_targets(cut)
         if len(t) != int(lengths[i]):
             raise BadInputError(
                 f"cut {cut.id}: {len(t)} senone targets for {int(lengths[i])} frames of "
@@ -385,9 +246,60 @@ def format_table(splits: Mapping[str, Any]) -> str:
 
 def teacher_name(spec: str) -> str:
     """A table name for a spec: ``exp/teacher1/model.pt`` -> ``teacher1``."""
-    if spec.startswith(ENSEMBLE_PREFIX):
-        return "ensemble"
     path = Path(spec)
     if path.name == "model.pt":
         return path.parent.name
     return path.stem if path.suffix else path.name
+
+
+def load_systems(
+    items: Sequence[str], device: str = "auto"
+) -> tuple[dict[str, Teacher], list[Combo]]:
+    """The teachers and ensembles that ``eval-ensemble``'s arguments name.
+
+    Args:
+        items: teacher specs, each optionally named ``NAME=SPEC`` (default name:
+            :func:`teacher_name`). An ensemble spec adds its members as teachers
+            (named by their own names; one teacher named in two ensembles is loaded
+            once) and itself as a :class:`Combo` of them with its method and weights,
+            named ``NAME`` if given.
+        device: where networks run.
+
+    Returns:
+        ``(teachers, combos)``; a combo over all teachers with equal weights and no
+        name is ``Combo(method)``, the same as ``--method`` gives.
+
+    Raises:
+        ConfigError: two different teachers under one name.
+    """
+    teachers: dict[str, Teacher] = {}
+    named: list[tuple[str | None, EnsembleTeacher]] = []
+
+    def add(name: str, teacher: Teacher, spec: str) -> None:
+        if name in teachers and teachers[name].source != teacher.source:
+            raise ConfigError(
+                f"two teachers named {name} ({teachers[name].source} and {teacher.source} from "
+                f"{spec}); name them: NAME=SPEC, and an ensemble's members one by one"
+            )
+        teachers[name] = teacher
+
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name, spec = (name, spec) if sep else (None, item)
+        system = load(spec, device=device)
+        if isinstance(system, EnsembleTeacher):
+            for member in system.members:
+                add(member.name, member, spec)
+            named.append((name, system))
+        else:
+            add(name or teacher_name(spec), system, spec)
+    combos = []
+    for name, ens in named:
+        members = tuple(m.name for m in ens.members)
+        equal = len(set(ens.weights)) == 1
+        if equal and sorted(members) == sorted(teachers):
+            combos.append(Combo(ens.method, name=name))
+        else:
+            weights = None if equal else tuple(ens.weights)
+            combos.append(Combo(ens.method, members, weights, name))
+    return teachers, combos

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from lhotse.dataset import SimpleCutSampler
 
-from asr_kd.errors import BadInputError
 from asr_kd.stage import atomic_write_text, require_done
+from asr_kd.teachers import SPECIALISTS_FILE
 from asr_kd.train.dataset import PAD_TARGET, TARGETS_STAGE, load_split, read_targets_info
 
 __all__ = ["evaluate_in_clusters"]
@@ -91,8 +91,7 @@ def evaluate_in_clusters(
         MissingInputError: the specialists or senone targets are not finished.
         BadInputError: a system for another tree (from the teacher loader).
     """
-    from asr_kd.ensemble.evaluate import load_system
-    from asr_kd.specialists.system import load_specialist_system
+    from asr_kd.teachers import SpecialistSystem, load
     from asr_kd.train.distributed import resolve_device
 
     start = time.time()
@@ -101,21 +100,17 @@ def evaluate_in_clusters(
     info = read_targets_info(data_dir)
     tree_id, num_senones = str(info["tree_id"]), int(info["num_senones"])
     dev = resolve_device(device)
-    system = load_specialist_system(specialists_dir, dev)
-    if system.tree_id != tree_id or system.num_senones != num_senones:
-        raise BadInputError(
-            f"{specialists_dir} predicts {system.num_senones} senones of tree {system.tree_id} "
-            f"but {data_dir} holds targets of {num_senones} senones of tree {tree_id}"
-        )
+    system = load(specialists_dir, tree_id, num_senones, device=dev)
+    assert isinstance(system, SpecialistSystem)  # a finished train-specialists output
     in_cluster = torch.zeros(num_senones, dtype=torch.bool)
     for c in system.clusters:
         in_cluster[c] = True
-    gen_doc = json.loads((specialists_dir / "specialists.json").read_text())["generalist"]
+    gen_doc = json.loads((specialists_dir / SPECIALISTS_FILE).read_text())["generalist"]
     gen_dir = Path(gen_doc).parent if Path(gen_doc).suffix == ".pt" else Path(gen_doc)
     teachers = {"generalist": system.generalist, SYSTEM_NAME: system}
     dirs = {"generalist": str(gen_dir), SYSTEM_NAME: str(specialists_dir.resolve())}
     for name, spec in (systems or {}).items():
-        teachers[name] = load_system(spec, tree_id, num_senones, device=dev)
+        teachers[name] = load(spec, tree_id, num_senones, device=dev)
         dirs[name] = str(Path(spec).resolve()) if Path(spec).exists() else str(spec)
     doc: dict[str, Any] = {
         "clusters": len(system.clusters),

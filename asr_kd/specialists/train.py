@@ -139,11 +139,11 @@ class SpecialistConfig:
 
 def senone_counts(cuts: Any, num_senones: int) -> np.ndarray:
     """Frames per senone over the cuts' targets ``[S]`` int64."""
-    from asr_kd.ensemble.evaluate import _targets
+    from asr_kd.ensemble.evaluate import cut_targets
 
     counts = np.zeros(num_senones, dtype=np.int64)
     for cut in cuts:
-        t = _targets(cut, num_senones)
+        t = cut_targets(cut)
         if t.size and (t.min() < 0 or t.max() >= num_senones):
             raise BadInputError(f"cut {cut.id}: senone ids outside 0..{num_senones - 1}")
         counts += np.bincount(t, minlength=num_senones)
@@ -225,12 +225,12 @@ class _Group:
     """Specialists trained together: stacked (vmap) or one after the other (loop)."""
 
     def __init__(self, job: _Job):
-        from asr_kd.specialists.combine import make_specialist, specialist_targets
-        from asr_kd.teachers import load_teacher
+        from asr_kd.specialists.combine import specialist_targets
+        from asr_kd.teachers import load, make_specialist
 
         self.job, self.config = job, job.config
         self.device = resolve_device(job.device)
-        teacher = load_teacher(job.generalist, device=self.device, amp="off")
+        teacher = load(job.generalist, device=self.device, amp="off")
         self.num_senones = teacher.num_senones
         self.normalizer = teacher.normalizer
         self.width = max(len(c) for c in job.clusters) + 1
@@ -420,7 +420,7 @@ def _train_job(job: _Job) -> list[dict[str, Any]]:
 
 def _strip_padding(state: dict, group: _Group, n: int, shift: float) -> dict:
     """The output layer cut to ``n + 1`` rows, the dustbin shift added to its bias."""
-    from asr_kd.specialists.combine import output_layer
+    from asr_kd.teachers import output_layer
 
     name, _ = output_layer(group.models[0], group.width)
     state = dict(state)
@@ -432,11 +432,9 @@ def _strip_padding(state: dict, group: _Group, n: int, shift: float) -> dict:
 
 
 def _generalist_file(spec: str) -> Path:
-    from asr_kd.distill.cache import teacher_model_file
+    from asr_kd.teachers import teacher_file
 
-    path = teacher_model_file(spec)
-    if path is None and Path(spec).is_file():
-        path = Path(spec)
+    path = teacher_file(spec)
     if path is None:
         raise ConfigError(
             f"generalist {spec!r}: give a model.pt, its training directory or a teacher file"
@@ -473,7 +471,7 @@ def train_specialists(
         BadInputError: a generalist for another tree, or clusters for another inventory.
         MissingInputError: a stage before this one has not run.
     """
-    from asr_kd.teachers import load_teacher
+    from asr_kd.teachers import load
     from asr_kd.train.dataset import load_split, read_targets_info
 
     data_dir = require_done(Path(data_dir).resolve(), TARGETS_STAGE)
@@ -499,7 +497,7 @@ def train_specialists(
         if tmp is None:
             return out_dir
         start = time.time()
-        teacher = load_teacher(gen_spec, tree_id, num_senones, device=dev, amp=config.amp)
+        teacher = load(gen_spec, tree_id, num_senones, device=dev, amp=config.amp)
         if not hasattr(teacher, "model"):
             raise ConfigError(
                 f"generalist {gen_spec}: a specialist starts from the generalist's weights, so "
@@ -570,10 +568,10 @@ def _clusters(config, teacher, train, clusters_file, tmp, num_senones, tree_id, 
     else:
         source = teacher
         if config.cluster_teacher:
-            from asr_kd.ensemble.evaluate import load_system
+            from asr_kd.teachers import load
 
-            source = load_system(config.cluster_teacher, tree_id, num_senones, device=dev,
-                                 amp=config.amp)  # fmt: skip
+            source = load(config.cluster_teacher, tree_id, num_senones, device=dev,
+                          amp=config.amp)  # fmt: skip
         t0 = time.time()
         acc = _prediction_covariance(source, train, config.cluster_frames, 200.0, dev)
         result = find_clusters(

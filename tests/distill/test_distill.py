@@ -23,17 +23,15 @@ from asr_kd.distill import (
     CachedSoftTargets,
     DistillConfig,
     DistillLoss,
-    TeacherEnsemble,
-    attach_cuts,
     cache_soft_targets,
     distill,
     read_cache_info,
     student_builder,
 )
-from asr_kd.ensemble.combine import combine_log_probs
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.stage import read_marker
-from asr_kd.teachers import load_teacher
+from asr_kd.teachers import EnsembleTeacher, attach_cuts, combine_log_probs, pad_log_probs
+from asr_kd.teachers import load as load_teacher
 from asr_kd.train import FeatureNormalizer, TrainConfig, frame_accuracy, load_model, train_model
 from asr_kd.train.checkpoint import load_file, resolved_spec
 from asr_kd.train.dataset import SenoneDataset, load_split
@@ -130,10 +128,8 @@ def test_on_the_fly_targets_give_the_cached_loss_and_gradient(world):
     cuts = load_split(world["data"], "train").subset(first=5)
     hook = CachedSoftTargets.from_dir(world["full"].cache_dir, "train")
     batch = _batch(world, cuts, hooks=[hook])
-    ensemble = TeacherEnsemble.load(
-        world["teachers"], tree_id="toytree00000000", num_senones=S, frame_shift=0.01,
-        normalizer=_normalizer(world), device="cpu",
-    )  # fmt: skip
+    ensemble = load_teacher(world["teachers"], "toytree00000000", S, 0.01, device="cpu")
+    ensemble.set_batch_normalizer(_normalizer(world))
     assert ensemble.batched == [True, True] and ensemble.collate_hooks() == []
     z = torch.randn(*batch["targets"].shape, S, generator=torch.Generator().manual_seed(0))
     grads, losses = [], []
@@ -152,8 +148,9 @@ def test_a_teacher_with_other_statistics_sees_its_own_normalisation(world):
     teacher = load_teacher(world["teachers"][0], device="cpu")
     stats = _normalizer(world)
     other = FeatureNormalizer(stats.mean + 2.0, stats.var * 3.0)  # the student's statistics
-    ensemble = TeacherEnsemble([teacher], "arithmetic", None, other)
-    out = ensemble.log_probs(_batch(world, cuts, other), T, torch.device("cpu"))
+    ensemble = EnsembleTeacher([teacher])
+    ensemble.set_batch_normalizer(other)
+    out = ensemble.batch_log_probs(_batch(world, cuts, other), T, torch.device("cpu"))
     for b, cut in enumerate(cuts):
         want = teacher.log_probs(cut, T)
         np.testing.assert_allclose(out[b, : cut.num_frames].numpy(), want, atol=1e-4)
@@ -161,20 +158,25 @@ def test_a_teacher_with_other_statistics_sees_its_own_normalisation(world):
 
 def test_an_ensemble_spec_is_flattened_into_batched_members(world):
     spec = "ensemble:" + ",".join(world["teachers"])
-    kw = dict(tree_id="toytree00000000", num_senones=S, frame_shift=0.01,
-              normalizer=_normalizer(world), device="cpu")  # fmt: skip
-    assert TeacherEnsemble.load([spec], **kw).batched == [True, True]
+    ensemble = load_teacher([spec], "toytree00000000", S, 0.01, device="cpu")
+    ensemble.set_batch_normalizer(_normalizer(world))
+    assert ensemble.batched == [True, True]
     with pytest.raises(ConfigError, match="combines by arithmetic"):
-        TeacherEnsemble.load([spec], combination="geometric", **kw)
+        load_teacher([spec], device="cpu", combination="geometric")
 
 
 class _OracleTeacher:
     """A teacher without a network: smoothed reference senones read from the cut."""
 
-    name = "oracle"
+    name = source = "oracle"
+    num_senones, tree_id, frame_shift, needs_features = S, "toytree00000000", 0.01, False
 
     def __init__(self, drop: int = 0):
         self.drop = drop
+
+    def log_probs_batch(self, cuts, temperature: float = 1.0, feats=None):
+        rows = [torch.from_numpy(self.log_probs(c, temperature)) for c in cuts]
+        return pad_log_probs(rows, S)
 
     def log_probs(self, cut, temperature: float = 1.0) -> np.ndarray:
         senones = np.rint(cut.load_custom("senones")).astype(int)[: cut.num_frames - self.drop]
@@ -184,17 +186,19 @@ class _OracleTeacher:
 
 def test_teachers_without_a_network_get_the_cuts_and_wrong_lengths_name_the_cut(world):
     cuts = load_split(world["data"], "train").subset(first=3)
-    ensemble = TeacherEnsemble([_OracleTeacher()], "arithmetic", None, _normalizer(world))
+    ensemble = EnsembleTeacher([_OracleTeacher()])
+    ensemble.set_batch_normalizer(_normalizer(world))
     assert ensemble.collate_hooks() == [attach_cuts]
     batch = _batch(world, cuts, hooks=ensemble.collate_hooks())
-    out = ensemble.log_probs(batch, 1.0, torch.device("cpu"))
+    out = ensemble.batch_log_probs(batch, 1.0, torch.device("cpu"))
     valid = batch["targets"] != -100
     assert (out.argmax(-1)[valid] == batch["targets"][valid]).all()
     torch.testing.assert_close(out.exp().sum(-1), torch.ones(out.shape[:2]))
 
-    short = TeacherEnsemble([_OracleTeacher(drop=1)], "arithmetic", None, _normalizer(world))
+    short = EnsembleTeacher([_OracleTeacher(drop=1)])
+    short.set_batch_normalizer(_normalizer(world))
     with pytest.raises(BadInputError, match=r"cut train-\d+: teacher oracle gave \d+ frames"):
-        short.log_probs(batch, 1.0, torch.device("cpu"))
+        short.batch_log_probs(batch, 1.0, torch.device("cpu"))
 
 
 def test_the_distilled_student_learns_and_writes_the_model_contract(world):

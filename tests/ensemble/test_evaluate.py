@@ -12,16 +12,9 @@ from click.testing import CliRunner
 from teacher_toy import NUM_SENONES, TREE_ID, toy_data, toy_teachers
 
 from asr_kd.cli.ensemble import eval_ensemble, train_ensemble
-from asr_kd.ensemble import (
-    Combo,
-    EnsembleTeacher,
-    combine_log_probs,
-    evaluate_systems,
-    load_system,
-    parse_ensemble_spec,
-)
+from asr_kd.ensemble import Combo, evaluate_systems
 from asr_kd.errors import BadInputError, ConfigError
-from asr_kd.teachers import load_teacher
+from asr_kd.teachers import EnsembleTeacher, combine_log_probs, load, parse_ensemble_spec
 from asr_kd.train import load_model
 from asr_kd.train.dataset import load_split
 
@@ -37,7 +30,7 @@ def teachers(tmp_path_factory):
 
 
 def test_ensemble_frame_accuracy_beats_the_mean_teacher(data, teachers, tmp_path):
-    loaded = {t.name: load_teacher(t, device="cpu") for t in teachers}
+    loaded = {t.name: load(t, device="cpu") for t in teachers}
     combos = ["arithmetic", "geometric", Combo("arithmetic", ("teacher1", "teacher2"), (3, 1))]
     out = tmp_path / "ens" / "frame_acc.json"
     result = evaluate_systems(loaded, data[0], ["dev"], combos, out, max_duration=2.0)
@@ -63,7 +56,7 @@ def test_ensemble_frame_accuracy_beats_the_mean_teacher(data, teachers, tmp_path
 
 
 def test_weighted_combo_is_scored_under_its_own_name(data, teachers):
-    loaded = {t.name: load_teacher(t, device="cpu") for t in teachers[:2]}
+    loaded = {t.name: load(t, device="cpu") for t in teachers[:2]}
     combo = Combo("arithmetic", ("teacher1", "teacher2"), (1, 0), name="only_t1")
     result = evaluate_systems(loaded, data[0], ["dev"], [combo])
     systems = result["splits"]["dev"]["systems"]
@@ -81,19 +74,19 @@ def test_ensemble_spec_is_a_teacher_that_combines_its_members(teachers, data):
         [str(teachers[0]), f"{teachers[1]}/model.pt", str(teachers[2])],
         "geometric",
     )
-    ens = load_system(spec, TREE_ID, NUM_SENONES, 0.01, device="cpu")
+    ens = load(spec, TREE_ID, NUM_SENONES, 0.01, device="cpu")
     assert isinstance(ens, EnsembleTeacher) and ens.method == "geometric"
     cut = next(iter(load_split(data[0], "dev")))
-    members = [load_teacher(t, device="cpu") for t in teachers]
+    members = [load(t, device="cpu") for t in teachers]
     for temperature in (1.0, 2.0):
         stacked = torch.stack([torch.from_numpy(m.log_probs(cut, temperature)) for m in members])
         expected = combine_log_probs(stacked, "geometric").numpy()
         got = ens.log_probs(cut, temperature)
         np.testing.assert_allclose(got, expected, atol=1e-5)
         assert np.allclose(np.exp(got).sum(-1), 1.0, atol=1e-5)
-    assert load_system(f"ensemble:{teachers[0]},{teachers[1]}").method == "arithmetic"
+    assert load(f"ensemble:{teachers[0]},{teachers[1]}").method == "arithmetic"
     with pytest.raises(ConfigError, match="names no members"):
-        load_system("ensemble::geometric")
+        load("ensemble::geometric")
 
 
 def test_ensemble_file_with_weights_and_refusals(teachers, tmp_path):
@@ -102,18 +95,18 @@ def test_ensemble_file_with_weights_and_refusals(teachers, tmp_path):
         "kind": "ensemble", "name": "big", "method": "arithmetic", "weights": [2, 1],
         "members": [str(teachers[0] / "model.pt"), str(teachers[1])],
     }))  # fmt: skip
-    ens = load_system(conf, device="cpu")
+    ens = load(conf, device="cpu")
     assert ens.name == "big" and ens.weights == pytest.approx([2 / 3, 1 / 3])
     with pytest.raises(BadInputError, match="tree othertree"):
-        load_system(conf, "othertree", device="cpu")
+        load(conf, "othertree", device="cpu")
     # a member of another tree is refused when the ensemble is built
     other = {"posteriors": str(tmp_path), "tree_id": "othertree", "num_senones": NUM_SENONES}
     with pytest.raises(
         BadInputError, match=f"tree othertree but ensemble member .* tree {TREE_ID}"
     ):
-        EnsembleTeacher([load_teacher(teachers[0], device="cpu"), load_teacher(other)])
+        EnsembleTeacher([load(teachers[0], device="cpu"), load(other)])
     with pytest.raises(ConfigError, match="weights"):
-        EnsembleTeacher([load_teacher(teachers[0], device="cpu")], weights=[1, 2])
+        EnsembleTeacher([load(teachers[0], device="cpu")], weights=[1, 2])
 
 
 def test_eval_ensemble_command(data, teachers, tmp_path):

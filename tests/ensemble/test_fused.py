@@ -13,7 +13,7 @@ from asr_kd.ensemble import EnsembleConfig, train_ensemble, train_fused
 from asr_kd.ensemble.fused import STAGE
 from asr_kd.errors import ConfigError
 from asr_kd.stage import is_done, read_marker
-from asr_kd.teachers import load_teacher
+from asr_kd.teachers import load as load_teacher
 from asr_kd.train import load_model
 from asr_kd.train.checkpoint import load_file
 

@@ -23,19 +23,21 @@ from asr_kd.models.dnn import DNN
 from asr_kd.specialists import (
     CovarianceAccumulator,
     SpecialistConfig,
-    SpecialistSystem,
-    active_specialists,
-    combine_objective,
     dustbin_shift,
     evaluate_in_clusters,
     find_clusters,
-    kl_combine,
-    make_specialist,
     train_specialists,
 )
 from asr_kd.specialists.train import senone_counts
 from asr_kd.stage import read_marker
-from asr_kd.teachers import load_teacher
+from asr_kd.teachers import (
+    SpecialistSystem,
+    active_specialists,
+    combine_objective,
+    kl_combine,
+    make_specialist,
+)
+from asr_kd.teachers import load as load_teacher
 from asr_kd.train import TrainConfig, train_model
 from asr_kd.train.dataset import load_split
 

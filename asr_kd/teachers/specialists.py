@@ -1,44 +1,42 @@
 """The generalist + specialists system as a teacher: decode, evaluate and distil it.
 
-``load_teacher("exp/specialists")`` (any directory holding ``specialists.json``)
-returns a :class:`SpecialistSystem`: per batch, the generalist's distribution, the
-specialists active on each frame (the generalist's ``top_n`` senones fall in their
-cluster) and the KL combination of :func:`asr_kd.specialists.combine.kl_combine`.
-It follows the :class:`~asr_kd.teachers.Teacher` protocol, so ``asr-kd decode
---model exp/specialists``, ``cache-soft-targets --teacher exp/specialists`` and
+``asr_kd.teachers.load("exp/specialists")`` (any ``train-specialists`` output, a
+directory holding ``specialists.json``) returns a :class:`SpecialistSystem`: per
+batch, the generalist's distribution, the specialists active on each frame (the
+generalist's ``top_n`` senones fall in their cluster) and the KL combination of
+:func:`asr_kd.teachers.specialist_combine.kl_combine`. It follows the
+:class:`~asr_kd.teachers.Teacher` protocol, so ``asr-kd decode --model
+exp/specialists``, ``cache-soft-targets --teacher exp/specialists`` and
 ``eval-specialists`` treat it as one model.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from lhotse.cut import Cut
 
-from asr_kd.errors import BadInputError, MissingInputError
+from asr_kd.errors import BadInputError, ConfigError, MissingInputError
 from asr_kd.stage import file_digest, is_done
+from asr_kd.teachers.base import Teacher, check_temperature
+from asr_kd.teachers.neural import NeuralTeacher
+from asr_kd.teachers.specialist_combine import active_specialists, kl_combine, make_specialist
+from asr_kd.teachers.specs import SPECIALISTS_FILE, teacher_file
 
-__all__ = ["SpecialistSystem", "is_specialist_dir", "load_specialist_system"]
+__all__ = ["SpecialistSystem", "load_specialist_system"]
 
-INFO_FILE = "specialists.json"
 MAX_CHUNK_ELEMENTS = 1 << 25  # frames x specialists x senones per KL-combination chunk
-
-
-def is_specialist_dir(path: Path | str) -> bool:
-    """Whether ``path`` is a ``train-specialists`` output."""
-    return Path(path).is_dir() and (Path(path) / INFO_FILE).is_file()
 
 
 class SpecialistSystem:
     """A generalist and its specialists, combined per frame (module doc).
 
     Args:
-        generalist: a network teacher (``NeuralTeacher``).
+        generalist: a network teacher.
         specialists: one network teacher per cluster, ``n_m + 1`` classes, dustbin first.
         clusters: their senone ids.
         top_n, em_iters, em_tol: inference settings.
@@ -46,8 +44,18 @@ class SpecialistSystem:
         name, source: see the ``Teacher`` protocol.
     """
 
-    def __init__(self, generalist, specialists, clusters, top_n, em_iters, em_tol, name, source,
-                 weight: float = 1.0):  # fmt: skip
+    def __init__(
+        self,
+        generalist: NeuralTeacher,
+        specialists: Sequence[NeuralTeacher],
+        clusters: Sequence[Sequence[int]],
+        top_n: int,
+        em_iters: int,
+        em_tol: float,
+        name: str,
+        source: str,
+        weight: float = 1.0,
+    ):
         self.generalist = generalist
         self.specialists = list(specialists)
         self.clusters = [torch.as_tensor(c, dtype=torch.long) for c in clusters]
@@ -73,8 +81,6 @@ class SpecialistSystem:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(combined [B, T, S], generalist [B, T, S], active [B, T, M], lengths)``
         probabilities at temperature 1 (padding frames: the generalist's uniform)."""
-        from asr_kd.specialists.combine import active_specialists, kl_combine
-
         batch = self.generalist.input_batch(cuts, feats)  # specialists share its normaliser
         gen_lp, lengths = self.generalist.log_probs_of(batch)
         spec_lp = [s.log_probs_of(batch)[0] for s in self.specialists]
@@ -103,8 +109,7 @@ class SpecialistSystem:
         temperature: float = 1.0,
         feats: Sequence[np.ndarray] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise ValueError(f"temperature must be positive and finite, got {temperature}")
+        check_temperature(temperature)
         probs, _, _, lengths = self.posteriors_batch(cuts, feats)
         logp = probs.clamp(min=1e-30).log()
         return torch.log_softmax(logp / temperature, dim=-1), lengths
@@ -115,25 +120,28 @@ class SpecialistSystem:
 
 
 def load_specialist_system(
-    path: Path | str, device: torch.device | str = "cpu", amp: str = "auto"
+    path: Path | str, load_generalist: Callable[[str], Teacher], amp: str = "auto"
 ) -> SpecialistSystem:
     """Load a ``train-specialists`` output as one teacher.
+
+    Args:
+        path: the stage's output directory.
+        load_generalist: loads the generalist's spec (``specialists.json``) as a teacher.
+        amp: ``auto`` (bf16 autocast on CUDA), ``bf16`` or ``off``.
 
     Raises:
         MissingInputError: the stage has not finished, or a specialist file is missing.
         BadInputError: the generalist's file changed since the specialists were trained.
     """
-    from asr_kd.specialists.combine import make_specialist
-    from asr_kd.teachers import NeuralTeacher, load_teacher
-
     path = Path(path)
     if not is_done(path):
         raise MissingInputError(f"{path} is incomplete: run the 'train-specialists' stage first")
-    doc = json.loads((path / INFO_FILE).read_text())
-    gen = load_teacher(doc["generalist"], device=device, amp=amp)
-    from asr_kd.specialists.train import _generalist_file
-
-    if file_digest(_generalist_file(doc["generalist"])) != doc["generalist_digest"]:
+    doc = json.loads((path / SPECIALISTS_FILE).read_text())
+    gen = load_generalist(doc["generalist"])
+    gen_file = teacher_file(doc["generalist"])
+    if not isinstance(gen, NeuralTeacher) or gen_file is None:
+        raise ConfigError(f"{path}: its generalist {doc['generalist']} is not a network")
+    if file_digest(gen_file) != doc["generalist_digest"]:
         raise BadInputError(
             f"{path}: the generalist {doc['generalist']} changed after its specialists were "
             "trained; rerun 'train-specialists' with --force"
@@ -152,7 +160,7 @@ def load_specialist_system(
             f"specialist{entry['index']}", f"specialist:{file}", gen.device, amp,
         ))  # fmt: skip
         clusters.append(cluster)
-    source = f"specialists:{path.resolve()}@{file_digest(path / INFO_FILE)}"
+    source = f"specialists:{path.resolve()}@{file_digest(path / SPECIALISTS_FILE)}"
     return SpecialistSystem(gen, specialists, clusters, doc["top_n"], doc["em_iters"],
                             doc.get("em_tol", 1e-7), path.name, source,
                             doc.get("specialist_weight", 1.0))  # fmt: skip

@@ -13,7 +13,7 @@ import yaml
 from teacher_toy import NUM_SENONES, TREE_ID, TinyNet, toy_data, toy_teachers
 
 from asr_kd.errors import BadInputError, ConfigError
-from asr_kd.teachers import PosteriorTeacher, Teacher, load_teacher
+from asr_kd.teachers import PosteriorTeacher, Teacher, load
 from asr_kd.train import load_model, log_posteriors
 from asr_kd.train.dataset import FeatureNormalizer, load_split
 
@@ -38,7 +38,7 @@ def _sums_to_one(logp: np.ndarray) -> bool:
 
 
 def test_checkpoint_teacher_gives_the_models_log_posteriors(teacher_dir, dev_cuts):
-    teacher = load_teacher(teacher_dir / "model.pt", TREE_ID, NUM_SENONES, 0.01, device="cpu")
+    teacher = load(teacher_dir / "model.pt", TREE_ID, NUM_SENONES, 0.01, device="cpu")
     assert isinstance(teacher, Teacher) and teacher.name == "teacher1"
     assert (teacher.num_senones, teacher.tree_id, teacher.frame_shift) == (8, TREE_ID, 0.01)
     cut = dev_cuts[0]
@@ -48,12 +48,12 @@ def test_checkpoint_teacher_gives_the_models_log_posteriors(teacher_dir, dev_cut
     model, info = load_model(teacher_dir, "cpu")
     np.testing.assert_allclose(logp, log_posteriors(model, cut, info.normalizer).numpy(), atol=1e-6)
     # the training directory is a spec too
-    same = load_teacher(teacher_dir, device="cpu").log_probs(cut)
+    same = load(teacher_dir, device="cpu").log_probs(cut)
     np.testing.assert_array_equal(same, logp)
 
 
 def test_temperature_softens_and_keeps_rows_normalised(teacher_dir, dev_cuts):
-    teacher = load_teacher(teacher_dir, device="cpu")
+    teacher = load(teacher_dir, device="cpu")
     cut = dev_cuts[1]
     logp = teacher.log_probs(cut).astype(np.float64)
     hot = teacher.log_probs(cut, temperature=3.0)
@@ -67,7 +67,7 @@ def test_temperature_softens_and_keeps_rows_normalised(teacher_dir, dev_cuts):
 
 
 def test_batch_matches_single_cuts_and_pads_with_uniform_rows(teacher_dir, dev_cuts):
-    teacher = load_teacher(teacher_dir, device="cpu")
+    teacher = load(teacher_dir, device="cpu")
     out, lengths = teacher.log_probs_batch(dev_cuts, temperature=2.0)
     assert lengths.tolist() == [c.num_frames for c in dev_cuts]
     assert out.shape == (4, max(lengths), NUM_SENONES)
@@ -98,7 +98,7 @@ def _write_user_teacher(tmp_path, data, **changes) -> tuple:
 
 def test_user_module_teacher_plugs_in_from_a_yaml_file(data, dev_cuts, tmp_path):
     path, net = _write_user_teacher(tmp_path, data)
-    teacher = load_teacher(path, TREE_ID, NUM_SENONES, 0.01, device="cpu")
+    teacher = load(path, TREE_ID, NUM_SENONES, 0.01, device="cpu")
     assert teacher.name == "teacher" and "teacher_toy:TinyNet" in teacher.source
     cut = dev_cuts[0]
     logp = teacher.log_probs(cut, temperature=2.0)
@@ -113,20 +113,20 @@ def test_user_module_teacher_plugs_in_from_a_yaml_file(data, dev_cuts, tmp_path)
 def test_user_module_teacher_errors_are_clear(data, dev_cuts, tmp_path):
     path, _ = _write_user_teacher(tmp_path, data, **{"class": "no_such_pkg.mod:Net"})
     with pytest.raises(ConfigError, match="cannot import no_such_pkg.mod"):
-        load_teacher(path, device="cpu")
+        load(path, device="cpu")
     path, _ = _write_user_teacher(tmp_path, data, tree_id=None)
     with pytest.raises(ConfigError, match="declare its senone inventory .tree_id"):
-        load_teacher(path, device="cpu")
+        load(path, device="cpu")
     path, _ = _write_user_teacher(tmp_path, data, num_senones=9)
-    teacher = load_teacher(path, device="cpu")  # the declaration is checked at the first forward
+    teacher = load(path, device="cpu")  # the declaration is checked at the first forward
     with pytest.raises(BadInputError, match="outputs 8 classes but declares 9"):
         teacher.log_probs(dev_cuts[0])
     path, _ = _write_user_teacher(tmp_path, data, state_dict_key=None)
     with pytest.raises(BadInputError, match="does not fit teacher_toy:TinyNet"):
-        load_teacher(path, device="cpu")
+        load(path, device="cpu")
     path, _ = _write_user_teacher(tmp_path, data, senones=8)
     with pytest.raises(ConfigError, match="unknown key.*senones"):
-        load_teacher(path, device="cpu")
+        load(path, device="cpu")
 
 
 def _posteriors(cuts, seed=0) -> dict[str, np.ndarray]:
@@ -145,7 +145,7 @@ def test_numpy_posteriors_in_probability_domain(dev_cuts, tmp_path):
         np.save(tmp_path / "post" / f"{cid}.npy", p)
     spec = {"posteriors": str(tmp_path / "post"), "domain": "prob", "tree_id": TREE_ID,
             "num_senones": NUM_SENONES, "format": "npy"}  # fmt: skip
-    teacher = load_teacher(spec, TREE_ID, NUM_SENONES, 0.01)
+    teacher = load(spec, TREE_ID, NUM_SENONES, 0.01)
     assert isinstance(teacher, PosteriorTeacher) and not teacher.needs_features
     cut = dev_cuts[2]
     p = post[cut.id].astype(np.float64)
@@ -168,7 +168,7 @@ def test_kaldi_posteriors_in_log_domain(dev_cuts, tmp_path, suffix):
         "posteriors": f"post.{suffix}", "domain": "log", "tree_id": TREE_ID,
         "num_senones": NUM_SENONES, "frame_shift": 0.01,
     }))  # fmt: skip
-    teacher = load_teacher(teacher_file, TREE_ID, NUM_SENONES, 0.01)
+    teacher = load(teacher_file, TREE_ID, NUM_SENONES, 0.01)
     assert teacher.name == "kaldi_teacher"
     for cut in dev_cuts:
         np.testing.assert_allclose(teacher.log_probs(cut), logp[cut.id], atol=1e-5)
@@ -182,7 +182,7 @@ def test_posterior_errors_name_the_cut(dev_cuts, tmp_path):
     for cid, p in post.items():
         np.save(tmp_path / "post" / f"{cid}.npy", p)
     spec = {"posteriors": str(tmp_path / "post"), "tree_id": TREE_ID, "num_senones": NUM_SENONES}
-    teacher = load_teacher({**spec, "domain": "prob"})
+    teacher = load({**spec, "domain": "prob"})
     with pytest.raises(BadInputError, match=f"cut {dev_cuts[2].id} has no posteriors"):
         teacher.log_probs(dev_cuts[2])
     short, frames = dev_cuts[1].id, dev_cuts[1].num_frames
@@ -192,9 +192,9 @@ def test_posterior_errors_name_the_cut(dev_cuts, tmp_path):
     with pytest.raises(
         BadInputError, match="cannot be log-probabilities; are these probabilities .domain: prob"
     ):
-        load_teacher(spec).log_probs(dev_cuts[0])  # domain defaults to log
+        load(spec).log_probs(dev_cuts[0])  # domain defaults to log
     with pytest.raises(BadInputError, match=r"shape \(\d+, 8\) .*expected \[frames, 9\]"):
-        load_teacher({**spec, "domain": "prob", "num_senones": 9}).log_probs(dev_cuts[0])
+        load({**spec, "domain": "prob", "num_senones": 9}).log_probs(dev_cuts[0])
 
 
 def test_teachers_of_another_tree_or_frame_rate_are_refused(teacher_dir, tmp_path):
@@ -203,10 +203,10 @@ def test_teachers_of_another_tree_or_frame_rate_are_refused(teacher_dir, tmp_pat
     for s in (teacher_dir / "model.pt", spec):
         with pytest.raises(BadInputError, match=f"8 senones of tree {TREE_ID} but .* 8 senones "
                            "of tree othertree"):  # fmt: skip
-            load_teacher(s, "othertree", NUM_SENONES, 0.01, device="cpu")
+            load(s, "othertree", NUM_SENONES, 0.01, device="cpu")
         with pytest.raises(BadInputError, match=f"8 senones of tree {TREE_ID} but .* 9 senones"):
-            load_teacher(s, TREE_ID, 9, 0.01, device="cpu")
+            load(s, TREE_ID, 9, 0.01, device="cpu")
         with pytest.raises(BadInputError, match="frame shift of 0.01 s but .* at 0.03 s"):
-            load_teacher(s, TREE_ID, NUM_SENONES, 0.03, device="cpu")
+            load(s, TREE_ID, NUM_SENONES, 0.03, device="cpu")
     with pytest.raises(ConfigError, match="exactly one of 'class'"):
-        load_teacher({"tree_id": TREE_ID, "num_senones": 8})
+        load({"tree_id": TREE_ID, "num_senones": 8})

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from asr_kd.ensemble import combine_log_probs, normalise_weights
+from asr_kd.teachers import combine_log_probs, normalise_weights
 
 P1 = [0.7, 0.2, 0.1]
 P2 = [0.1, 0.3, 0.6]
