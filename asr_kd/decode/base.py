@@ -60,8 +60,10 @@ class DecodeConfig:
             :func:`decoder_log_priors`).
         device: ``"auto"`` (CUDA when available and riva is installed), ``"cpu"``, ``"cuda"``.
         batch_size: utterances scored and decoded together (the GPU decoder's batch).
-        lattice: decode lattices (needed for the sweep). ``False`` uses Kaldi's 1-best
-            FasterDecoder on CPU: faster, but only ``(1/acoustic_scale, 0)`` can be scored.
+        lattice: decode lattices (needed for the sweep). ``False`` gives the 1-best path
+            only (Kaldi's FasterDecoder on CPU, the CUDA search without lattices on GPU):
+            faster, but only ``(1/acoustic_scale, 0)`` can be scored (search at LM weight
+            ``w`` with ``acoustic_scale = 1/w``; a WIP needs lattices).
     """
 
     beam: float = 13.0
@@ -98,6 +100,15 @@ class DecodeConfig:
     def decode_point(self) -> Point:
         """The (LM weight, WIP) the search itself used: ``(1/acoustic_scale, 0)``."""
         return (1.0 / self.acoustic_scale, 0.0)
+
+    def check_one_best_points(self, points: Sequence[Point]) -> None:
+        """Without lattices only the decode point can be scored; ConfigError otherwise."""
+        if set(points) - {self.decode_point}:
+            raise ConfigError(
+                "without lattices (decode.lattice=false) only lm_weight="
+                f"{self.decode_point[0]:g} (1/acoustic_scale) and word_ins_penalty=0 "
+                "can be scored"
+            )
 
     def grid(self) -> list[Point]:
         """The sweep: every (LM weight, WIP) pair; just the decode point without lattices."""
@@ -329,8 +340,10 @@ def make_decoder(
     """The decoder ``config.device`` asks for.
 
     ``"auto"`` takes the GPU (riva) decoder when CUDA is available and
-    ``riva-asrlib-decoder`` is installed, otherwise the CPU (Kaldi) decoder; the 1-best
-    decoder (``lattice=False``) exists on CPU only, so ``"auto"`` takes the CPU for it.
+    ``riva-asrlib-decoder`` is installed, otherwise the CPU (Kaldi) decoder. For the
+    1-best decoder (``lattice=False``) ``"auto"`` takes the CPU: the GPU's 1-best path
+    comes from riva's partial-hypothesis traceback (see :mod:`asr_kd.decode.gpu`) and is
+    used only when asked for (``device: cuda``).
 
     Args:
         executor: CPU decoder only: decodes utterances in worker processes.
@@ -343,8 +356,6 @@ def make_decoder(
         gpu = config.lattice and torch.cuda.is_available() and _riva_available()
         device = "cuda" if gpu else "cpu"
     if device == "cuda":
-        if not config.lattice:
-            raise ConfigError("the GPU decoder always makes lattices: set decode.lattice=true")
         from asr_kd.decode.gpu import GpuDecoder
 
         return GpuDecoder(graph, config, fst_path=fst_path)
