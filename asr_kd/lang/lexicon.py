@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from asr_kd.errors import BadInputError
+from asr_kd.errors import BadInputError, MissingInputError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def build_lexicon(
     words: Iterable[str] | Mapping[str, int],
     map_oov: bool = False,
     pronunciations: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    source: str = "CMUdict",
 ) -> tuple[Lexicon, Counter[str]]:
     """Look up the pronunciations of a vocabulary.
 
@@ -71,7 +72,8 @@ def build_lexicon(
         map_oov: leave words without a pronunciation out of the lexicon (later
             stages map them to ``<UNK>``) instead of refusing them.
         pronunciations: ``{lowercase word: [[phone, ...], ...]}``, stress digits
-            allowed; CMUdict by default.
+            allowed; CMUdict by default (see :func:`read_pronunciation_file`).
+        source: the pronunciations' name in messages.
 
     Returns:
         The lexicon (always with ``<UNK> SPN``), sorted by word, and the words left
@@ -109,7 +111,7 @@ def build_lexicon(
             )
         lexicon[word] = prons
     if missing and not map_oov:
-        raise BadInputError(_missing_message(missing))
+        raise BadInputError(_missing_message(missing, source))
     if missing:
         logger.warning(
             "prepare-lang: %d words (%d tokens) have no pronunciation and are left out "
@@ -122,10 +124,10 @@ def build_lexicon(
     return dict(sorted(lexicon.items())), missing
 
 
-def _missing_message(missing: Counter[str]) -> str:
+def _missing_message(missing: Counter[str], source: str) -> str:
     n, total = len(missing), missing.total()
     lines = [
-        f"prepare-lang: {n} {'word is' if n == 1 else 'words are'} not in CMUdict "
+        f"prepare-lang: {n} {'word is' if n == 1 else 'words are'} not in {source} "
         f"({total} {'occurrence' if total == 1 else 'occurrences'}); fix the transcripts "
         f"or pass --map-oov to map {'it' if n == 1 else 'them'} to {OOV_WORD}:"
     ]
@@ -134,6 +136,59 @@ def _missing_message(missing: Counter[str]) -> str:
     if len(missing) > MAX_LISTED:
         lines.append(f"  ... and {len(missing) - MAX_LISTED} more words")
     return "\n".join(lines)
+
+
+SPECIAL_PHONES = frozenset({SIL_PHONE, SPN_PHONE, "NSN"})
+"""Phones of the special entries of Kaldi lexicons (``!SIL SIL``, ``<UNK> SPN``), skipped."""
+
+
+def read_pronunciation_file(path: Path | str) -> dict[str, list[list[str]]]:
+    """A user's Kaldi-format lexicon as ``{lowercase word: [[phone, ...], ...]}``.
+
+    Lines are ``WORD PH PH ...`` (LibriSpeech's ``librispeech-lexicon.txt``, CMUdict's
+    ``.dict``) or ``WORD PROB PH PH ...`` (``lexiconp.txt``); phones are ARPAbet with
+    or without stress digits. Entries made only of SIL/SPN/NSN (``!SIL``, ``<UNK>``)
+    are skipped: the lang directory adds its own.
+
+    Raises:
+        MissingInputError: the file does not exist.
+        BadInputError: listing ``<file>:<line>`` for lines without a pronunciation
+            or with phones outside ARPAbet.
+    """
+    from asr_kd.data.validate import raise_if_problems
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"prepare-lang: lexicon file {path} does not exist")
+    known = set(CMU_PHONES)
+    prons: dict[str, list[list[str]]] = {}
+    problems = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields or fields[0].startswith(";;;"):  # CMUdict's comments
+                continue
+            phones = fields[2:] if len(fields) > 2 and _is_prob(fields[1]) else fields[1:]
+            if set(phones) <= SPECIAL_PHONES and phones:
+                continue
+            bad = sorted({p for p in phones if strip_stress(p) not in known})
+            if not phones or bad:
+                what = f"phones outside ARPAbet: {', '.join(bad)}" if bad else "no pronunciation"
+                problems.append(f"{path}:{lineno}: word {fields[0]}: {what}")
+                continue
+            prons.setdefault(fields[0].lower(), []).append(phones)
+    raise_if_problems(problems, "prepare-lang", str(path))
+    if not prons:
+        raise BadInputError(f"prepare-lang: lexicon file {path} holds no pronunciations")
+    return prons
+
+
+def _is_prob(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
 
 
 def lexicon_entries(lexicon: Mapping[str, Sequence[Pron]]) -> list[tuple[str, Pron]]:

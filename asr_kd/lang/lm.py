@@ -16,6 +16,7 @@ the log-probability and the count; ``ppl = 10 ** (-logprob / (words - oovs + sen
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import shutil
@@ -167,10 +168,12 @@ def train_lm(
     dev_text: Path | str | None = None,
     force: bool = False,
     text_format: TextFormat = "auto",
+    extra_texts: Sequence[Path | str] = (),
 ) -> Path:
     """Train a Kneser-Ney n-gram LM and write ``lm.arpa``, ``G.fst`` and ``perplexity.json``.
 
-    The LM is trained on ``lm_text`` only (never pass dev or test transcripts there);
+    The LM is trained on ``lm_text`` and ``extra_texts`` only (e.g. the training
+    transcripts plus a corpus's LM text; never pass dev or test transcripts there);
     ``dev_text`` is only scored.
 
     Args:
@@ -180,7 +183,8 @@ def train_lm(
         order: n-gram order (1-5).
         dev_text: held-out transcripts for the perplexity (any format of ``lm_text``).
         force: redo the stage even if ``out_dir`` is finished.
-        text_format: the format of both texts (see :func:`read_texts`).
+        text_format: the format of every text (see :func:`read_texts`; ``.gz`` is read).
+        extra_texts: more LM training texts, appended to ``lm_text``.
 
     Returns:
         ``out_dir``. ``perplexity.json`` holds ``order``, ``ppl`` (``null`` without
@@ -190,9 +194,9 @@ def train_lm(
     if not 1 <= order <= 5:
         raise BadInputError(f"{STAGE}: --order must be 1..5, got {order}")
     lm_text, out_dir = Path(lm_text), Path(out_dir)
+    texts = [lm_text, *map(Path, extra_texts)]
     lang = Lang.load(lang_dir)
-    if dev_text is not None and Path(dev_text).resolve() == lm_text.resolve():
-        raise BadInputError(f"{STAGE}: the dev text {dev_text} is the LM text; hold it out")
+    _check_held_out(dev_text, texts)
     config = {
         "lm_text": str(lm_text),
         "lm_text_sha256": file_digest(lm_text),
@@ -203,41 +207,60 @@ def train_lm(
         "dev_text_sha256": None if dev_text is None else file_digest(dev_text),
         "text_format": text_format,
     }
+    if extra_texts:
+        config["extra_texts"] = {str(p): file_digest(p) for p in texts[1:]}
     with stage_output(out_dir, STAGE, config, force=force) as tmp:
         if tmp is None:
             return out_dir
         start = time.time()
-        stats = _train(lm_text, lang, tmp, order, text_format)
-        if dev_text is not None:
-            dev = read_texts(dev_text, text_format)
-            if not dev:
-                raise BadInputError(f"{STAGE}: the dev text {dev_text} holds no sentences")
-            result = arpa_perplexity(tmp / "lm.arpa", dev)
-            stats.update(
-                ppl=result.ppl,
-                dev_sentences=result.sentences,
-                dev_words=result.words,
-                oovs=result.oovs,
-            )
-        (tmp / "perplexity.json").write_text(json.dumps(stats, indent=2) + "\n")
+        stats = _train(texts, lang, tmp, order, text_format)
+        _write_perplexity(tmp, stats, dev_text, text_format)
+    _log_summary(out_dir, stats, start)
+    return out_dir
+
+
+def _check_held_out(dev_text: Path | str | None, texts: Sequence[Path]) -> None:
+    if dev_text is not None and Path(dev_text).resolve() in {t.resolve() for t in texts}:
+        raise BadInputError(f"{STAGE}: the dev text {dev_text} is an LM text; hold it out")
+
+
+def _write_perplexity(out: Path, stats: dict, dev_text, text_format: TextFormat) -> None:
+    """Score ``dev_text`` with ``out/lm.arpa`` into ``stats``; write ``perplexity.json``."""
+    if dev_text is not None:
+        dev = read_texts(dev_text, text_format)
+        if not dev:
+            raise BadInputError(f"{STAGE}: the dev text {dev_text} holds no sentences")
+        result = arpa_perplexity(out / "lm.arpa", dev)
+        stats.update(
+            ppl=result.ppl,
+            dev_sentences=result.sentences,
+            dev_words=result.words,
+            oovs=result.oovs,
+        )
+    (out / "perplexity.json").write_text(json.dumps(stats, indent=2) + "\n")
+
+
+def _log_summary(out_dir: Path, stats: dict, start: float, stage: str = STAGE) -> None:
     logger.info(
         "%s: wrote %s (%s n-grams; dev perplexity %s, %d OOVs) in %.1f s",
-        STAGE,
+        stage,
         out_dir,
         "+".join(str(c) for c in stats["ngrams"].values()),
         "n/a" if stats["ppl"] is None else f"{stats['ppl']:.2f}",
         stats["oovs"],
         time.time() - start,
     )
-    return out_dir
 
 
-def _train(lm_text: Path, lang: Lang, out: Path, order: int, text_format: TextFormat) -> dict:
-    import kaldilm
-
-    raw = read_texts(lm_text, text_format)
-    if not raw:
-        raise BadInputError(f"{STAGE}: the LM text {lm_text} holds no sentences")
+def _train(
+    texts: Sequence[Path], lang: Lang, out: Path, order: int, text_format: TextFormat
+) -> dict:
+    raw = []
+    for path in texts:
+        lines = read_texts(path, text_format)
+        if not lines:
+            raise BadInputError(f"{STAGE}: the LM text {path} holds no sentences")
+        raw += lines
     sentences, lm_oovs = map_to_vocabulary(raw, lang.lexicon, lang.oov_word)
     if lm_oovs:
         logger.warning(
@@ -264,16 +287,7 @@ def _train(lm_text: Path, lang: Lang, out: Path, order: int, text_format: TextFo
     arpa = out / "lm.arpa"
     run_kaldingram_train(text_file, arpa, order)
     text_file.unlink()
-    # arpa2fst returns the whole FST as text too; discard it. Words missing from the
-    # symbol table would be skipped with a warning, hence the mapping above.
-    kaldilm.arpa2fst(
-        str(arpa),
-        str(out / "G.fst"),
-        disambig_symbol="#0",
-        read_symbol_table=str(lang.dir / "words.txt"),
-    )
-    if not (out / "G.fst").is_file():
-        raise AsrKdError(f"{STAGE}: kaldilm.arpa2fst wrote no G.fst from {arpa}")
+    arpa_to_g(arpa, lang, out / "G.fst")
     return {
         "order": order,
         "ppl": None,
@@ -286,3 +300,109 @@ def _train(lm_text: Path, lang: Lang, out: Path, order: int, text_format: TextFo
         "lm_oovs": lm_oovs.total(),
         "vocabulary_words_not_in_lm": len(unseen),
     }
+
+
+def arpa_to_g(arpa: Path, lang: Lang, g_fst: Path) -> None:
+    """G.fst over the lang directory's words.txt from an ARPA file (kaldilm's arpa2fst).
+
+    N-grams with words outside words.txt are skipped (kaldilm warns), as Kaldi's
+    ``arpa2fst --read-symbol-table`` does.
+    """
+    import kaldilm
+
+    # arpa2fst returns the whole FST as text too; discard it.
+    kaldilm.arpa2fst(
+        str(arpa),
+        str(g_fst),
+        disambig_symbol="#0",
+        read_symbol_table=str(lang.dir / "words.txt"),
+        max_arpa_warnings=0,
+    )
+    if not g_fst.is_file():
+        raise AsrKdError(f"{STAGE}: kaldilm.arpa2fst wrote no G.fst from {arpa}")
+
+
+def arpa_unigrams(arpa: Path) -> set[str]:
+    """The words of an ARPA file's 1-gram section."""
+    words: set[str] = set()
+    with open(arpa, encoding="utf-8") as f:
+        inside = False
+        for line in f:
+            if line.startswith("\\"):
+                inside = line.strip() == "\\1-grams:"
+                continue
+            fields = line.split()
+            if inside and len(fields) >= 2:
+                words.add(fields[1])
+    return words
+
+
+IMPORT_STAGE = "import-lm"
+
+
+def import_lm(
+    arpa: Path | str,
+    lang_dir: Path | str,
+    out_dir: Path | str,
+    dev_text: Path | str | None = None,
+    force: bool = False,
+    text_format: TextFormat = "auto",
+) -> Path:
+    """Use a given ARPA LM (e.g. LibriSpeech's published 3-gram): the outputs of :func:`train_lm`.
+
+    Writes ``lm.arpa`` (a plain copy; ``.gz`` input is decompressed), ``G.fst`` over the
+    lang directory's words.txt and ``perplexity.json`` (with ``lm_sentences`` and
+    ``lm_words`` null, ``arpa_words_not_in_lang``: unigrams G leaves out, and
+    ``vocabulary_words_not_in_lm``: lang words G cannot output).
+
+    Args:
+        arpa: the ARPA file (``.arpa`` or ``.arpa.gz``).
+        lang_dir: a lang directory from ``prepare-lang``.
+        out_dir: where to write (atomically).
+        dev_text: held-out transcripts for the perplexity.
+        force: redo the stage even if ``out_dir`` is finished.
+        text_format: the format of ``dev_text``.
+    """
+    arpa, out_dir = Path(arpa), Path(out_dir)
+    if not arpa.is_file():
+        raise MissingInputError(f"{IMPORT_STAGE}: ARPA file {arpa} does not exist")
+    lang = Lang.load(lang_dir)
+    config = {
+        "arpa": str(arpa),
+        "arpa_sha256": file_digest(arpa),
+        "lang_dir": str(lang.dir),
+        "lang_config": read_marker(lang.dir).get("config"),
+        "dev_text": None if dev_text is None else str(dev_text),
+        "dev_text_sha256": None if dev_text is None else file_digest(dev_text),
+        "text_format": text_format,
+    }
+    with stage_output(out_dir, IMPORT_STAGE, config, force=force) as tmp:
+        if tmp is None:
+            return out_dir
+        start = time.time()
+        opener = gzip.open if arpa.suffix == ".gz" else open
+        with opener(arpa, "rb") as src, open(tmp / "lm.arpa", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        counts = arpa_ngram_counts(tmp / "lm.arpa")
+        if not counts:
+            raise BadInputError(f"{IMPORT_STAGE}: {arpa} has no ARPA \\data\\ header")
+        unigrams = arpa_unigrams(tmp / "lm.arpa")
+        arpa_to_g(tmp / "lm.arpa", lang, tmp / "G.fst")
+        vocabulary = set(lang.lexicon) - {lang.oov_word}
+        stats = {
+            "order": max(counts),
+            "ppl": None,
+            "dev_sentences": 0,
+            "dev_words": 0,
+            "oovs": 0,
+            "ngrams": counts,
+            "lm_sentences": None,
+            "lm_words": None,
+            "lm_oovs": None,
+            "arpa": str(arpa),
+            "arpa_words_not_in_lang": len(unigrams - set(lang.words) - {BOS, EOS}),
+            "vocabulary_words_not_in_lm": len(vocabulary - unigrams),
+        }
+        _write_perplexity(tmp, stats, dev_text, text_format)
+    _log_summary(out_dir, stats, start, IMPORT_STAGE)
+    return out_dir

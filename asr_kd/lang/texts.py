@@ -2,7 +2,7 @@
 
 Three formats are read:
 
-- plain text: one sentence per line;
+- plain text: one sentence per line (gzipped when the name ends in ``.gz``);
 - Kaldi ``text``: ``<utt-id> WORD WORD ...`` per line;
 - a Lhotse supervision or cut manifest (``.jsonl``, ``.jsonl.gz``, ``.json``,
   ``.json.gz``): the text of each supervision.
@@ -15,6 +15,7 @@ when a corpus defeats this.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from pathlib import Path
 from typing import Literal
@@ -85,7 +86,8 @@ def read_texts(path: Path | str, text_format: TextFormat = "auto") -> list[str]:
         raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {text_format!r}")
     if not path.is_file():
         raise MissingInputError(f"text file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
+    opener = gzip.open if path.suffix == ".gz" else open  # e.g. librispeech-lm-norm.txt.gz
+    with opener(path, "rt", encoding="utf-8") as f:
         lines = [line.split() for line in f]
     lines = [fields for fields in lines if fields]
     if text_format == "auto":
