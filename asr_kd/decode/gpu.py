@@ -25,8 +25,10 @@ Two modes, chosen by ``DecodeConfig.lattice``:
 
 The decoder reads the graph and word list from disk and has no acoustic scale: the
 scores are multiplied by ``acoustic_scale`` here (on the device), and divided out of the
-lattices. :attr:`GpuDecoder.timings` accumulates seconds per step (``to_device``,
-``search``, ``read``, ``parse``, ``rescore``) for ``bench/decode.py --profile``.
+lattices. :attr:`GpuDecoder.timings` accumulates seconds per step for ``bench/decode.py
+--profile``: ``to_device`` (copy, label gather, scale), then ``search`` (1-best) or
+``search_determinize_write`` (riva's call: the search, its CPU threads' determinization
+and archive writing), ``read``, ``parse`` and ``rescore``.
 Install with ``pip install 'asr-kd[gpu]'``.
 """
 
@@ -207,8 +209,9 @@ class GpuDecoder:
         ]
         end = time.perf_counter()
         self.timings.update(
-            search=read - start, read=parse - read, parse=rescore - parse, rescore=end - rescore
-        )
+            search_determinize_write=read - start, read=parse - read, parse=rescore - parse,
+            rescore=end - rescore,
+        )  # fmt: skip
         return out
 
     def _one_best(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from lhotse.cut import Cut
 from tqdm.auto import tqdm
 
@@ -56,6 +57,10 @@ STAGE = "decode"
 SENONE_KEY = "senones"  # the senone-targets stage's custom field on the cuts
 
 ScoreFn = Callable[[Cut], np.ndarray]
+#: A batch of cuts -> (log-posteriors ``[B, T, S]`` on any device, lengths ``[B]``), e.g.
+#: a teacher's ``log_probs_batch``: scored on the model's device and handed to the
+#: decoder there (no host round trip before the GPU decoder).
+BatchScoreFn = Callable[[list[Cut]], tuple[torch.Tensor, torch.Tensor]]
 
 
 def reference_text(cut: Cut) -> str:
@@ -117,7 +122,7 @@ def _digest(ids: Iterable[str]) -> str:
 
 def decode_cuts(
     cuts: Iterable[Cut],
-    score_fn: ScoreFn,
+    score_fn: ScoreFn | None,
     graph_dir: Path | str,
     priors_path: Path | str,
     out_dir: Path | str,
@@ -130,6 +135,7 @@ def decode_cuts(
     lang_dir: Path | str | None = None,
     tree_id: str | None = None,
     scores_id: str = "",
+    batch_score_fn: BatchScoreFn | None = None,
 ) -> dict[str, Any]:
     """Decode a cut set and score it (``asr-kd decode``); see the module doc.
 
@@ -150,11 +156,15 @@ def decode_cuts(
         tree_id: the tree id of the model's senone targets: the graph must use it.
         scores_id: what makes the scores (checkpoint and its hash, ``"oracle"``):
             recorded, so that a rerun with another model is not skipped.
+        batch_score_fn: scores ``config.batch_size`` cuts at a time instead of
+            ``score_fn`` (e.g. ``teacher.log_probs_batch``: batched on the model's device).
 
     Returns:
         The contents of ``wer.json``.
     """
     config = config or DecodeConfig()
+    if (score_fn is None) == (batch_score_fn is None):
+        raise ConfigError(f"{STAGE}: give one of score_fn and batch_score_fn")
     graph_dir, out_dir = Path(graph_dir).resolve(), Path(out_dir).resolve()
     priors_path = require_file(Path(priors_path).resolve(), "senone-targets")
     point = _given_point(lm_weight, word_ins_penalty)
@@ -185,7 +195,12 @@ def decode_cuts(
         )
         log_prior = decoder_log_priors(counts, config.prior_floor)
         chunk = max(config.batch_size, 4 * num_jobs) if executor is not None else config.batch_size
-        sweep_hyps, timing = _decode_all(cuts, score_fn, decoder, log_prior, points, chunk)
+        if batch_score_fn is not None:
+            scorer = _batch_scorer(batch_score_fn, log_prior)
+        else:
+            assert score_fn is not None
+            scorer = _cut_scorer(score_fn, log_prior)
+        sweep_hyps, timing = _decode_all(cuts, scorer, decoder, points, chunk)
         report = _score(cuts, sweep_hyps, word_table(graph.words), point, tmp)
         report.update(timing)
         report.update(
@@ -211,11 +226,47 @@ def _given_point(lm_weight: float | None, word_ins_penalty: float | None) -> Poi
     return (float(lm_weight), float(word_ins_penalty or 0.0))
 
 
+Scorer = Callable[[list[Cut]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _cut_scorer(score_fn: ScoreFn, log_prior: np.ndarray) -> Scorer:
+    """Pseudo log-likelihoods of a batch, one cut at a time, padded on the host."""
+
+    def scorer(batch: list[Cut]) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = []
+        for cut in batch:
+            post = np.asarray(score_fn(cut))
+            if post.ndim != 2:
+                raise BadInputError(f"cut {cut.id}: scores must be [frames, senones], "
+                                    f"got shape {post.shape}")  # fmt: skip
+            scores.append(pseudo_log_likelihoods(post, log_prior))
+        return pad_batch(scores)
+
+    return scorer
+
+
+def _batch_scorer(batch_score_fn: BatchScoreFn, log_prior: np.ndarray) -> Scorer:
+    """Pseudo log-likelihoods of a batch scored at once, left on the scores' device."""
+
+    def scorer(batch: list[Cut]) -> tuple[torch.Tensor, torch.Tensor]:
+        post, lengths = batch_score_fn(batch)
+        if post.dim() != 3 or len(post) != len(batch) or len(lengths) != len(batch):
+            raise BadInputError(
+                f"cuts {batch[0].id}..: batch scores must be [{len(batch)}, frames, senones] "
+                f"with {len(batch)} lengths, got {list(post.shape)} and {len(lengths)}"
+            )
+        log_likes = pseudo_log_likelihoods(post, log_prior)
+        if log_likes.is_cuda:
+            torch.cuda.synchronize(log_likes.device)  # time the scoring, not the search
+        return log_likes, lengths
+
+    return scorer
+
+
 def _decode_all(
     cuts: list[Cut],
-    score_fn: ScoreFn,
+    scorer: Scorer,
     decoder: Decoder,
-    log_prior: np.ndarray,
     points: list[Point],
     chunk: int,
 ) -> tuple[dict[Point, dict[str, list[int]]], dict[str, Any]]:
@@ -226,14 +277,7 @@ def _decode_all(
     with tqdm(total=len(cuts), desc=STAGE, unit="utt") as bar:
         for batch in _chunks(cuts, chunk):
             start = time.perf_counter()
-            scores = []
-            for cut in batch:
-                post = np.asarray(score_fn(cut))
-                if post.ndim != 2:
-                    raise BadInputError(f"cut {cut.id}: scores must be [frames, senones], "
-                                        f"got shape {post.shape}")  # fmt: skip
-                scores.append(pseudo_log_likelihoods(post, log_prior))
-            log_likes, lengths = pad_batch(scores)
+            log_likes, lengths = scorer(batch)
             middle = time.perf_counter()
             hyps = decoder.decode(log_likes, lengths, [c.id for c in batch], points)
             score_s += middle - start

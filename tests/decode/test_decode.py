@@ -26,7 +26,7 @@ from asr_kd.decode import (
     oracle_score_fn,
     pseudo_log_likelihoods,
 )
-from asr_kd.decode.base import UNSEEN_LOG_PRIOR, graph_scores
+from asr_kd.decode.base import UNSEEN_LOG_PRIOR, graph_scores, pad_batch
 from asr_kd.decode.gpu import read_compact_lattice_archive
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.parallel import make_executor
@@ -89,8 +89,6 @@ def senone_scores(words: list[int], frames_per_label: int = 3) -> np.ndarray:
 
 
 def batch(*matrices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    from asr_kd.decode.base import pad_batch
-
     return pad_batch(matrices)
 
 
@@ -347,6 +345,32 @@ def test_oracle_decode_stage_writes_a_perfect_result(stage_inputs, tmp_path):
     # a rerun with the same inputs is skipped and returns the same report
     again = decode_cuts(cuts, oracle, graph_dir, priors, out, lang_dir=lang, scores_id="oracle")
     assert again == report
+
+
+def test_batch_scoring_gives_the_per_cut_result(stage_inputs, tmp_path):
+    cuts, graph_dir, priors = stage_inputs
+    oracle = functools.partial(oracle_score_fn, num_senones=NUM_SENONES)
+    calls = []
+
+    def batch_oracle(batch):
+        calls.append(len(batch))
+        return pad_batch([oracle(c) for c in batch])
+
+    config = DecodeConfig(batch_size=3)
+    per_cut = decode_cuts(cuts, oracle, graph_dir, priors, tmp_path / "a", config)
+    batched = decode_cuts(cuts, None, graph_dir, priors, tmp_path / "b", config,
+                          batch_score_fn=batch_oracle)  # fmt: skip
+    assert calls == [3, 1]
+    assert batched["sweep"] == per_cut["sweep"] and batched["wer"] == 0.0
+    assert (tmp_path / "a" / "hyp.txt").read_text() == (tmp_path / "b" / "hyp.txt").read_text()
+    with pytest.raises(ConfigError, match="one of score_fn and batch_score_fn"):
+        decode_cuts(cuts, oracle, graph_dir, priors, tmp_path / "c", batch_score_fn=batch_oracle)
+
+    def wrong(batch):
+        return torch.zeros(len(batch) + 1, 5, NUM_SENONES), torch.full((len(batch) + 1,), 5)
+
+    with pytest.raises(BadInputError, match=r"batch scores must be \[3, frames, senones\]"):
+        decode_cuts(cuts, None, graph_dir, priors, tmp_path / "d", config, batch_score_fn=wrong)
 
 
 def test_stage_applies_given_weights_and_picks_the_best_otherwise(stage_inputs, tmp_path):
