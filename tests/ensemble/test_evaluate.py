@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+import train_toy as toy
 import yaml
 from click.testing import CliRunner
 from teacher_toy import NUM_SENONES, TREE_ID, toy_data, toy_teachers
 
 from asr_kd.cli.ensemble import eval_ensemble, train_ensemble
-from asr_kd.ensemble import Combo, evaluate_systems
+from asr_kd.ensemble import Combo, evaluate_systems, load_systems
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.teachers import EnsembleTeacher, combine_log_probs, load, parse_ensemble_spec
 from asr_kd.train import load_model
@@ -137,3 +138,57 @@ def test_train_ensemble_command_fused(data, tmp_path):
         _, info = load_model(exp / f"teacher{k}")
         assert info.train_config["lr"] == 0.2 and info.model_config["hidden_dim"] == 16
     assert not (exp / "teacher3").exists()
+
+
+def _eval(args):
+    from asr_kd.cli.main import cli
+
+    return CliRunner().invoke(cli, ["eval-ensemble", *args, "--split", "dev", "--device", "cpu"])
+
+
+def test_an_ensemble_spec_is_scored_as_a_combination_of_its_members(data, teachers, tmp_path):
+    out = tmp_path / "acc.json"
+    spec = f"ensemble:{teachers[0]},{teachers[1]}:geometric"
+    result = _eval([str(data[0]), spec, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    systems = json.loads(out.read_text())["splits"]["dev"]["systems"]
+    # its members as teachers, the ensemble as what it is (no teacher named "ensemble")
+    assert list(systems) == ["teacher1", "teacher2", "ensemble_geometric", "ensemble_arithmetic"]
+    loaded = {t.name: load(t, device="cpu") for t in teachers[:2]}
+    direct = evaluate_systems(loaded, data[0], ["dev"])["splits"]["dev"]["systems"]
+    for name in systems:
+        assert systems[name] == pytest.approx(direct[name], abs=1e-9)
+    assert systems["ensemble_arithmetic"]["ce"] != systems["ensemble_geometric"]["ce"]
+    # named, weighted, and sharing a member with a teacher given on its own
+    conf = tmp_path / "ens.yaml"
+    conf.write_text(yaml.safe_dump({"kind": "ensemble", "weights": [3, 1],
+                                    "members": [str(teachers[0]), str(teachers[2])]}))  # fmt: skip
+    teachers_, combos = load_systems([str(teachers[0]), f"big={conf}"], device="cpu")
+    assert list(teachers_) == ["teacher1", "teacher3"]
+    assert combos == [Combo("arithmetic", ("teacher1", "teacher3"), (0.75, 0.25), "big")]
+
+
+def test_eval_ensemble_names_a_cut_with_nan_features_and_writes_nothing(teachers, tmp_path):
+    bad_data, _ = toy.make_toy_data(tmp_path / "nan", num_train=2, num_dev=3, nan_cut="dev-001")
+    out = tmp_path / "acc.json"
+    result = _eval([str(bad_data), str(teachers[0]), "--out", str(out)])
+    assert result.exit_code == 1 and "eval-ensemble" in result.output
+    assert "cut dev-001: its features hold NaN" in result.output
+    assert not out.exists()
+
+
+def test_a_plug_in_module_that_raises_while_importing_is_one_error(data, tmp_path, monkeypatch):
+    (tmp_path / "broken_teacher_mod.py").write_text("raise RuntimeError('no GPU driver')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    conf = tmp_path / "mine.yaml"
+    conf.write_text(yaml.safe_dump({"class": "broken_teacher_mod:Net", "checkpoint": "x.pt",
+                                    "tree_id": TREE_ID, "num_senones": NUM_SENONES,
+                                    "feature_stats": None}))  # fmt: skip
+    out = tmp_path / "acc.json"
+    result = _eval([str(data[0]), str(conf), "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("asr-kd eval-ensemble: error: ")  # the stage
+    assert f"teacher {conf}" in line and "broken_teacher_mod" in line  # the file, the module
+    assert "RuntimeError: no GPU driver" in line
+    assert not out.exists()

@@ -210,3 +210,51 @@ def test_teachers_of_another_tree_or_frame_rate_are_refused(teacher_dir, tmp_pat
             load(s, TREE_ID, NUM_SENONES, 0.03, device="cpu")
     with pytest.raises(ConfigError, match="exactly one of 'class'"):
         load({"tree_id": TREE_ID, "num_senones": 8})
+
+
+def test_npz_posteriors_are_read_by_cut_id(dev_cuts, tmp_path):
+    post = _posteriors(dev_cuts, 2)
+    np.savez(tmp_path / "post.npz", **post)
+    spec = {"posteriors": str(tmp_path / "post.npz"), "domain": "prob", "tree_id": TREE_ID,
+            "num_senones": NUM_SENONES, "format": "npz"}  # fmt: skip
+    teacher = load(spec, TREE_ID, NUM_SENONES, 0.01)
+    for cut in dev_cuts:
+        p = post[cut.id].astype(np.float64)
+        np.testing.assert_allclose(np.exp(teacher.log_probs(cut)), p / p.sum(1, keepdims=True),
+                                   atol=1e-6)  # fmt: skip
+    with pytest.raises(ConfigError, match="format npy needs a directory"):
+        load({**spec, "format": "npy"})
+
+
+def test_a_plug_in_teacher_must_say_how_its_inputs_are_normalised(data, dev_cuts, tmp_path):
+    path, net = _write_user_teacher(tmp_path, data)
+    spec = yaml.safe_load(path.read_text())
+    del spec["feature_stats"]
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=f"teacher {path}: say how its inputs are normalised"):
+        load(path, device="cpu")
+    path.write_text(yaml.safe_dump({**spec, "feature_stats": None}))  # raw features, said so
+    teacher = load(path, device="cpu")
+    assert teacher.normalizer is None and "feature_stats: null" in teacher.source
+    cut = dev_cuts[0]
+    feats = torch.from_numpy(cut.load_features())
+    with torch.no_grad():
+        logits, _ = net(feats[None], torch.tensor([len(feats)]))
+    np.testing.assert_allclose(teacher.log_probs(cut), torch.log_softmax(logits[0], -1).numpy(),
+                               atol=1e-5)  # fmt: skip
+
+
+def test_nan_features_and_weights_are_named(teacher_dir, dev_cuts, tmp_path):
+    teacher = load(teacher_dir, device="cpu")
+    cut = dev_cuts[1]
+    feats = cut.load_features()
+    feats[3, 2] = np.nan
+    with pytest.raises(BadInputError, match=f"cut {cut.id}: its features hold NaN or Inf"):
+        teacher.log_probs_batch([cut], 1.0, [feats])
+    doc = torch.load(teacher_dir / "model.pt", map_location="cpu", weights_only=False)
+    first = next(k for k, v in doc["state_dict"].items() if v.is_floating_point())
+    doc["state_dict"][first][0] = float("inf")
+    (tmp_path / "bad").mkdir()
+    torch.save(doc, tmp_path / "bad" / "model.pt")
+    with pytest.raises(BadInputError, match=f"teacher bad .*{tmp_path}/bad/model.pt.*NaN or Inf"):
+        load(tmp_path / "bad", device="cpu")
