@@ -120,13 +120,27 @@ def download_librispeech(target_dir, parts, base_url) -> None:
 @click.argument("manifest_dir", type=click.Path(file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--section", default="features", show_default=True, help="Config section to read.")
+@click.option(
+    "--stats-split",
+    default="train",
+    show_default=True,
+    help="Split whose statistics are the global ones (e.g. train-clean-100).",
+)
 @config_option
 @set_option
 @jobs_option
 @dask_option
 @force_option
 def compute_features(
-    manifest_dir, out_dir, section, config_path, overrides, num_jobs, dask_scheduler, force
+    manifest_dir,
+    out_dir,
+    section,
+    stats_split,
+    config_path,
+    overrides,
+    num_jobs,
+    dask_scheduler,
+    force,
 ) -> None:
     """Extract fbank or MFCC features for every cut manifest in MANIFEST_DIR."""
     from asr_kd.data.features import FeatureConfig
@@ -134,4 +148,4 @@ def compute_features(
 
     config = load_section(config_path, section, FeatureConfig, overrides)
     with make_executor(1, dask_scheduler) as executor:
-        run(Path(manifest_dir), Path(out_dir), config, num_jobs, executor, force)
+        run(Path(manifest_dir), Path(out_dir), config, num_jobs, executor, force, stats_split)

@@ -45,19 +45,27 @@ text_format_option = click.option(
     help="Kaldi-format lexicon (WORD PH PH ..., e.g. librispeech-lexicon.txt); default CMUdict.",
 )
 @click.option(
+    "--whole-lexicon",
+    is_flag=True,
+    help="Every --lexicon word joins the vocabulary (as Kaldi's LibriSpeech recipe).",
+)
+@click.option(
     "--map-oov",
     is_flag=True,
     help="Leave words missing from the lexicon out (mapped to <UNK>, counted in summary.json).",
 )
 @text_format_option
 @force_option
-def prepare_lang(out_dir, sources, sil_prob, lexicon_file, map_oov, text_format, force) -> None:
+def prepare_lang(
+    out_dir, sources, sil_prob, lexicon_file, whole_lexicon, map_oov, text_format, force
+) -> None:
     """Write the lang directory OUT_DIR (words.txt, phones.txt, L.fst, topo, phones/, ...)."""
     from asr_kd.lang import prepare_lang as run
     from asr_kd.lang import read_texts
 
     words = [w for src in sources for line in read_texts(src, text_format) for w in line.split()]
-    run(words, Path(out_dir), sil_prob, map_oov, force, lexicon_file and Path(lexicon_file))
+    lexicon = lexicon_file and Path(lexicon_file)
+    run(words, Path(out_dir), sil_prob, map_oov, force, lexicon, whole_lexicon)
 
 
 @click.command("train-lm")

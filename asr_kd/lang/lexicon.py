@@ -142,13 +142,16 @@ SPECIAL_PHONES = frozenset({SIL_PHONE, SPN_PHONE, "NSN"})
 """Phones of the special entries of Kaldi lexicons (``!SIL SIL``, ``<UNK> SPN``), skipped."""
 
 
-def read_pronunciation_file(path: Path | str) -> dict[str, list[list[str]]]:
+def read_pronunciation_file(path: Path | str) -> tuple[dict[str, list[list[str]]], set[str]]:
     """A user's Kaldi-format lexicon as ``{lowercase word: [[phone, ...], ...]}``.
 
     Lines are ``WORD PH PH ...`` (LibriSpeech's ``librispeech-lexicon.txt``, CMUdict's
     ``.dict``) or ``WORD PROB PH PH ...`` (``lexiconp.txt``); phones are ARPAbet with
     or without stress digits. Entries made only of SIL/SPN/NSN (``!SIL``, ``<UNK>``)
     are skipped: the lang directory adds its own.
+
+    Returns:
+        The pronunciations, and the words as the file spells them.
 
     Raises:
         MissingInputError: the file does not exist.
@@ -162,6 +165,7 @@ def read_pronunciation_file(path: Path | str) -> dict[str, list[list[str]]]:
         raise MissingInputError(f"prepare-lang: lexicon file {path} does not exist")
     known = set(CMU_PHONES)
     prons: dict[str, list[list[str]]] = {}
+    spellings: set[str] = set()
     problems = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
@@ -177,10 +181,11 @@ def read_pronunciation_file(path: Path | str) -> dict[str, list[list[str]]]:
                 problems.append(f"{path}:{lineno}: word {fields[0]}: {what}")
                 continue
             prons.setdefault(fields[0].lower(), []).append(phones)
+            spellings.add(fields[0])
     raise_if_problems(problems, "prepare-lang", str(path))
     if not prons:
         raise BadInputError(f"prepare-lang: lexicon file {path} holds no pronunciations")
-    return prons
+    return prons, spellings
 
 
 def _is_prob(field: str) -> bool:

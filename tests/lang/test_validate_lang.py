@@ -182,3 +182,15 @@ def test_lm_on_transcripts_plus_lm_text(lang_and_lm, tmp_path):
             dev_text=tmp_path / "lm-norm.txt.gz",
             extra_texts=[tmp_path / "lm-norm.txt.gz"],
         )
+
+
+def test_whole_lexicon_is_the_vocabulary(tmp_path):
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("THE DH AH0\nCAT K AE1 T\nSAT S AE1 T\n")
+    out = prepare_lang(
+        ["THE", "DOG"], tmp_path / "lang", map_oov=True, lexicon_file=lexicon, whole_lexicon=True
+    )
+    lang = Lang.load(out)
+    assert sorted(lang.lexicon) == ["<UNK>", "CAT", "SAT", "THE"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["oov_words"], summary["oov_tokens"], summary["tokens"]) == (1, 1, 2)
