@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,17 @@ def require_file(path: Path | str, stage: str) -> Path:
     if is_done(path.parent):
         _record_input(path.parent, stage)
     return path
+
+
+def note_input(path: Path | str, stage: str | None = None) -> None:
+    """Record ``path`` (or the finished output holding the file ``path``) as an input of
+    the running stage, when it is a finished output; anything else is left unrecorded
+    (a plug-in teacher file, a spec). ``stage``: its maker (default: its marker's)."""
+    path = Path(path)
+    for d in (path, path.parent):
+        if is_done(d):
+            _record_input(d, stage or str(read_marker(d).get("stage", "?")))
+            return
 
 
 def stale_inputs(marker: dict[str, Any]) -> list[str]:
@@ -391,6 +402,29 @@ def stage_output(
     finally:
         reset_inputs()
         release_lock(out_dir, all_holds=True)
+
+
+def json_stage(
+    out_dir: Path | str,
+    stage: str,
+    config: dict[str, Any],
+    compute: Callable[[], dict[str, Any]],
+    force: bool = False,
+    name: str = "eval.json",
+) -> dict[str, Any]:
+    """A stage whose output is one JSON document (an evaluation): ``out_dir/<name>``.
+
+    ``compute`` runs only when the stage is not finished with ``config`` and unchanged
+    inputs; otherwise the finished document is read back.
+    """
+    with stage_output(out_dir, stage, config, force) as tmp:
+        if tmp is None:
+            from asr_kd.checked import read_json
+
+            return read_json(Path(out_dir) / name, stage)
+        doc = compute()
+        (tmp / name).write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

@@ -133,5 +133,53 @@ def test_recipe_argument_errors(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+def _redo(out: Path) -> None:
+    """Redo a finished stage with its own configuration and files (as ``--force`` would)."""
+    import shutil
+
+    from asr_kd.stage import read_marker, stage_output
+
+    marker = read_marker(out)
+    saved = out.with_name(out.name + ".saved")
+    shutil.copytree(out, saved, ignore=shutil.ignore_patterns(".done.json"))
+    with stage_output(out, marker["stage"], marker["config"], force=True) as tmp:
+        shutil.copytree(saved, tmp, dirs_exist_ok=True)
+    shutil.rmtree(saved)
+
+
+def test_eval_ensemble_is_a_stage_that_refuses_a_retrained_teacher(tmp_path, tmp_path_factory):
+    import shutil
+
+    from teacher_toy import toy_data, toy_teachers
+
+    from asr_kd.stage import read_marker
+
+    data, _ = toy_data(tmp_path_factory)
+    teachers = []
+    for t in toy_teachers(tmp_path_factory)[:2]:
+        teachers.append(tmp_path / t.name)
+        shutil.copytree(t, teachers[-1])
+    out = tmp_path / "eval" / "ensemble"
+    args = ["eval-ensemble", str(data), *map(str, teachers), "--split", "dev", "--device", "cpu",
+            "--out-dir", str(out)]  # fmt: skip
+    assert _run(args).exit_code == 0
+    doc = json.loads((out / "eval.json").read_text())
+    assert set(doc["splits"]["dev"]["systems"]) >= {"teacher1", "teacher2", "ensemble_arithmetic"}
+    inputs = read_marker(out)["inputs"]
+    assert {str(t.resolve()) for t in teachers} <= set(inputs)
+    run_id = read_marker(out)["run_id"]
+    assert _run(args).exit_code == 0 and read_marker(out)["run_id"] == run_id  # skipped
+    _redo(teachers[1])  # teacher2 retrained
+    result = _run(args)
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    maker = read_marker(teachers[1])["stage"]
+    assert f"{teachers[1].resolve()} was redone by '{maker}' since" in line
+    assert "rerun 'eval-ensemble' with --force" in line
+    assert read_marker(out)["run_id"] == run_id  # the old output is left as it was
+    assert _run([*args, "--force"]).exit_code == 0
+    assert read_marker(out)["run_id"] != run_id
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

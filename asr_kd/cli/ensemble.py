@@ -59,7 +59,12 @@ def train_ensemble(
 @click.option("--max-duration", default=30.0, show_default=True, help="Seconds per batch.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="Also write the result as JSON here.")  # fmt: skip
-def eval_ensemble(data_dir, teachers, splits, methods, device, max_duration, out_file) -> None:
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="The stage directory to write eval.json into (a rerun skips it).")  # fmt: skip
+@force_option
+def eval_ensemble(
+    data_dir, teachers, splits, methods, device, max_duration, out_file, out_dir, force
+) -> None:  # fmt: skip
     """Frame accuracy of each teacher and of their ensembles on DATA_DIR's targets.
 
     TEACHERS are teacher specs (model.pt, training directory or teacher file), each
@@ -71,8 +76,30 @@ def eval_ensemble(data_dir, teachers, splits, methods, device, max_duration, out
 
     loaded, combos = load_systems(teachers, device)
     combos += [Combo(m) for m in methods if Combo(m) not in combos]
-    result = evaluate_systems(
-        loaded, Path(data_dir), splits, combos, Path(out_file) if out_file else None,
-        max_duration,
-    )  # fmt: skip
+
+    def run():
+        out = Path(out_file) if out_file else None
+        return evaluate_systems(loaded, Path(data_dir), splits, combos, out, max_duration)
+
+    if out_dir is None:
+        result = run()
+    else:
+        from asr_kd.stage import json_stage, note_input
+
+        for spec in teachers:
+            for member in spec_paths(spec):
+                note_input(member)
+        config = {"data_dir": str(Path(data_dir).resolve()), "splits": list(splits),
+                  "teachers": {n: t.source for n, t in loaded.items()},
+                  "combos": [str(c) for c in combos], "max_duration": max_duration}  # fmt: skip
+        result = json_stage(out_dir, "eval-ensemble", config, run, force)
     click.echo(format_table(result["splits"]))
+
+
+def spec_paths(item: str) -> list[str]:
+    """The paths in a teacher argument (``[NAME=]SPEC``; an ``ensemble:`` spec's members)."""
+    from asr_kd.teachers import ENSEMBLE_PREFIX, parse_ensemble_spec
+
+    name, sep, spec = item.partition("=")
+    spec = spec if sep and not name.startswith(ENSEMBLE_PREFIX) else item
+    return parse_ensemble_spec(spec)[0] if spec.startswith(ENSEMBLE_PREFIX) else [spec]

@@ -50,14 +50,16 @@ def train_specialists(
               help="Also score this system (e.g. specialists_student=exp/specialists_student); "
               "repeatable.")  # fmt: skip
 @click.option("--split", "splits", multiple=True, default=("dev", "test"), show_default=True)
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
-              help="Write the JSON here (default: SPECIALISTS_DIR/eval.json).")  # fmt: skip
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
+              help="The stage directory to write eval.json into (a rerun skips it).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def eval_specialists(specialists_dir, data_dir, systems, splits, out_file, device) -> None:
+@force_option
+def eval_specialists(specialists_dir, data_dir, systems, splits, out_dir, device, force) -> None:
     """Frame accuracy, overall and on frames of the clusters, of the generalist, the
     generalist + specialists and other systems."""
     from asr_kd.errors import ConfigError
     from asr_kd.specialists import evaluate_in_clusters
+    from asr_kd.stage import json_stage, note_input
 
     named = {}
     for s in systems:
@@ -65,8 +67,12 @@ def eval_specialists(specialists_dir, data_dir, systems, splits, out_file, devic
         if not sep or not name or not spec:
             raise ConfigError(f"--system {s!r}: write NAME=SPEC")
         named[name] = spec
-    out = Path(out_file) if out_file else Path(specialists_dir) / "eval.json"
-    doc = evaluate_in_clusters(specialists_dir, data_dir, named, splits, out, device)
+    for spec in named.values():
+        note_input(spec)
+    config = {"specialists_dir": str(Path(specialists_dir).resolve()), "systems": named,
+              "data_dir": str(Path(data_dir).resolve()), "splits": list(splits)}  # fmt: skip
+    doc = json_stage(out_dir, "eval-specialists", config, lambda: evaluate_in_clusters(
+        specialists_dir, data_dir, named, splits, None, device), force)  # fmt: skip
     click.echo(f"{'system':<22}" + "".join(f"{s + ' acc':>12}{s + ' in-cl':>12}" for s in splits))
     for name, entry in doc["systems"].items():
         row = "".join(

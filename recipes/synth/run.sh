@@ -180,7 +180,7 @@ current=14
 if [[ $stage -le 14 && $stop_stage -ge 14 ]]; then
   log "Stage 14: dev/test frame accuracy of every teacher and the ensemble"
   timed "${kd[@]}" eval-ensemble --method arithmetic --method geometric \
-    --out "$exp/ensemble/eval.json" "$data/senones" "${teachers[@]}"
+    --out-dir "$exp/eval/ensemble" "$data/senones" "${teachers[@]}"
 fi
 
 current=15
@@ -243,7 +243,7 @@ if [[ $specialists == yes && $stage -le 21 && $stop_stage -ge 21 ]]; then
   log "Stage 21: frame accuracy in the clusters; decode the specialist systems"
   timed "${kd[@]}" eval-specialists --system "ensemble=$ensemble_spec" \
     --system "specialists_student=$exp/specialists_student" \
-    "$exp/specialists" "$data/senones"
+    --out-dir "$exp/eval/specialists" "$exp/specialists" "$data/senones"
   for sys in specialists specialists_student; do
     decode_system "$exp/$sys" "$exp/$sys"
   done
@@ -257,7 +257,7 @@ if [[ $sweeps == yes && $stage -le 22 && $stop_stage -ge 22 ]]; then
   for ((k = 2; k < n; k *= 2)); do
     members=("${teachers[@]:0:k}")
     spec="ensemble:$(IFS=,; echo "${members[*]}")"
-    timed "${kd[@]}" eval-ensemble --method arithmetic --out "$exp/ensemble_$k/eval.json" \
+    timed "${kd[@]}" eval-ensemble --method arithmetic --out-dir "$exp/eval/ensemble_$k" \
       "$data/senones" "${members[@]}"
     decode_system "$spec" "$exp/ensemble_$k"
   done

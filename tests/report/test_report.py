@@ -202,3 +202,20 @@ def test_the_report_command_prints_the_table(exp, tmp_path):
     assert result.exit_code == 0
     assert result.output == (out / "RESULTS.md").read_text()
     assert "| kd |" in result.output and "WER: 60.0% (on test)" in result.output
+
+
+def test_evaluation_stage_outputs_under_exp_eval_are_read(exp, tmp_path):
+    from asr_kd.stage import stage_output
+
+    def eval_stage(name: str, dev: float, test: float) -> None:
+        with stage_output(exp / "eval" / name, "eval-ensemble", {"name": name}) as out:
+            _write(out / "eval.json", {"dev": {"frame_acc": dev}, "test": {"frame_acc": test}})
+
+    eval_stage("ensemble", 0.62, 0.60)  # read before exp/ensemble/eval.json
+    eval_stage("ensemble_2", 0.59, 0.57)  # evaluated, never decoded: still a system
+    doc = report(exp, tmp_path / "r", device="cpu")
+    assert "eval" not in doc["systems"]
+    assert doc["systems"]["ensemble"]["test"]["frame_acc"] == 60.0
+    row = doc["systems"]["ensemble_2"]
+    assert row["dev"] == {"frame_acc": 59.0, "wer": None} and row["params"] == 2000
+    assert list(doc["systems"]).index("ensemble_2") < list(doc["systems"]).index("ensemble")
