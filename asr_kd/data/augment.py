@@ -331,6 +331,7 @@ def shift_voice(
 
 
 _VOC_FFT = 512  # 32 ms at 16 kHz
+_TRUE_ENVELOPE_ITERS = 6
 _LIFTER_S = 0.0015  # envelope: quefrencies below 1.5 ms (F0 < 660 Hz stays in the fine part)
 
 
@@ -358,12 +359,19 @@ def _phase_vocoder(spec: np.ndarray, rate: float, hop: int) -> np.ndarray:
 
 
 def _log_envelope(spec: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Log spectral envelope of each STFT frame by cepstral liftering, (freq x frames)."""
+    """Log spectral envelope of each STFT frame (freq x frames): Röbel's true envelope.
+
+    Cepstral liftering alone passes below the harmonic peaks; iterating it on the
+    maximum of the log spectrum and the last envelope makes it ride on the peaks.
+    """
     log_mag = np.log(np.abs(spec) + 1e-9)
-    cep = np.fft.irfft(log_mag, axis=0)
     keep = max(int(_LIFTER_S * sample_rate), 1)
-    cep[keep : cep.shape[0] - keep + 1] = 0.0
-    return np.fft.rfft(cep, axis=0).real[: spec.shape[0]]
+    env = log_mag
+    for _ in range(_TRUE_ENVELOPE_ITERS):
+        cep = np.fft.irfft(np.maximum(log_mag, env), axis=0)
+        cep[keep : cep.shape[0] - keep + 1] = 0.0
+        env = np.fft.rfft(cep, axis=0).real[: spec.shape[0]]
+    return env
 
 
 def _warp_bins(env: np.ndarray, factor: float) -> np.ndarray:

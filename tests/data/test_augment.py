@@ -12,6 +12,8 @@ from asr_kd.data.augment import (
     normalize_peak,
     resample,
     reverberate,
+    shift_voice,
+    speed_perturb,
     synth_rir,
 )
 
@@ -159,3 +161,52 @@ def test_normalize_peak():
     assert not normalize_peak(np.zeros(10, np.float32)).any()
     with pytest.raises(ValueError):
         normalize_peak(x, peak=1.5)
+
+
+def _voiced(f0: float, formant: float, sr: int = SR, seconds: float = 1.0) -> np.ndarray:
+    """A pulse train at ``f0`` through a resonance at ``formant`` Hz: a crude vowel."""
+    x = np.zeros(int(seconds * sr))
+    x[:: int(round(sr / f0))] = 1.0
+    b, a = signal.iirpeak(formant, 5.0, fs=sr)
+    y = signal.lfilter(b, a, x)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _f0(x: np.ndarray, sr: int = SR) -> float:
+    seg = x[len(x) // 4 : 3 * len(x) // 4].astype(np.float64)
+    ac = np.correlate(seg, seg, "full")[len(seg) - 1 :]
+    lo, hi = sr // 400, sr // 90  # 90-400 Hz: no octave errors for these tests
+    return sr / (lo + int(np.argmax(ac[lo:hi])))
+
+
+def _centroid(x: np.ndarray, sr: int = SR) -> float:
+    """Power-weighted mean frequency in 200-4000 Hz (moves with the formant)."""
+    f, p = signal.welch(x, fs=sr, nperseg=1024)
+    band = (f > 200) & (f < 4000)
+    return float((f[band] * p[band]).sum() / p[band].sum())
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturb_changes_duration_and_pitch_together(factor):
+    x = _voiced(120.0, 800.0)
+    y = speed_perturb(x, factor)
+    assert abs(len(y) - len(x) / factor) <= 2
+    assert _f0(y) == pytest.approx(120.0 * factor, rel=0.04)
+    assert np.array_equal(speed_perturb(x, 1.0), x)
+    with pytest.raises(ValueError, match="speed factor"):
+        speed_perturb(x, 3.0)
+
+
+def test_shift_voice_moves_pitch_and_formants_independently():
+    x = _voiced(120.0, 1000.0)
+    assert _f0(x) == pytest.approx(120.0, rel=0.03)
+    up = shift_voice(x, SR, pitch=1.25)
+    assert len(up) == len(x) and np.abs(up).max() <= 1.0
+    assert _f0(up) == pytest.approx(150.0, rel=0.05)
+    assert _centroid(up) == pytest.approx(_centroid(x), rel=0.05)  # formant stays
+    for factor in (0.9, 1.2):
+        warped = shift_voice(x, SR, formants=factor)
+        assert _f0(warped) == pytest.approx(120.0, rel=0.05)  # pitch stays
+        assert _centroid(warped) / _centroid(x) == pytest.approx(factor, rel=0.04)
+    with pytest.raises(ValueError, match="formant factor"):
+        shift_voice(x, SR, formants=2.0)
