@@ -181,5 +181,46 @@ def test_eval_ensemble_is_a_stage_that_refuses_a_retrained_teacher(tmp_path, tmp
     assert read_marker(out)["run_id"] != run_id
 
 
+_TRAIN = """
+import sys
+from pathlib import Path
+sys.path[:0] = [sys.argv[4], sys.argv[4] + "/train"]
+from teacher_toy import toy_config
+from asr_kd.train import train_model
+train_model(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]),
+            toy_config(max_epochs=int(sys.argv[5])), device="cpu")
+"""
+
+
+def test_a_second_training_of_one_output_fails_at_once(tmp_path):
+    import os
+    import time
+
+    import train_toy
+    from teacher_toy import toy_config
+
+    from asr_kd.errors import StageBusyError
+    from asr_kd.train import train_model
+
+    data, feats = train_toy.make_toy_data(tmp_path / "toy")
+    out = tmp_path / "exp" / "baseline"
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", _TRAIN, str(data), str(feats), str(out), tests, "40"]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lock = out.with_name("baseline.lock")
+    deadline = time.time() + 120
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert lock.exists(), first.stderr.read().decode() if first.poll() is not None else "no lock"
+    with pytest.raises(
+        StageBusyError, match=rf"another asr-kd \S+ \(pid {first.pid}\) is writing {out}"
+    ):
+        train_model(data, feats, out, toy_config(max_epochs=40), device="cpu")
+    assert first.wait(300) == 0, first.stderr.read().decode()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["baseline"]  # no lock, work, tmp
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
