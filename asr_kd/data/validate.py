@@ -22,9 +22,9 @@ from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.array import Array, TemporalArray
 from lhotse.cut import Cut
 from lhotse.utils import fastcopy
-from tqdm.auto import tqdm
 
 from asr_kd.errors import BadInputError
+from asr_kd.parallel import map_progress
 
 logger = logging.getLogger(__name__)
 
@@ -134,15 +134,7 @@ def audio_problems(recordings: Iterable[Recording], num_workers: int = 4) -> lis
     recordings = list(recordings)
     workers = max(1, min(num_workers, len(recordings)))
     with ThreadPoolExecutor(workers) as pool:
-        results = list(
-            tqdm(
-                pool.map(_recording_audio_problem, recordings),
-                total=len(recordings),
-                desc="Checking audio",
-                leave=False,
-                disable=None,
-            )
-        )
+        results = map_progress(_recording_audio_problem, recordings, pool, "Checking audio")
     return [r for r in results if r]
 
 

@@ -67,7 +67,7 @@ from asr_kd.report.collect import (
     systems_from_mapping,
 )
 from asr_kd.report.document import results_document, results_markdown
-from asr_kd.stage import is_done, read_marker, stage_output
+from asr_kd.stage import is_done, read_marker, stage_output, stale_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +133,10 @@ def report(
         "roles": roles,
         "inputs": _fingerprint(found),
     }
-    changed = is_done(out_dir) and read_marker(out_dir).get("config") != json.loads(
-        json.dumps(config)
+    marker = read_marker(out_dir) if is_done(out_dir) else None
+    # a report is redone (not refused) when a system's files or an input stage changed
+    changed = marker is not None and (
+        marker.get("config") != json.loads(json.dumps(config)) or bool(stale_inputs(marker))
     )
     with stage_output(out_dir, STAGE, config, force or changed) as tmp:
         if tmp is None:
