@@ -17,8 +17,8 @@ teacher_option = click.option(
     "teachers",
     multiple=True,
     metavar="SPEC",
-    help="A teacher (model.pt, its training dir, or a teacher file); repeatable. "
-    "Replaces distill.teachers.",
+    help="A teacher spec (model.pt, its training dir, a teacher file, ensemble:A,B[:method] or "
+    "a train-specialists dir; see asr_kd.teachers.load); repeatable. Replaces distill.teachers.",
 )
 
 

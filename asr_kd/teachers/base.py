@@ -12,7 +12,14 @@ from lhotse.cut import Cut
 
 from asr_kd.errors import BadInputError
 
-__all__ = ["Teacher", "check_finite", "check_teacher", "check_temperature", "pad_log_probs"]
+__all__ = [
+    "Teacher",
+    "TeacherBase",
+    "check_finite",
+    "check_teacher",
+    "check_temperature",
+    "pad_log_probs",
+]
 
 
 @runtime_checkable
@@ -52,6 +59,14 @@ class Teacher(Protocol):
         them once for several teachers). The result lives on the teacher's device.
         """
         ...
+
+
+class TeacherBase:
+    """A teacher's :meth:`log_probs` of one cut from its ``log_probs_batch``."""
+
+    def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
+        out, _ = self.log_probs_batch([cut], temperature)  # type: ignore[attr-defined]
+        return out[0].cpu().numpy()
 
 
 def check_temperature(temperature: float) -> None:

@@ -30,7 +30,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 
 from asr_kd.errors import BadInputError, ConfigError
-from asr_kd.teachers.base import Teacher, check_finite, check_teacher
+from asr_kd.teachers.base import Teacher, TeacherBase, check_finite, check_teacher
 from asr_kd.teachers.combine import METHODS, combine_log_probs, normalise_weights
 from asr_kd.train.config import resolve_amp
 from asr_kd.train.dataset import Batch, CollateHook, FeatureNormalizer
@@ -47,7 +47,7 @@ def attach_cuts(cuts: CutSet, batch: Batch) -> None:
     batch[CUTS_KEY] = list(cuts)
 
 
-class EnsembleTeacher:
+class EnsembleTeacher(TeacherBase):
     """A teacher whose distribution combines other teachers' at the same temperature.
 
     Args:
@@ -108,10 +108,6 @@ class EnsembleTeacher:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         stacked, lengths = member_log_probs(self.members, cuts, temperature, feats)
         return self._combine(stacked), lengths
-
-    def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
-        out, _ = self.log_probs_batch([cut], temperature)
-        return out[0].cpu().numpy()
 
     def set_batch_normalizer(self, normalizer: FeatureNormalizer) -> None:
         """Score training batches whose ``feats`` were normalised with ``normalizer``.

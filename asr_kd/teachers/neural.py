@@ -26,7 +26,7 @@ from lhotse.cut import Cut
 
 from asr_kd.errors import BadInputError, ConfigError, MissingInputError
 from asr_kd.stage import file_digest
-from asr_kd.teachers.base import check_finite, check_temperature
+from asr_kd.teachers.base import TeacherBase, check_finite, check_temperature
 from asr_kd.train.checkpoint import MODEL_FILE, all_finite, load_model
 from asr_kd.train.config import resolve_amp
 from asr_kd.train.dataset import FeatureNormalizer
@@ -41,7 +41,7 @@ MODULE_KEYS = {"kind", "name", "class", "kwargs", "checkpoint", "state_dict_key"
 RAW_FEATURES = "raw features (feature_stats: null)"
 
 
-class NeuralTeacher:
+class NeuralTeacher(TeacherBase):
     """A network with its feature normalisation: a registry checkpoint or a user's module.
 
     Args:
@@ -150,10 +150,6 @@ class NeuralTeacher:
         feats: Sequence[np.ndarray] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.log_probs_of(self.input_batch(cuts, feats), temperature)
-
-    def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
-        out, _ = self.log_probs_batch([cut], temperature)
-        return out[0].cpu().numpy()
 
 
 def checkpoint_teacher(path: Path, device: torch.device, amp: str) -> NeuralTeacher:

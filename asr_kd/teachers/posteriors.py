@@ -11,7 +11,7 @@ import torch
 from lhotse.cut import Cut
 
 from asr_kd.errors import BadInputError, ConfigError, MissingInputError
-from asr_kd.teachers.base import check_finite, check_temperature, pad_log_probs
+from asr_kd.teachers.base import TeacherBase, check_finite, check_temperature, pad_log_probs
 
 __all__ = ["DEFAULT_FRAME_SHIFT", "FORMATS", "POSTERIOR_KEYS", "PosteriorTeacher"]
 
@@ -29,7 +29,7 @@ def posteriors_format(path: Path) -> str | None:
     return next((fmt for fmt, suffixes in FORMATS.items() if path.suffix in suffixes), None)
 
 
-class PosteriorTeacher:
+class PosteriorTeacher(TeacherBase):
     """Posteriors computed elsewhere, one ``[T, S]`` matrix per cut id.
 
     Args:
@@ -129,10 +129,6 @@ class PosteriorTeacher:
         out, lengths = pad_log_probs(rows, self.num_senones)
         check_finite(out, lengths, cuts, self)
         return out, lengths
-
-    def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
-        out, _ = self.log_probs_batch([cut], temperature)
-        return out[0].numpy()
 
 
 def _open_kaldi(path: Path) -> Mapping[str, Any]:

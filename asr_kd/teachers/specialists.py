@@ -22,7 +22,7 @@ from lhotse.cut import Cut
 
 from asr_kd.errors import BadInputError, ConfigError, MissingInputError
 from asr_kd.stage import file_digest, is_done
-from asr_kd.teachers.base import Teacher, check_temperature
+from asr_kd.teachers.base import Teacher, TeacherBase, check_temperature
 from asr_kd.teachers.neural import NeuralTeacher
 from asr_kd.teachers.specialist_combine import active_specialists, kl_combine, make_specialist
 from asr_kd.teachers.specs import SPECIALISTS_FILE, teacher_file
@@ -32,7 +32,7 @@ __all__ = ["SpecialistSystem", "load_specialist_system"]
 MAX_CHUNK_ELEMENTS = 1 << 25  # frames x specialists x senones per KL-combination chunk
 
 
-class SpecialistSystem:
+class SpecialistSystem(TeacherBase):
     """A generalist and its specialists, combined per frame (module doc).
 
     Args:
@@ -113,10 +113,6 @@ class SpecialistSystem:
         probs, _, _, lengths = self.posteriors_batch(cuts, feats)
         logp = probs.clamp(min=1e-30).log()
         return torch.log_softmax(logp / temperature, dim=-1), lengths
-
-    def log_probs(self, cut: Cut, temperature: float = 1.0) -> np.ndarray:
-        out, _ = self.log_probs_batch([cut], temperature)
-        return out[0].cpu().numpy()
 
 
 def load_specialist_system(
