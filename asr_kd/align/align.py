@@ -1,4 +1,7 @@
-"""Forced alignment of every split with a monophone GMM-HMM (Kaldi's ``align_si.sh``).
+"""Forced alignment of every split with a GMM-HMM (Kaldi's ``align_si.sh``).
+
+The model is a monophone (``train-mono``: kaldi-hmm-gmm's training graphs) or a
+tri-phone one (``train-tri``: per-utterance graphs from its tree, :mod:`asr_kd.align.graphs`).
 
 Output (``asr-kd align``, one directory written atomically), the contract the
 decision-tree and senone-target stages read::
@@ -37,20 +40,21 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.cut import Cut
 
+from asr_kd.align.mono import ALI_KEY, MonoModel, ShardJob, ViterbiOptions, run_shard, shards
 from asr_kd.align.mono import STAGE as TRAIN_STAGE
-from asr_kd.align.mono import MonoModel, ShardJob, ViterbiOptions, run_shard, shards
+from asr_kd.align.tri import STAGE as TRI_STAGE
+from asr_kd.align.tri import TriModel, TriShardJob, run_tri_shard
 from asr_kd.config import to_dict
 from asr_kd.data.features import load_stats
 from asr_kd.data.manifests import find_cut_manifests, relocate_storage
 from asr_kd.errors import AsrKdError, BadInputError
 from asr_kd.lang import Lang
 from asr_kd.parallel import map_progress
-from asr_kd.stage import require_done, stage_output
+from asr_kd.stage import MARKER, read_marker, require_done, stage_output
 
 logger = logging.getLogger(__name__)
 
 STAGE = "align"
-ALI_KEY = "mono_ali"
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def align(
     Args:
         feature_dir: the MFCC ``compute-features`` output the model was trained on.
         lang_dir: the ``prepare-lang`` output the model was trained with.
-        model_dir: a finished ``train-mono`` output.
+        model_dir: a finished ``train-mono`` or ``train-tri`` output.
         out_dir: the alignment directory to write (atomic; layout in the module doc).
         config: alignment settings.
         num_jobs: a split's utterances go out in ``2 * num_jobs`` shards when
@@ -116,7 +120,7 @@ def align(
     """
     feature_dir = require_done(Path(feature_dir).resolve(), "compute-features")
     lang_dir = require_done(Path(lang_dir).resolve(), "prepare-lang")
-    model_dir = require_done(Path(model_dir).resolve(), TRAIN_STAGE)
+    model_dir = Path(model_dir).resolve()
     out_dir = Path(out_dir).resolve()
     manifests = find_cut_manifests(feature_dir, "compute-features")
     stage_config = {
@@ -130,11 +134,11 @@ def align(
             return out_dir
         start = time.time()
         lang = Lang.load(lang_dir)
-        model = MonoModel.load(model_dir / "final.mdl")
+        model = load_gmm(model_dir)
         if model.phones != lang.phones:
             raise BadInputError(
                 f"{model_dir}/final.mdl was trained with another phone set than {lang_dir}; "
-                f"align with the lang directory given to '{TRAIN_STAGE}'"
+                "align with the lang directory it was trained with"
             )
         speaker_stats = load_stats(feature_dir)[1] if model.cmvn == "speaker" else None
         splits = _Splits(tmp, out_dir, lang, model, speaker_stats, config, num_jobs, executor)
@@ -149,6 +153,17 @@ def align(
     return out_dir
 
 
+def load_gmm(model_dir: Path) -> MonoModel | TriModel:
+    """The ``final.mdl`` of a finished ``train-mono`` or ``train-tri`` output."""
+    marker = (model_dir / MARKER).is_file()
+    stage = read_marker(model_dir).get("stage") if marker else None
+    if stage == TRI_STAGE:
+        require_done(model_dir, TRI_STAGE)
+        return TriModel.load(model_dir / "final.mdl")
+    require_done(model_dir, TRAIN_STAGE)
+    return MonoModel.load(model_dir / "final.mdl")
+
+
 @dataclass
 class _Splits:
     """What aligning one split needs besides its cuts."""
@@ -156,7 +171,7 @@ class _Splits:
     tmp: Path
     out_dir: Path
     lang: Lang
-    model: MonoModel
+    model: MonoModel | TriModel
     speaker_stats: dict | None
     config: AlignConfig
     num_jobs: int
@@ -168,28 +183,23 @@ class _Splits:
         cuts = cuts.to_eager()
         viterbi = ViterbiOptions.of(self.config)
         parts = shards(list(cuts), 1 if self.executor is None else 2 * self.num_jobs)
-        jobs = [
-            ShardJob(
-                part,
-                self.model,
-                str(self.lang.dir),
-                self.speaker_stats,
-                "viterbi",
-                viterbi,
-                accumulate=False,
-                oov=self.config.oov,
-            )  # fmt: skip
-            for part in parts
-        ]
-        results = map_progress(run_shard, jobs, self.executor, f"{STAGE} {split}")
-        tids = {u: a for r in results for u, a in r.alignments.items()}
+        common = (self.model, str(self.lang.dir), self.speaker_stats, "viterbi", viterbi)
+        if isinstance(self.model, TriModel):
+            work, job_type = run_tri_shard, TriShardJob
+        else:
+            work, job_type = run_shard, ShardJob
+        jobs = [job_type(part, *common, accumulate=False, oov=self.config.oov) for part in parts]
+        results = map_progress(work, jobs, self.executor, f"{STAGE} {split}")
+        found = {u: a for r in results for u, a in r.alignments.items()}
         failed = {u: why for r in results for u, why in r.failed.items()}
-        table = self.model.frame_labels()
+        if isinstance(self.model, MonoModel):  # transition ids -> (phone, state)
+            table = self.model.frame_labels()
+            found = {u: table[tids] for u, tids in found.items()}
         aligned = []
         with NumpyHdf5Writer(self.tmp / f"{ALI_KEY}_{split}.h5") as writer:
             for cut in cuts:
-                if cut.id in tids:
-                    aligned.append(_attach(cut, table[tids[cut.id]], writer))
+                if cut.id in found:
+                    aligned.append(_attach(cut, found[cut.id], writer))
         manifest = self.tmp / f"{corpus}_cuts_{split}.jsonl.gz"
         relocate_storage(CutSet.from_cuts(aligned), self.tmp, self.out_dir).to_file(manifest)
         lines = "".join(f"{u} {why}\n" for u, why in sorted(failed.items()))
@@ -203,7 +213,7 @@ class _Splits:
             "frames": frames,
             "log_likelihood_per_frame": round(sum(r.log_like for r in results) / max(frames, 1), 4),
         }
-        boundaries = word_boundary_accuracy(aligned, self.lang, self.model, self.config)
+        boundaries = word_boundary_accuracy(aligned, self.lang, self.model.topo_text, self.config)
         if boundaries is not None:
             out["word_boundaries"] = boundaries
         logger.info(
@@ -343,11 +353,11 @@ def boundary_errors(
 
 
 def word_boundary_accuracy(
-    cuts: Sequence[Cut], lang: Lang, model: MonoModel, config: AlignConfig
+    cuts: Sequence[Cut], lang: Lang, topo_text: str, config: AlignConfig
 ) -> dict | None:
     """Share of word boundaries within each tolerance of the reference word timings."""
     topo = khg.HmmTopology()
-    topo.read(model.topo_text)
+    topo.read(topo_text)
     # the last emitting state of each phone's HMM (2 for 3-state phones, 4 for SIL)
     last_state = {p: n - 1 for p, n in enumerate(topo.get_phone_to_num_pdf_classes()) if n > 0}
     errors, with_ref, unmatched = [], 0, 0

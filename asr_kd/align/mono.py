@@ -58,6 +58,8 @@ STAGE = "train-mono"
 KALDI_REALIGN_ITERS = (*range(1, 11), 12, 14, 16, 18, 20, 23, 26, 29, 32, 35, 38)
 """``train_mono.sh``'s realignment iterations for its 40 iterations."""
 MODEL_FORMAT = "asr-kd mono 1"
+ALI_KEY = "mono_ali"
+"""The custom field of an aligned cut: int32 ``[T, 2]`` (phone id, HMM state) per frame."""
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,17 @@ def _load_lang(lang_dir: str, stamp: int) -> tuple[Lang, kaldifst.StdVectorFst]:
     return lang, lang.L()
 
 
-def _graph(cut: Cut, lang: Lang, compiler, min_len: dict[str, int], oov: str):
-    """The cut's training graph (``compile-train-graphs``), or why there is none."""
+def transcript_ids(
+    cut: Cut, lang: Lang, min_len: dict[str, int], oov: str
+) -> tuple[list[int] | None, str | None]:
+    """The cut's word ids for its training graph, or why it has none.
+
+    Args:
+        min_len: phone -> fewest frames its HMM can emit (a transcript needing more
+            frames than the cut has cannot align).
+        oov: ``"map"`` unknown words to the OOV word, ``"skip"`` the cut or raise
+            (``"error"``).
+    """
     text = " ".join(s.text or "" for s in cut.supervisions).strip()
     if not text:
         return None, "no transcript"
@@ -332,7 +343,19 @@ def _graph(cut: Cut, lang: Lang, compiler, min_len: dict[str, int], oov: str):
         return None, (
             f"transcript longer than audio can align ({cut.num_frames} frames < {needed} needed)"
         )
-    return compiler.compile_graph_from_text(lang.word_ids(text, cut.id, map_oov=True)), None
+    return lang.word_ids(text, cut.id, map_oov=True), None
+
+
+def min_lengths(lang: Lang) -> dict[str, int]:
+    """Phone symbol -> the fewest frames its HMM can emit."""
+    topo = _topology(lang.topo_text)
+    return {p: topo.min_length(i) for p, i in lang.phones.items() if i in topo.phones}
+
+
+def _graph(cut: Cut, lang: Lang, compiler, min_len: dict[str, int], oov: str):
+    """The cut's training graph (``compile-train-graphs``), or why there is none."""
+    ids, why = transcript_ids(cut, lang, min_len, oov)
+    return (None, why) if ids is None else (compiler.compile_graph_from_text(ids), None)
 
 
 def _equal_align(graph: kaldifst.StdVectorFst, num_frames: int, seed: int) -> np.ndarray | None:
@@ -423,8 +446,7 @@ def run_shard(job: ShardJob) -> ShardResult:
     lang, L = _load_lang(job.lang_dir, os.stat(Path(job.lang_dir) / MARKER).st_mtime_ns)
     opts = khg.TrainingGraphCompilerOptions(transition_scale=0.0, self_loop_scale=0.0)
     compiler = khg.TrainingGraphCompiler(tm, model.ctx_dep, L, lang.disambig_phones, opts)
-    topo = _topology(model.topo_text)
-    min_len = {p: topo.min_length(i) for p, i in lang.phones.items() if i in topo.phones}
+    min_len = min_lengths(lang)
     am = _silence_boosted(model, lang.silence_phones, job.viterbi.boost_silence)
     failed: dict[str, str] = {}
     alignments: dict[str, np.ndarray] = {}

@@ -201,6 +201,36 @@ class ContextTree:
         """Log-likelihood gain of every split, in node order."""
         return self.gain[self.question >= 0]
 
+    def with_all_states(self, num_states: dict[int, int]) -> tuple[ContextTree, list]:
+        """The tree with a root for every HMM state of every phone it has seen.
+
+        A state that never occurred in the alignments (silence's rarely visited
+        states, say) shares the root of the nearest seen state of the same phone,
+        lower first, so that training and decoding graphs can pass through it.
+
+        Args:
+            num_states: phone -> number of emitting HMM states (the lang's topology).
+
+        Returns:
+            (the tree, the ``(phone, state)`` pairs added).
+        """
+        roots = dict(self.roots)
+        added = []
+        for centre, seen in self.phone_states.items():
+            for state in range(num_states.get(centre, 0)):
+                if state not in seen:
+                    nearest = min(seen, key=lambda s: (abs(s - state), s))
+                    roots[(centre, state)] = self.roots[(centre, nearest)]
+                    added.append((centre, state))
+        if not added:
+            return self, []
+        tree = ContextTree(
+            phones=self.phones, questions=self.questions, roots=roots,
+            question=self.question, yes=self.yes, no=self.no, senone=self.senone_of_node,
+            gain=self.gain, count=self.count, info=self.info,
+        )  # fmt: skip
+        return tree, added
+
     def root_split(self, centre: int, state: int) -> Question | None:
         """The question asked first for (centre, state), or None if its root is a leaf."""
         self.senones(np.array([[0, centre, 0, state]]))  # raises for unknown roots

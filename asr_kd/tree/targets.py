@@ -29,6 +29,7 @@ import time
 from concurrent.futures import Executor
 from pathlib import Path
 
+import kaldi_hmm_gmm as khg
 import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.cut import Cut
@@ -109,7 +110,13 @@ def build_tree_stage(
         parts = [cuts[i :: max(num_jobs, 1)] for i in range(max(num_jobs, 1))]
         work = functools.partial(_shard_stats, speaker_stats=speaker_stats)
         stats = functools.reduce(TreeStats.merge, map_progress(work, parts, executor, TREE_STAGE))
-        tree = build_tree(stats, lang.phones, config)
+        tree, added = build_tree(stats, lang.phones, config).with_all_states(num_states(lang))
+        if added:
+            names = {i: p for p, i in lang.phones.items()}
+            logger.info(
+                "%s: HMM states never seen in the alignments share the nearest state's "
+                "root: %s", TREE_STAGE, ", ".join(f"{names[p]} state {s}" for p, s in added)
+            )  # fmt: skip
         tree.save(tmp / "tree.json")
         stats.save(tmp / "stats.npz")
         occupancy = tree.leaf_occupancy()
@@ -119,6 +126,7 @@ def build_tree_stage(
             "frames": float(stats.num_frames),
             "utterances": len(cuts),
             "contexts_seen": len(stats.count),
+            "states_without_data": [[int(p), int(s)] for p, s in added],
             "occupancy": _spread(occupancy),
             "seconds": round(time.time() - start, 2),
         }
@@ -130,6 +138,13 @@ def build_tree_stage(
             occupancy.min(), np.median(occupancy), occupancy.max(),
         )  # fmt: skip
     return out_dir
+
+
+def num_states(lang: Lang) -> dict[int, int]:
+    """Phone id -> number of emitting HMM states in the lang's topology."""
+    topo = khg.HmmTopology()
+    topo.read(lang.topo_text)
+    return {p: n for p, n in enumerate(topo.get_phone_to_num_pdf_classes()) if n > 0}
 
 
 def _spread(occupancy: np.ndarray) -> dict[str, float]:
