@@ -84,3 +84,32 @@ def test_every_accent_of_a_speaker_set_synthesises():
         syn = synthesize("HELLO THERE", spk.voice_params(rng, jitter=0.1))
         assert [w.word for w in syn.words] == ["HELLO", "THERE"]
     assert len(seen) == len(english_voices())
+
+
+def test_neural_speakers_are_deterministic_and_distinct():
+    from asr_kd.data.speakers import FORMANTS, PITCH, SPEED_FACTORS, make_neural_speakers
+
+    speakers = make_neural_speakers("piper", 60, seed=1)
+    assert speakers == make_neural_speakers("piper", 60, seed=1)
+    assert speakers != make_neural_speakers("piper", 60, seed=2)
+    assert [s.speaker_id for s in speakers[:2]] == ["pip0000", "pip0001"]
+    shifts = [(s.pitch, s.formants) for s in speakers]
+    for i, (p, f) in enumerate(shifts):
+        assert PITCH[0] <= p <= PITCH[1] and FORMANTS[0] <= f <= FORMANTS[1]
+        assert all(abs(p - q) >= 0.03 or abs(f - g) >= 0.02 for q, g in shifts[:i])
+    assert {s.speed for s in speakers} == set(SPEED_FACTORS)
+    assert {s.gender for s in speakers} == {"m"}
+
+
+def test_heldout_voices_are_never_training_voices():
+    from asr_kd.data.speakers import FORMANTS, is_heldout_variant, make_neural_speakers
+
+    train = make_speakers(400, seed=5)
+    assert not any(is_heldout_variant(s.variant) for s in train)
+    held = make_speakers(30, seed=5, heldout=True)
+    assert held and all(is_heldout_variant(s.variant) for s in held)
+    assert {s.speaker_id for s in held}.isdisjoint(s.speaker_id for s in train)
+    for engine in ("piper", "hibari"):
+        neural = make_neural_speakers(engine, 20, seed=5, heldout=True)
+        assert all(not FORMANTS[0] <= s.formants <= FORMANTS[1] for s in neural)
+        assert {s.formants < 1 for s in neural} == {True, False}  # both sides

@@ -23,8 +23,7 @@ def test_default_config_has_40_disjoint_speakers():
     assert not ids["train"] & ids["dev"] and not ids["train"] & ids["test"]
     assert not ids["dev"] & ids["test"]
     profiles = [p for s in SPLITS for p in speakers[s]]
-    voices = {(p.voice, p.variant, p.rate, p.pitch, p.pitch_range) for p in profiles}
-    assert len(voices) == len(profiles), "two speakers share every voice setting"
+    assert len({_settings(p) for p in profiles}) == len(profiles), "two speakers share settings"
 
 
 def test_plan_is_deterministic_and_keeps_dev_test_out_of_lm_text():
@@ -123,3 +122,91 @@ def test_prepare_without_corpus_names_the_stage(tmp_path):
 
     with pytest.raises(MissingInputError, match="synth-corpus"):
         prepare_synth(tmp_path / "corpus", tmp_path / "manifests")
+
+
+def _settings(speaker) -> tuple:
+    """A speaker's voice settings, without its id."""
+    from dataclasses import astuple
+
+    return astuple(speaker)[1:]
+
+
+def test_mixed_voices_follow_the_shares_in_every_split_with_disjoint_settings():
+    from collections import Counter
+
+    from asr_kd.data.synth import engine_counts, heldout_speakers
+
+    cfg = load_section(f"{RECIPE_CONF}/small.yaml", "corpus", SynthCorpusConfig)
+    speakers = split_speakers(cfg)
+    for split in SPLITS:
+        counts = Counter(p.engine for p in speakers[split])
+        assert counts == engine_counts(cfg.voices, len(speakers[split]))
+    assert Counter(p.engine for p in speakers["train"]) == {"espeak": 20, "piper": 12, "hibari": 8}
+    settings = {s: {_settings(p) for p in speakers[s]} for s in SPLITS}
+    assert sum(len(v) for v in settings.values()) == cfg.num_speakers  # all distinct
+    held = heldout_speakers(cfg)
+    assert len(held) == cfg.heldout_speakers
+    assert {p.engine for p in held} == {"espeak", "piper", "hibari"}
+    assert not {_settings(p) for p in held} & set().union(*settings.values())
+    trained = {(p.voice, p.variant) for s in SPLITS for p in speakers[s] if p.engine == "espeak"}
+    assert not {(p.voice, p.variant) for p in held if p.engine == "espeak"} & trained
+
+
+def test_engine_counts_use_largest_remainders():
+    from asr_kd.data.synth import engine_counts
+
+    assert engine_counts({"espeak": 0.5, "piper": 0.3, "hibari": 0.2}, 6) == {
+        "espeak": 3,
+        "piper": 2,
+        "hibari": 1,
+    }
+    assert engine_counts({"espeak": 1.0, "piper": 0.0}, 4) == {"espeak": 4}
+    with pytest.raises(ValueError, match="voices"):
+        replace(TINY, voices={"festival": 1.0})
+
+
+def test_heldout_plan_reads_the_test_sentences():
+    from asr_kd.data.synth import plan_heldout
+    from asr_kd.testing.synth import MIXED_SYNTH
+
+    jobs, _ = plan_corpus(MIXED_SYNTH)
+    held = plan_heldout(MIXED_SYNTH)
+    assert held == plan_heldout(MIXED_SYNTH)
+    assert {j.text for j in held} <= {j.text for j in jobs if j.split == "test"}
+    assert {j.split for j in held} == {"heldout"}
+
+
+@pytest.fixture(scope="module")
+def mixed_manifests(tmp_path_factory):
+    from asr_kd.data.synth import synthesize_corpus
+    from asr_kd.data.synth_prepare import prepare_synth
+    from asr_kd.testing.synth import MIXED_SYNTH
+
+    root = tmp_path_factory.mktemp("mixed")
+    corpus = synthesize_corpus(root / "corpus", MIXED_SYNTH)
+    held = synthesize_corpus(root / "heldout", MIXED_SYNTH, heldout=True)
+    return corpus, prepare_synth(corpus, root / "manifests"), prepare_synth(held, root / "held")
+
+
+def test_mixed_corpus_writes_per_engine_test_splits(mixed_manifests):
+    corpus, out, held = mixed_manifests
+    assert set(out) == {"train", "dev", "test", "test_espeak", "test_piper", "test_hibari"}
+    assert set(held) == {"heldout", "heldout_espeak", "heldout_piper", "heldout_hibari"}
+    test = CutSet.from_file(out["test"])
+    validate(test, read_data=True)
+    by_engine = {e: CutSet.from_file(out[f"test_{e}"]) for e in ("espeak", "piper", "hibari")}
+    assert sorted(c.id for cs in by_engine.values() for c in cs) == sorted(c.id for c in test)
+    for engine, cuts in by_engine.items():
+        sups = [c.supervisions[0] for c in cuts]
+        assert {s.custom["engine"] for s in sups} == {engine}
+        timed = [s for s in sups if s.alignment]
+        if engine == "hibari":
+            assert not timed
+        for s in timed:
+            assert [w.symbol for w in s.alignment["word"]] == s.text.split()
+    rows = [json.loads(x) for x in (corpus / "train" / "utterances.jsonl").open()]
+    assert {r["engine"] for r in rows} == {"espeak", "piper", "hibari"}
+    assert any(
+        "rir" in r["condition"]
+        for r in rows + [json.loads(x) for x in (corpus / "test" / "utterances.jsonl").open()]
+    )
