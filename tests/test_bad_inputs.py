@@ -222,5 +222,45 @@ def test_a_second_training_of_one_output_fails_at_once(tmp_path):
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 
 
+def test_truncated_soft_target_cache_stops_distill_before_training(tmp_path, tmp_path_factory):
+    from teacher_toy import toy_config, toy_data, toy_teachers
+
+    from asr_kd.distill import DistillConfig, cache_soft_targets, distill
+
+    data, feats = toy_data(tmp_path_factory)
+    teacher = str(toy_teachers(tmp_path_factory)[0])
+    cache = tmp_path / "soft"
+    config = DistillConfig(temperature=2.0, teachers=(teacher,), k=4, cache_dir=str(cache))
+    cache_soft_targets(data, feats, cache, config, device="cpu", max_duration=3.0)
+    archive = cache / "soft_train.h5"
+    _truncate(archive, 0.7)
+    out = tmp_path / "exp" / "student"
+    with pytest.raises(BadInputError) as e:
+        distill(data, feats, out, config, toy_config(), device="cpu")
+    assert f"{archive} is truncated or not a HDF5 file" in str(e.value)
+    assert "rerun 'cache-soft-targets'" in str(e.value)
+    assert not (tmp_path / "exp").exists() or list((tmp_path / "exp").iterdir()) == []
+
+
+def test_truncated_teacher_model_given_to_eval_ensemble(tmp_path, tmp_path_factory):
+    import shutil
+
+    from teacher_toy import toy_data, toy_teachers
+
+    data, _ = toy_data(tmp_path_factory)
+    teacher = tmp_path / "teacher1"
+    shutil.copytree(toy_teachers(tmp_path_factory)[0], teacher)
+    _truncate(teacher / "model.pt")
+    out = tmp_path / "eval"
+    result = _run(
+        ["eval-ensemble", str(data), str(teacher), "--device", "cpu", "--out-dir", str(out)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("asr-kd eval-ensemble: error: ")
+    assert f"{teacher / 'model.pt'} is truncated or not a torch checkpoint" in line
+    assert not out.exists()
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
