@@ -15,10 +15,13 @@ directory, or a plug-in teacher file), a ``senone-targets`` directory and its fe
    dustbin frames' accuracy) is kept; then the dustbin logit is raised by the log of
    the oversampling factor (baked into the output bias).
 
-   On a GPU all specialists train as one batched program: their weights are stacked
-   (output layers padded to the largest cluster, padding masked) and one
-   ``torch.func.vmap`` of ``functional_call`` runs them on every batch. On the CPU
-   they are shared out over ``--num-jobs`` processes, each looping over its share.
+   Training is :class:`asr_kd.train.Trainer`'s over a group of models (each
+   specialist a :class:`SpecialistObjective`: its own optimiser, schedule, best epoch
+   and TensorBoard log; a killed run resumes). On a GPU all specialists train as one
+   batched program: their weights are stacked (output layers padded to the largest
+   cluster, padding masked) and one ``torch.func.vmap`` of ``functional_call`` runs
+   them on every batch. On the CPU they are shared out over ``--num-jobs``
+   processes, each looping over its share.
 
 Output ``<out>/`` (atomic)::
 
@@ -29,14 +32,19 @@ Output ``<out>/`` (atomic)::
                         shift, best epoch, dev accuracies, seconds
     specialist<m>.pt    {"cluster": [...], "state_dict": ..., "dustbin_shift": ...}
     train.json          params of the system (generalist + specialists); per specialist,
-                        per epoch: loss, frames, dev accuracies
+                        per epoch (the training's records): train loss, frames,
+                        in-cluster share (train_in_cluster), dev accuracies ("dev")
+    log/job<K>of<N>/    each process's train.log and tensorboard/specialist<m>/
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,22 +53,15 @@ import numpy as np
 import torch
 
 from asr_kd.config import to_dict
-from asr_kd.errors import AsrKdError, BadInputError, ConfigError
+from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.parallel import make_executor, map_progress
 from asr_kd.stage import file_digest, require_done, stage_output
-from asr_kd.train.checkpoint import save_atomic, seed_everything
-from asr_kd.train.config import resolve_amp
-from asr_kd.train.dataset import (
-    PAD_TARGET,
-    TARGETS_STAGE,
-    EpochBatches,
-    SenoneDataset,
-    load_training_data,
-    make_loader,
-    make_sampler,
-)
-from asr_kd.train.distributed import resolve_device
-from asr_kd.train.evaluate import autocast, eval_loader
+from asr_kd.train import Member, Objective, StepCallback, TrainConfig, Trainer
+from asr_kd.train.checkpoint import WorkDir, save_atomic, seed_everything
+from asr_kd.train.config import OPTIMIZERS, SCHEDULES
+from asr_kd.train.dataset import PAD_TARGET, TARGETS_STAGE, Batch, load_training_data
+from asr_kd.train.distributed import DistContext, rank_log, resolve_device
+from asr_kd.train.source import make_source
 
 __all__ = ["SpecialistConfig", "senone_counts", "train_specialists"]
 
@@ -87,7 +88,9 @@ class SpecialistConfig:
             the generalist), e.g. ``ensemble:exp/teacher1,exp/teacher2``.
         kmeans_passes: passes of the online k-means.
         in_cluster_share: the cluster's share of a specialist's training frames.
-        epochs, lr, weight_decay, grad_clip, max_duration: specialist training (Adam).
+        epochs, optimizer, lr, schedule, patience, weight_decay, grad_clip, max_duration:
+            specialist training (:class:`asr_kd.train.TrainConfig`'s meaning; one
+            :class:`asr_kd.train.Trainer` trains a process's share, resumable).
         fused: ``vmap`` (one batched program), ``loop``, or ``auto`` (vmap on CUDA).
         top_n: at inference, a specialist is active on a frame when one of the
             generalist's ``top_n`` senones is in its cluster.
@@ -106,7 +109,10 @@ class SpecialistConfig:
     kmeans_passes: int = 20
     in_cluster_share: float = 0.5
     epochs: int = 2
+    optimizer: str = "adam"
     lr: float = 2e-4
+    schedule: str = "constant"
+    patience: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     max_duration: float = 20.0
@@ -133,6 +139,11 @@ class SpecialistConfig:
             raise ValueError(f"specialist_weight must be positive, got {self.specialist_weight}")
         if self.epochs < 1 or self.top_n < 1 or self.em_iters < 1:
             raise ValueError("epochs, top_n and em_iters must be at least 1")
+        if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)} and schedule one of "
+                f"{', '.join(SCHEDULES)}, got {self.optimizer!r}, {self.schedule!r}"
+            )
         if self.fused not in FUSED_MODES:
             raise ValueError(f"fused must be one of {', '.join(FUSED_MODES)}, got {self.fused!r}")
 
@@ -219,210 +230,153 @@ class _Job:
     config: SpecialistConfig
     device: str
     counts: list[int]
+    work_dir: str
+    identity: dict[str, Any]
+    force: bool = False
+    callbacks: tuple = ()
 
 
-class _Group:
-    """Specialists trained together: stacked (vmap) or one after the other (loop)."""
+class SpecialistObjective(Objective):
+    """A specialist learns its cluster's senones and a dustbin class for all the others.
 
-    def __init__(self, job: _Job):
+    Training uses every frame of the cluster and each other frame (class 0, the
+    dustbin) with probability ``keep``, drawn from the specialist's own stream (so its
+    frames do not depend on which process or group trains it). The output layer may be
+    wider than ``len(cluster) + 1`` (specialists stacked for vmap): the padding classes
+    are masked. On dev, ``dev_frame_acc`` is the balanced accuracy, the mean of the
+    in-cluster and the dustbin frames' accuracy (the training mix is balanced).
+
+    Args:
+        cluster: the specialist's senone ids.
+        num_senones: the generalist's senone count.
+        width: the output layer's size.
+        keep: the share of the other frames trained on.
+        seed: seeds its frame selection.
+        device: where the targets are mapped.
+    """
+
+    def __init__(self, cluster: list[int], num_senones: int, width: int, keep: float,
+                 seed: int, device: torch.device):  # fmt: skip
         from asr_kd.specialists.combine import specialist_targets
-        from asr_kd.teachers import load, make_specialist
 
-        self.job, self.config = job, job.config
-        self.device = resolve_device(job.device)
-        teacher = load(job.generalist, device=self.device, amp="off")
-        self.num_senones = teacher.num_senones
-        self.normalizer = teacher.normalizer
-        self.width = max(len(c) for c in job.clusters) + 1
-        self.models = []
-        for c in job.clusters:
-            model = make_specialist(teacher.model, self.num_senones, c, self.width)
-            self.models.append(model.to(self.device).train())
-        self.luts = torch.stack([specialist_targets(c, self.num_senones) for c in job.clusters])
-        self.luts = self.luts.to(self.device)
-        mask = torch.zeros(len(job.clusters), self.width, device=self.device)
-        for j, c in enumerate(job.clusters):
-            mask[j, len(c) + 1 :] = float("-inf")  # padding classes never win
-        self.mask = mask
-        counts = np.asarray(job.counts)
-        from asr_kd.specialists.combine import dustbin_shift
+        super().__init__()
+        self.lut = specialist_targets(cluster, num_senones).to(device)
+        self.mask = torch.zeros(width, device=device)
+        self.mask[len(cluster) + 1 :] = float("-inf")  # padding classes never win
+        self.keep, self.device = keep, device
+        self.rng = torch.Generator(device=device)
+        self.rng.manual_seed(seed)
 
-        self.keep, self.shift = [], []
-        for c in job.clusters:
-            inside = int(counts[c].sum())
-            keep, shift = dustbin_shift(inside, int(counts.sum()) - inside,
-                                        self.config.in_cluster_share)  # fmt: skip
-            self.keep.append(keep)
-            self.shift.append(shift)
-        self.mode = _fused_mode(self.config, self.device)
-        self.amp = resolve_amp(self.config.amp, self.device)
-        params = [p for m in self.models for p in m.parameters()]
-        self.optimizer = torch.optim.Adam(params, lr=self.config.lr,
-                                          weight_decay=self.config.weight_decay)  # fmt: skip
-        # One stream per specialist: its frame selection does not depend on which
-        # process or group trains it.
-        self.rngs = [torch.Generator(device=self.device) for _ in job.indices]
-        for rng, index in zip(self.rngs, job.indices, strict=True):
-            rng.manual_seed(self.config.seed + index)
-        if self.mode == "vmap":
-            import copy
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits + self.mask
 
-            self.base = copy.deepcopy(self.models[0])
-            self.params = [dict(m.named_parameters()) for m in self.models]
+    def dev_batch(self, batch: Batch) -> Batch:
+        targets = batch["targets"].to(self.device)
+        local = self.lut[targets.clamp(min=0)].masked_fill(targets == PAD_TARGET, PAD_TARGET)
+        return {**batch, "targets": local}
 
-    def logits(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[M, B, T, W]`` float32 logits of every specialist (padding classes -inf)."""
-        if self.mode == "loop":
-            with autocast(self.device, self.amp):
-                out = torch.stack([m(feats, lengths)[0] for m in self.models])
-        else:
-            from asr_kd.ensemble.fused import stacked_forward
+    def batch(self, batch: Batch) -> Batch:
+        batch = self.dev_batch(batch)
+        local = batch["targets"]
+        keep = torch.rand(local.shape, generator=self.rng, device=self.device) < self.keep
+        chosen = (local > 0) | ((local == 0) & keep)
+        return {**batch, "targets": local.masked_fill(~chosen, PAD_TARGET)}
 
-            with autocast(self.device, self.amp):
-                out = stacked_forward(self.base, self.params, feats, lengths)
-        return out.float() + self.mask[:, None, None, :]
+    def loss(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
+        loss, extra = self.loss_fn(logits, batch)
+        return loss, {**extra, "in_cluster": (batch["targets"] > 0).sum()}
 
-    def local_targets(self, targets: torch.Tensor) -> torch.Tensor:
-        """``[M, B, T]`` specialist classes (PAD_TARGET kept)."""
-        pad = targets == PAD_TARGET
-        local = self.luts[:, targets.clamp(min=0)]
-        return local.masked_fill(pad[None], PAD_TARGET)
+    def dev_sums(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        sums = super().dev_sums(logits, batch)
+        local = self.dev_batch(batch)["targets"]
+        hit = self.logits(logits).argmax(-1) == local
+        inside, dust = local > 0, local == 0
+        return {**sums, "in_correct": (hit & inside).sum(), "in_frames": inside.sum(),
+                "out_correct": (hit & dust).sum(), "out_frames": dust.sum()}  # fmt: skip
 
-    def step(self, batch) -> list[dict[str, float]]:
-        feats = batch["feats"].to(self.device)
-        lengths = batch["lengths"].to(self.device)
-        local = self.local_targets(batch["targets"].to(self.device))
-        logits = self.logits(feats, lengths)
-        losses, stats = [], []
-        for j in range(len(self.models)):
-            t = local[j]
-            inside = t > 0
-            dust = t == 0
-            keep = torch.rand(t.shape, generator=self.rngs[j], device=self.device) < self.keep[j]
-            sel = inside | (dust & keep)
-            n = int(sel.sum())
-            if n == 0:
-                stats.append({"loss": 0.0, "frames": 0, "inside": 0})
-                continue
-            loss = torch.nn.functional.cross_entropy(logits[j][sel], t[sel], reduction="sum")
-            losses.append(loss / n)
-            stats.append({"loss": float(loss.detach()), "frames": n, "inside": int(inside.sum())})
-        if not losses:
-            return stats
-        total = torch.stack(losses).sum()
-        if not torch.isfinite(total):
-            raise AsrKdError(
-                f"{STAGE}: non-finite loss on cuts {', '.join(batch['cut_ids'])}; lower "
-                "specialists.lr"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        for m in self.models:
-            torch.nn.utils.clip_grad_norm_(list(m.parameters()), self.config.grad_clip)
-        self.optimizer.step()
-        return stats
+    def dev_record(self, sums: dict[str, float]) -> dict[str, Any]:
+        acc_in = sums.get("in_correct", 0.0) / max(sums.get("in_frames", 0.0), 1.0)
+        acc_out = sums.get("out_correct", 0.0) / max(sums.get("out_frames", 0.0), 1.0)
+        balanced = (acc_in + acc_out) / 2
+        dev = {"in_cluster": acc_in, "dustbin": acc_out, "balanced": balanced}
+        return {**super().dev_record(sums), "dev_frame_acc": balanced, "dev": dev}
 
-    @torch.no_grad()
-    def dev_accuracy(self, loader) -> list[dict[str, float]]:
-        """Per specialist: accuracy on its cluster's dev frames, on the others (dustbin),
-        and their mean, the balanced accuracy (before the dustbin shift: the training mix
-        is balanced)."""
-        for m in self.models:
-            m.eval()
-        sums = np.zeros((len(self.models), 4))
-        try:
-            for batch in loader:
-                local = self.local_targets(batch["targets"].to(self.device))
-                logits = self.logits(batch["feats"].to(self.device),
-                                     batch["lengths"].to(self.device))  # fmt: skip
-                hit = logits.argmax(-1) == local
-                inside, dust = local > 0, local == 0
-                sums += torch.stack([(hit & inside).sum((1, 2)), inside.sum((1, 2)),
-                                     (hit & dust).sum((1, 2)), dust.sum((1, 2))],
-                                    1).cpu().numpy()  # fmt: skip
-        finally:
-            for m in self.models:
-                m.train()
-        out = []
-        for a_in, n_in, a_out, n_out in sums:
-            acc_in, acc_out = a_in / max(n_in, 1), a_out / max(n_out, 1)
-            out.append({"in_cluster": acc_in, "dustbin": acc_out,
-                        "balanced": (acc_in + acc_out) / 2})  # fmt: skip
-        return out
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.rng.set_state(state["rng"])
+
+
+def _train_config(config: SpecialistConfig) -> TrainConfig:
+    """The specialists' training settings for :class:`asr_kd.train.Trainer`."""
+    return TrainConfig(
+        model={"arch": "specialist"}, seed=config.seed, max_epochs=config.epochs,
+        optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+        schedule=config.schedule, grad_clip=config.grad_clip, max_duration=config.max_duration,
+        amp=config.amp, num_workers=config.num_workers, patience=config.patience,
+    )  # fmt: skip
 
 
 def _train_job(job: _Job) -> list[dict[str, Any]]:
-    """Train one share of the specialists; write their files into ``job.out_dir``."""
-    config = job.config
+    """Train one share of the specialists (resumable); write their files into ``job.out_dir``."""
+    from asr_kd.specialists.combine import dustbin_shift
+    from asr_kd.teachers import load, make_specialist
+
+    config, train = job.config, _train_config(job.config)
+    ctx = DistContext(device=resolve_device(job.device))
     seed_everything(config.seed)
-    group = _Group(job)
+    teacher = load(job.generalist, device=ctx.device, amp="off")
+    width = max(len(c) for c in job.clusters) + 1
+    counts = np.asarray(job.counts)
+    members, shifts = [], []
+    for index, cluster in zip(job.indices, job.clusters, strict=True):
+        inside = int(counts[cluster].sum())
+        keep, shift = dustbin_shift(inside, int(counts.sum()) - inside, config.in_cluster_share)
+        model = make_specialist(teacher.model, teacher.num_senones, cluster, width)
+        objective = SpecialistObjective(cluster, teacher.num_senones, width, keep,
+                                        config.seed + index, ctx.device)  # fmt: skip
+        members.append(Member(f"specialist{index}", model.to(ctx.device).train(), objective))
+        shifts.append((keep, shift))
     data = load_training_data(job.data_dir, job.feature_dir)
-    normalizer = group.normalizer or data.normalizer
-    sampler = make_sampler(data.train, config.max_duration, shuffle=True, seed=config.seed)
-    batches = EpochBatches(sampler)
-    loader = make_loader(SenoneDataset(normalizer, data.num_senones), batches, config.num_workers)
-    dev_loader = eval_loader(data.dev, normalizer, data.num_senones, 200.0, config.num_workers)
-    m_count = len(job.indices)
-    best = [-1.0] * m_count
-    best_state: list[dict | None] = [None] * m_count
-    best_epoch = [0] * m_count
-    history: list[list[dict]] = [[] for _ in range(m_count)]
+    data = dataclasses.replace(data, normalizer=teacher.normalizer or data.normalizer)
+    work = WorkDir(job.work_dir)
+    work.prepare(job.identity, job.force)
     start = time.time()
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.time()
-        batches.start(epoch)
-        sums = [{"loss": 0.0, "frames": 0, "inside": 0} for _ in range(m_count)]
-        for batch in loader:
-            for s, st in zip(sums, group.step(batch), strict=True):
-                for k in s:
-                    s[k] += st[k]
-        dev = group.dev_accuracy(dev_loader)
-        for j in range(m_count):
-            entry = {
-                "epoch": epoch,
-                "loss": sums[j]["loss"] / max(sums[j]["frames"], 1),
-                "frames": sums[j]["frames"],
-                "in_cluster_share": sums[j]["inside"] / max(sums[j]["frames"], 1),
-                "dev": dev[j],
-                "seconds": round(time.time() - t0, 2),
-            }
-            history[j].append(entry)
-            if dev[j]["balanced"] > best[j]:
-                best[j], best_epoch[j] = dev[j]["balanced"], epoch
-                best_state[j] = {k: v.detach().cpu().clone()
-                                 for k, v in group.models[j].state_dict().items()}  # fmt: skip
-        logger.info(
-            "%s: specialists %s epoch %d: dev balanced accuracy %s (%.1f s)",
-            STAGE, job.indices, epoch,
-            ", ".join(f"{d['balanced'] * 100:.1f}%" for d in dev), time.time() - t0,
-        )  # fmt: skip
+    with rank_log(work.log, ctx):
+        source = make_source(data, train, ctx, members[0].model)
+        mode = _fused_mode(config, ctx.device)
+        trainer = Trainer(members, train, ctx, work, data, source, mode, job.callbacks)
+        trainer.restore()
+        trainer.run()
+        trainer.close()
     results = []
-    for j, index in enumerate(job.indices):
-        cluster = job.clusters[j]
-        state = _strip_padding(best_state[j], group, len(cluster), group.shift[j])
+    for m, index, cluster, (keep, shift) in zip(members, job.indices, job.clusters, shifts,
+                                                strict=True):  # fmt: skip
+        state = _strip_padding(trainer.best_weights(m), m.model, width, len(cluster), shift)
         file = Path(job.out_dir) / f"specialist{index}.pt"
-        save_atomic({"cluster": cluster, "state_dict": state, "dustbin_shift": group.shift[j],
-                     "num_senones": group.num_senones}, file)  # fmt: skip
+        save_atomic({"cluster": cluster, "state_dict": state, "dustbin_shift": shift,
+                     "num_senones": teacher.num_senones}, file)  # fmt: skip
+        history = m.state.history
         results.append({
-            "index": index,
-            "params": int(sum(t.numel() for t in state.values())),
-            "file": file.name,
-            "size": len(cluster),
-            "keep_rate": group.keep[j],
-            "dustbin_shift": group.shift[j],
-            "best_epoch": best_epoch[j],
-            "dev": history[j][best_epoch[j] - 1]["dev"],
-            "epochs": history[j],
+            "index": index, "params": int(sum(t.numel() for t in state.values())),
+            "file": file.name, "size": len(cluster), "keep_rate": keep, "dustbin_shift": shift,
+            "best_epoch": m.state.best_epoch, "dev": history[m.state.best_epoch - 1]["dev"],
+            "stop_reason": m.state.stop_reason, "epochs": history,
             "seconds": round(time.time() - start, 2),
         })  # fmt: skip
+    job_name = Path(job.work_dir).name.rpartition(".")[2]  # job<K>of<N>
+    shutil.copytree(work.log, Path(job.out_dir) / "log" / job_name)
+    shutil.rmtree(work.path)
     return results
 
 
-def _strip_padding(state: dict, group: _Group, n: int, shift: float) -> dict:
+def _strip_padding(state: dict, model: torch.nn.Module, width: int, n: int, shift: float) -> dict:
     """The output layer cut to ``n + 1`` rows, the dustbin shift added to its bias."""
     from asr_kd.teachers import output_layer
 
-    name, _ = output_layer(group.models[0], group.width)
+    name, _ = output_layer(model, width)
     state = dict(state)
     state[f"{name}.weight"] = state[f"{name}.weight"][: n + 1].clone()
     bias = state[f"{name}.bias"][: n + 1].clone()
@@ -453,8 +407,12 @@ def train_specialists(
     num_jobs: int = 1,
     device: str = "auto",
     force: bool = False,
+    callbacks: Sequence[StepCallback] = (),
 ) -> Path:
     """Find confusable senone clusters and train one specialist per cluster.
+
+    A killed run resumes each process's share of the specialists from its
+    ``<out>.job<K>of<N>.work/`` (the same clusters and settings; ``force`` discards it).
 
     Args:
         generalist: the generalist's teacher spec (a network: model.pt, its training
@@ -466,6 +424,7 @@ def train_specialists(
         num_jobs: CPU processes to share the specialists out to.
         device: ``auto``, ``cpu`` or ``cuda``.
         force: redo a finished stage.
+        callbacks: called after every training step (one process only).
 
     Raises:
         BadInputError: a generalist for another tree, or clusters for another inventory.
@@ -519,9 +478,18 @@ def train_specialists(
             1 if (mode == "vmap" or dev.type == "cuda") else max(1, min(num_jobs, len(clusters)))
         )
         shares = [list(range(len(clusters)))[i::jobs_n] for i in range(jobs_n)]
-        jobs = [_Job(share, [clusters[i] for i in share], gen_spec, str(data_dir),
-                     str(feature_dir), str(tmp), config, str(dev), counts.tolist())
-                for share in shares]  # fmt: skip
+        jobs = []
+        for k, share in enumerate(shares):
+            mine = [clusters[i] for i in share]
+            identity = {
+                "stage": STAGE,
+                "world_size": 1,
+                "config": {**stage_config, "specialists": share, "clusters": mine},
+            }
+            work = out_dir.with_name(f"{out_dir.name}.job{k + 1}of{jobs_n}")
+            jobs.append(_Job(share, mine, gen_spec, str(data_dir), str(feature_dir), str(tmp),
+                             config, str(dev), counts.tolist(), str(work), identity, force,
+                             tuple(callbacks)))  # fmt: skip
         logger.info(
             "%s: %d specialists (%s senones) from %s; %s, %d process(es)",
             STAGE, len(clusters), sum(len(c) for c in clusters), gen_spec, mode, jobs_n,

@@ -7,7 +7,8 @@ Typical use::
     model, info = load_model("exp/teacher1", device="cuda")
     logp = log_posteriors(model, cut, info.normalizer)      # [T, S]
 
-See :mod:`asr_kd.train.loop` for the output contract, resuming and data parallelism.
+See :mod:`asr_kd.train.pipeline` for the output contract and :mod:`asr_kd.train.loop`
+for the trainer (N models, resuming, data parallelism).
 """
 
 from asr_kd.train.checkpoint import ModelInfo, check_compatible, load_model
@@ -21,16 +22,22 @@ from asr_kd.train.dataset import (
     make_sampler,
     select_subset,
 )
-from asr_kd.train.evaluate import evaluate_frame_accuracy, frame_accuracy, log_posteriors
+from asr_kd.train.evaluate import (
+    evaluate_frame_accuracy,
+    frame_accuracy,
+    frame_scores,
+    log_posteriors,
+)
 from asr_kd.train.loop import (
-    STAGE,
     LossFn,
+    Member,
     NonFiniteLossError,
+    Objective,
     StepCallback,
     Trainer,
     cross_entropy,
-    train_model,
 )
+from asr_kd.train.pipeline import STAGE, train_model, train_models
 
 __all__ = [
     "PAD_TARGET",
@@ -38,8 +45,10 @@ __all__ = [
     "CollateHook",
     "FeatureNormalizer",
     "LossFn",
+    "Member",
     "ModelInfo",
     "NonFiniteLossError",
+    "Objective",
     "SenoneDataset",
     "StepCallback",
     "TrainConfig",
@@ -48,10 +57,12 @@ __all__ = [
     "cross_entropy",
     "evaluate_frame_accuracy",
     "frame_accuracy",
+    "frame_scores",
     "load_model",
     "load_training_data",
     "log_posteriors",
     "make_sampler",
     "select_subset",
     "train_model",
+    "train_models",
 ]

@@ -23,8 +23,10 @@ from typing import Any
 import torch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("newbob", "cosine", "constant")
+SCHEDULES = ("newbob", "newbob_ce", "cosine", "constant")
 AMP_MODES = ("auto", "bf16", "off")
+SELECTS = ("dev_acc", "dev_ce", "last")
+DATA_PATHS = ("utterances", "frames")
 _MODEL_KEYS = ("arch", "preset", "options")
 
 
@@ -44,16 +46,24 @@ class TrainConfig:
         max_steps: stop after this many optimiser steps (0: no limit); the partial
             epoch is evaluated and checkpointed like a whole one.
         optimizer: ``sgd`` (``momentum``, ``nesterov``), ``adam`` or ``adamw``.
-        lr: peak learning rate.
+        lr: peak learning rate (0: the weights stay as they are).
         momentum, nesterov: SGD only.
         weight_decay: L2 (``sgd``, ``adam``) or decoupled (``adamw``) weight decay.
         schedule: ``newbob`` (Kaldi/Hinton-era: once dev frame accuracy improves on the
             best by less than ``newbob_threshold``, multiply the rate by
-            ``newbob_factor`` after every epoch), ``cosine`` (to ``min_lr`` over the
-            whole training) or ``constant``.
+            ``newbob_factor`` after every epoch), ``newbob_ce`` (Kaldi nnet1's
+            ``train_scheduler.sh`` on dev cross-entropy: once its relative improvement
+            on the best falls under ``newbob_start``, multiply the rate by
+            ``newbob_factor`` after every epoch; once it then falls under
+            ``newbob_stop``, stop: the training has converged and ``max_epochs`` is only
+            a cap), ``cosine`` (to ``min_lr`` over the whole training) or ``constant``.
         warmup_steps: linear warm-up from 0 over this many optimiser steps.
         newbob_threshold: absolute dev frame-accuracy gain (0.002 = 0.2 points).
         newbob_factor: the newbob multiplier.
+        newbob_start, newbob_stop: ``newbob_ce``'s relative dev cross-entropy
+            improvements (Kaldi: 0.01 and 0.001).
+        select: the epoch whose weights ``model.pt`` keeps: the best ``dev_acc`` (dev
+            frame accuracy), the best ``dev_ce`` (dev cross-entropy) or the ``last``.
         min_lr: the cosine schedule's final rate.
         max_duration: seconds of audio per batch and rank (Lhotse's ``max_duration``).
         accum_grad: batches per optimiser step on each rank; the global batch is
@@ -63,7 +73,7 @@ class TrainConfig:
         amp: ``auto`` (bf16 autocast on CUDA, off on CPU), ``bf16`` or ``off``.
         compile: wrap the model in ``torch.compile``.
         patience: stop after this many epochs without a better dev frame accuracy
-            (0: never stop early).
+            (dev cross-entropy with ``select: dev_ce``; 0: never stop early).
         num_workers: DataLoader worker processes reading features.
         log_interval: optimiser steps between log lines and TensorBoard points.
         checkpoint_interval: optimiser steps between mid-epoch checkpoints (0: only
@@ -71,6 +81,10 @@ class TrainConfig:
         train_fraction: train on this deterministic random fraction of the training
             cuts (the paper's 3%-of-the-data experiment); the chosen ids are recorded.
         subset_seed: seeds the choice of that subset.
+        data_path: ``utterances`` (padded batches of whole cuts, any model) or
+            ``frames`` (Kaldi nnet1's: globally shuffled minibatches of spliced frames,
+            for frame classifiers; :mod:`asr_kd.train.frames`).
+        frame_batch_size: frames per minibatch of the ``frames`` path (Kaldi: 256).
     """
 
     model: dict[str, Any] = field(default_factory=_default_model)
@@ -86,6 +100,9 @@ class TrainConfig:
     warmup_steps: int = 0
     newbob_threshold: float = 0.002
     newbob_factor: float = 0.5
+    newbob_start: float = 0.01
+    newbob_stop: float = 0.001
+    select: str = "dev_acc"
     min_lr: float = 0.0
     max_duration: float = 60.0
     accum_grad: int = 1
@@ -99,6 +116,8 @@ class TrainConfig:
     checkpoint_interval: int = 0
     train_fraction: float = 1.0
     subset_seed: int = 0
+    data_path: str = "utterances"
+    frame_batch_size: int = 256
 
     def __post_init__(self) -> None:
         model = dict(self.model or {})
@@ -114,19 +133,26 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
+        _choice("select", self.select, SELECTS)
+        _choice("data_path", self.data_path, DATA_PATHS)
         if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
             raise ValueError("nesterov needs momentum > 0 (set nesterov: false or momentum)")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if not 0.0 < self.newbob_factor < 1.0:
             raise ValueError(f"newbob_factor must be in (0, 1), got {self.newbob_factor}")
-        for name in ("max_epochs", "accum_grad", "log_interval"):
+        if not 0.0 <= self.newbob_stop <= self.newbob_start:
+            raise ValueError(
+                f"need 0 <= newbob_stop <= newbob_start, got {self.newbob_stop}, "
+                f"{self.newbob_start}"
+            )
+        for name in ("max_epochs", "accum_grad", "log_interval", "frame_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr", "max_duration"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_duration <= 0:
+            raise ValueError(f"max_duration must be positive, got {self.max_duration}")
         for name in (
+            "lr",  # 0 freezes the weights
             "max_steps",
             "warmup_steps",
             "patience",
@@ -175,7 +201,9 @@ class LrSchedule:
     ``newbob`` keeps a multiplier that :meth:`end_epoch` halves (by
     ``newbob_factor``) once the dev frame accuracy gains less than
     ``newbob_threshold`` on the best so far, and after every later epoch, as Kaldi's
-    nnet1 ``train_scheduler.sh``. ``cosine`` decays from ``lr`` to ``min_lr`` over
+    nnet1 ``train_scheduler.sh``. ``newbob_ce`` does the same on the relative
+    improvement of the dev cross-entropy (``newbob_start``) and says when to stop
+    (``newbob_stop``). ``cosine`` decays from ``lr`` to ``min_lr`` over
     ``total_steps``.
 
     Args:
@@ -207,15 +235,44 @@ class LrSchedule:
             group["lr"] = lr
         return lr
 
-    def end_epoch(self, dev_acc: float, best_before: float | None) -> None:
-        """Newbob: update the multiplier from this epoch's dev frame accuracy."""
-        if self.config.schedule != "newbob":
-            return
-        gain = math.inf if best_before is None else dev_acc - best_before
-        if gain < self.config.newbob_threshold:
+    def end_epoch(
+        self,
+        dev_acc: float,
+        best_acc: float | None,
+        dev_ce: float | None = None,
+        best_ce: float | None = None,
+    ) -> bool:
+        """Newbob: update the multiplier from this epoch's dev scores.
+
+        Args:
+            dev_acc, dev_ce: this epoch's dev frame accuracy and cross-entropy.
+            best_acc, best_ce: the best of the earlier epochs (``None``: first epoch).
+
+        Returns:
+            Whether ``newbob_ce`` says the training has converged (stop now).
+        """
+        c = self.config
+        if c.schedule == "newbob":
+            gain = math.inf if best_acc is None else dev_acc - best_acc
+            small = gain < c.newbob_threshold
+        elif c.schedule == "newbob_ce":
+            if dev_ce is None:
+                raise ValueError("schedule newbob_ce needs the dev cross-entropy")
+            # Kaldi: the improvement of the accepted (best) loss, never negative.
+            if best_ce is None:
+                gain = math.inf
+            else:
+                gain = (best_ce - min(dev_ce, best_ce)) / max(abs(best_ce), 1e-12)
+            if self.halving and gain < c.newbob_stop:
+                return True
+            small = gain < c.newbob_start
+        else:
+            return False
+        if small:
             self.halving = True
         if self.halving:
-            self.scale *= self.config.newbob_factor
+            self.scale *= c.newbob_factor
+        return False
 
     def state_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "halving": self.halving, "total_steps": self.total_steps}

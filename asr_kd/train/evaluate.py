@@ -10,10 +10,12 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import SimpleCutSampler
@@ -49,17 +51,25 @@ def forward_logits(
 ) -> torch.Tensor:
     """``[B, T, S]`` float32 logits of a batch; the model must keep the frame count.
 
+    A frame-level batch (``batch["frame_window"]``, :mod:`asr_kd.train.frames`) holds
+    one window ``[N, K, F]`` per frame; the model scores its centre frames through
+    ``forward(windows, lengths, windows=True)`` (its ``forward_windows``), giving
+    ``[N, 1, S]``.
+
     Raises:
         ValueError: the model's output has another number of frames than its input.
     """
     feats = batch["feats"].to(device, non_blocking=True)
     lengths = batch["lengths"].to(device, non_blocking=True)
+    frames = batch.get("frame_window", False)
     with autocast(device, amp):
-        logits, _ = model(feats, lengths)
-    if logits.shape[:2] != feats.shape[:2]:
+        logits, _ = model(feats, lengths, windows=True) if frames else model(feats, lengths)
+    expected = (feats.shape[0], 1) if frames else tuple(feats.shape[:2])
+    if tuple(logits.shape[:2]) != expected:
         raise ValueError(
             f"the model turned {tuple(feats.shape[:2])} frames into {tuple(logits.shape[:2])}: "
             "a hybrid acoustic model must give one output per input frame"
+            + (" (per window on the frame path)" if frames else "")
         )
     return logits.float()
 
@@ -96,27 +106,74 @@ def check_output_size(
         )
 
 
+Scorer = Callable[[torch.Tensor, Batch], dict[str, torch.Tensor]]
+"""``(logits [B, T, S] float32, batch) -> sums by name`` over a dev batch's frames."""
+
+
+def frame_sums(logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+    """Correct frames, frames and cross-entropy summed over a batch's non-padding frames."""
+    targets = batch["targets"].to(logits.device)
+    correct, frames = count_correct(logits, targets)
+    ce = F.cross_entropy(
+        logits.flatten(0, -2), targets.flatten(), ignore_index=PAD_TARGET, reduction="sum"
+    )
+    return {"correct": correct, "frames": frames, "ce": ce}
+
+
 @torch.no_grad()
-def frame_counts(
-    model: torch.nn.Module,
-    loader: torch.utils.data.DataLoader,
+def score_models(
+    models: Sequence[torch.nn.Module],
+    scorers: Sequence[Scorer],
+    loader: Iterable[Batch],
     device: torch.device,
     amp: torch.dtype | None,
-) -> tuple[int, int]:
-    """``(correct, frames)`` of a model over a loader's batches."""
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    frames = torch.zeros((), dtype=torch.int64, device=device)
+) -> list[dict[str, float]]:
+    """Every model's summed scores over a loader's batches (one data pass, eval mode)."""
+    sums: list[dict[str, float]] = [{} for _ in models]
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
     try:
         for batch in loader:
-            logits = forward_logits(model, batch, device, amp)
-            c, n = count_correct(logits, batch["targets"].to(device))
-            correct += c
-            frames += n
+            for model, scorer, total in zip(models, scorers, sums, strict=True):
+                logits = forward_logits(model, batch, device, amp)
+                for k, v in scorer(logits, batch).items():
+                    total[k] = total.get(k, 0.0) + float(v)
     finally:
-        model.train(was_training)
-    return int(correct), int(frames)
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+    return sums
+
+
+def score_split(
+    models: Sequence[torch.nn.Module],
+    scorers: Sequence[Scorer],
+    cuts: CutSet,
+    normalizer: FeatureNormalizer,
+    num_senones: int,
+    max_duration: float = 200.0,
+    device: torch.device | None = None,
+    amp: str = "auto",
+    num_workers: int = 0,
+    ctx: DistContext | None = None,
+) -> list[dict[str, float]]:
+    """Every model's summed scores over ``cuts`` (:func:`frame_sums` by default).
+
+    Under DDP (``ctx`` with several ranks) every rank scores its share of the cuts
+    and the sums are added, so every rank returns the same sums.
+    """
+    device = device or next(models[0].parameters()).device
+    if ctx is not None and ctx.active:
+        ids = sorted(cut.id for cut in cuts)[ctx.rank :: ctx.world_size]
+        cuts = cuts.subset(cut_ids=ids)
+    sums: list[dict[str, float]] = [{} for _ in models]
+    if len(cuts):
+        loader = eval_loader(cuts, normalizer, num_senones, max_duration, num_workers)
+        sums = score_models(models, scorers, loader, device, resolve_amp(amp, device))
+    if ctx is not None:
+        keys = sorted({k for s in sums for k in s})  # a rank with no cuts has no keys
+        sums = [reduce_stats(ctx, {k: s.get(k, 0.0) for k in keys}) for s in sums]
+    return sums
 
 
 def eval_loader(
@@ -132,6 +189,29 @@ def eval_loader(
     return make_loader(SenoneDataset(normalizer, num_senones), sampler, num_workers)
 
 
+def frame_scores(
+    model: torch.nn.Module,
+    cuts: CutSet,
+    normalizer: FeatureNormalizer,
+    num_senones: int,
+    max_duration: float = 200.0,
+    device: torch.device | None = None,
+    amp: str = "auto",
+    num_workers: int = 0,
+    ctx: DistContext | None = None,
+) -> tuple[float, float]:
+    """``(frame accuracy, cross-entropy per frame)`` of a model on ``cuts``.
+
+    The accuracy is the fraction of frames whose arg-max senone is the target; the
+    cross-entropy is in nats. Under DDP every rank returns the same (see
+    :func:`score_split`).
+    """
+    (s,) = score_split([model], [frame_sums], cuts, normalizer, num_senones, max_duration,
+                       device, amp, num_workers, ctx)  # fmt: skip
+    frames = max(s.get("frames", 0.0), 1.0)
+    return s.get("correct", 0.0) / frames, s.get("ce", 0.0) / frames
+
+
 def frame_accuracy(
     model: torch.nn.Module,
     cuts: CutSet,
@@ -143,23 +223,9 @@ def frame_accuracy(
     num_workers: int = 0,
     ctx: DistContext | None = None,
 ) -> float:
-    """The fraction of frames whose arg-max senone is the target.
-
-    Under DDP (``ctx`` with several ranks) every rank scores its share of the cuts
-    and the counts are summed, so every rank returns the same accuracy.
-    """
-    device = device or next(model.parameters()).device
-    if ctx is not None and ctx.active:
-        ids = sorted(cut.id for cut in cuts)[ctx.rank :: ctx.world_size]
-        cuts = cuts.subset(cut_ids=ids)
-    correct, frames = 0, 0
-    if len(cuts):
-        loader = eval_loader(cuts, normalizer, num_senones, max_duration, num_workers)
-        correct, frames = frame_counts(model, loader, device, resolve_amp(amp, device))
-    if ctx is not None:
-        total = reduce_stats(ctx, {"correct": correct, "frames": frames})
-        correct, frames = int(total["correct"]), int(total["frames"])
-    return correct / max(frames, 1)
+    """The fraction of frames whose arg-max senone is the target (:func:`frame_scores`)."""
+    args = (cuts, normalizer, num_senones, max_duration, device, amp, num_workers, ctx)
+    return frame_scores(model, *args)[0]
 
 
 @torch.no_grad()
@@ -223,13 +289,14 @@ def evaluate_frame_accuracy(
     check_compatible(info, targets["num_senones"], targets["tree_id"], str(data_dir))
     cuts = load_split(data_dir, split)
     check_cuts(cuts, info.feat_dim, split)
-    acc = frame_accuracy(model, cuts, info.normalizer, info.num_senones, max_duration, dev)
+    acc, ce = frame_scores(model, cuts, info.normalizer, info.num_senones, max_duration, dev)
     result = {
         "model": str(model_path),
         "data_dir": str(data_dir),
         "split": split,
         "cuts": len(cuts),
         "frame_acc": acc,
+        "ce": ce,
         "seconds": round(time.time() - start, 2),
     }
     if out_file is not None:

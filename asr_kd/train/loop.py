@@ -1,39 +1,44 @@
-"""Frame-level training of a hybrid acoustic model (``asr-kd train``).
+"""One trainer for a group of N >= 1 acoustic models on one data pass.
 
-Output (one directory, written atomically when the training ends)::
+Every training of the toolkit runs here: one model (``asr-kd train``, the student of
+``asr-kd distill``, possibly data-parallel), N teachers together (the fused ensemble)
+and the specialists. Each model of the group (a :class:`Member`) has its own
+optimiser, learning-rate schedule, dev scores, best epoch, early stopping and
+TensorBoard log; what it learns is plugged in as an :class:`Objective` (target
+mapping, loss and dev scores: hard cross-entropy by default, the distillation loss,
+the specialists' dustbin targets). The group reads every batch once and runs its
+models one after the other on it (``forward="loop"``) or as one batched program
+(``"vmap"``, :mod:`asr_kd.train.stacked`).
 
-    <out>/model.pt          spec, model config, best epoch's weights, feature statistics,
-                            num_senones, tree id, frame shift, train config, best epoch
-                            and its dev frame accuracy (see :func:`load_model`)
-    <out>/train.json        per epoch: train loss and frame accuracy, dev frame accuracy,
-                            learning rate, seconds, frames/s; best epoch; parameters; totals
-    <out>/checkpoints/      epoch-N.pt (resumable), best.pt
-    <out>/log/              train.log (train.rank<R>.log on other ranks), tensorboard/
-    <out>/train_subset.txt  the training cut ids, when train_fraction < 1
+Checkpoints. A checkpoint (every epoch, and every ``checkpoint_interval`` steps)
+holds every model's weights, optimiser, schedule, loop state (history, best epoch,
+early-stopping count) and objective state, the data position (epoch, batches consumed
+in it, step) and every rank's RNG states. :meth:`Trainer.restore` loads the latest
+one; the batch source restarts at the same epoch (its order depends only on seed and
+epoch) and skips the batches already consumed, so the run repeats exactly the steps
+after the checkpoint: on the CPU the final weights are bitwise those of an
+uninterrupted run. With one model a checkpoint's ``"model"`` is its state dict and
+``checkpoints/best.pt`` links the selected epoch's; with several, ``"model"`` holds
+``"<i>/<name>"`` keys and ``"members"`` the rest, the selected weights included.
 
-Resuming. The training runs in ``<out>.work/`` (:class:`WorkDir`), which survives a
-kill. A checkpoint (every epoch, and every ``checkpoint_interval`` steps) holds the
-model, optimiser, schedule, the loop state (epoch, step, batches consumed in the
-epoch, the epoch's running sums, history, best epoch, early-stopping count) and every
-rank's RNG states. A rerun with the same configuration loads the latest one, restarts
-the sampler at the same epoch (its shuffle depends only on seed and epoch) and skips
-the batches already consumed, so it repeats exactly the steps after the checkpoint:
-on the CPU the final weights are bitwise those of an uninterrupted run.
+Data parallelism (one model only). Rank ``r`` of ``W`` takes batches ``r, r+W, ...``
+of the single-process sequence. Every step's loss is the sum over frames divided by
+the global frame count of the step (summed over ranks and ``accum_grad`` batches,
+known before the forward pass), times ``W`` because DDP averages gradients. So W
+ranks compute the same update as one process with ``accum_grad = W`` seeing the same
+batches (for models without dropout; up to float summation order). A loss returns
+sums, never means, to keep that true.
 
-Data parallelism. Rank ``r`` of ``W`` takes batches ``r, r+W, ...`` of the sampler's
-single-process sequence (:class:`EpochBatches`). Every step's loss is the sum over
-frames divided by the global frame count of the step (summed over ranks and
-``accum_grad`` batches, known before the forward pass), times ``W`` because DDP
-averages gradients. So W ranks compute the same update as one process with
-``accum_grad = W`` seeing the same batches (for models without dropout; up to float
-summation order). ``loss_fn`` returns sums, never means, to keep that true.
+Convergence. After every epoch a model's dev frame accuracy and cross-entropy update
+its schedule (``newbob``, ``newbob_ce``), its selected epoch (``select``) and its
+stopping: ``converged`` (``newbob_ce``'s stop), ``early_stopping`` (``patience``),
+``max_epochs`` or ``max_steps``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -46,63 +51,33 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from asr_kd.config import to_dict
-from asr_kd.errors import AsrKdError
-from asr_kd.stage import git_revision, require_done, stage_output
-from asr_kd.train.checkpoint import (
-    ModelBuilder,
-    ModelInfo,
-    WorkDir,
-    finished_output,
-    load_file,
-    registry_builder,
-    rng_state,
-    save_model,
-    seed_everything,
-    set_rng_state,
-)
+from asr_kd.errors import AsrKdError, ConfigError
+from asr_kd.train.checkpoint import WorkDir, load_file, rng_state, set_rng_state
 from asr_kd.train.config import LrSchedule, TrainConfig, make_optimizer, resolve_amp
-from asr_kd.train.dataset import (
-    PAD_TARGET,
-    TARGETS_STAGE,
-    Batch,
-    CollateHook,
-    EpochBatches,
-    SenoneDataset,
-    TrainingData,
-    load_training_data,
-    make_loader,
-    make_sampler,
-)
+from asr_kd.train.dataset import PAD_TARGET, Batch, TrainingData
 from asr_kd.train.distributed import (
     DistContext,
     all_reduce_sum,
-    barrier,
     broadcast_object,
     gather_objects,
-    rank_log,
     reduce_stats,
-    run_on_main,
-    setup_distributed,
-    teardown,
 )
-from asr_kd.train.evaluate import (
-    check_output_size,
-    count_correct,
-    forward_logits,
-    frame_accuracy,
-)
+from asr_kd.train.evaluate import count_correct, forward_logits, frame_sums, score_split
+from asr_kd.train.source import BatchSource
+from asr_kd.train.stacked import shape_of, stacked_forward
 
 logger = logging.getLogger(__name__)
 
-STAGE = "train"
+FORWARD_MODES = ("loop", "vmap")
+CONVERGED = ("converged", "early_stopping")
+"""Stop reasons that mean the dev criterion said stop (not a cap on epochs or steps)."""
 
 LossFn = Callable[[torch.Tensor, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """``(logits [B, T, S] float32, batch) -> (loss summed over frames, extra sums by name)``.
 
 Sums, not means: the loop divides by the step's global frame count. The extra sums
 (e.g. the KL and CE parts of a distillation loss) are logged per frame; every rank
-must return the same names.
+must return the same names. ``"ce"`` is the cross-entropy against the hard targets.
 """
 StepCallback = Callable[[int, dict[str, Any]], None]
 """Called after every optimiser step (and its checkpoint) with the step count and facts."""
@@ -116,109 +91,262 @@ def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
     """Frame-level cross-entropy against ``batch["targets"]``, summed over real frames."""
 
     def loss_fn(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
-        targets = batch["targets"].to(logits.device)
+        targets = batch["targets"].to(logits.device).flatten()
+        flat = logits.flatten(0, -2)
         loss = F.cross_entropy(
-            logits.flatten(0, 1),
-            targets.flatten(),
-            ignore_index=PAD_TARGET,
-            reduction="sum",
+            flat, targets, ignore_index=PAD_TARGET, reduction="sum",
             label_smoothing=label_smoothing,
-        )
-        return loss, {}
+        )  # fmt: skip
+        ce = loss
+        if label_smoothing:
+            ce = F.cross_entropy(flat, targets, ignore_index=PAD_TARGET, reduction="sum")
+        return loss, {"ce": ce.detach()}
 
     return loss_fn
 
 
+class Objective:
+    """What one model of a group learns from a batch, and how dev scores it.
+
+    The default: the batch's senone targets, ``loss_fn`` (cross-entropy by default),
+    frame accuracy and cross-entropy on dev. Subclasses map the targets (the
+    specialists' cluster classes and dustbin) and keep what a resumed training must
+    restore in :meth:`state_dict`.
+
+    Args:
+        loss_fn: the training loss (summed over frames).
+    """
+
+    def __init__(self, loss_fn: LossFn | None = None):
+        self.loss_fn = loss_fn or cross_entropy()
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's logits as scored (e.g. padding classes masked)."""
+        return logits
+
+    def batch(self, batch: Batch) -> Batch:
+        """The training batch this model learns from (its ``targets`` may be mapped)."""
+        return batch
+
+    def dev_batch(self, batch: Batch) -> Batch:
+        """The dev batch it is scored on."""
+        return batch
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
+        return self.loss_fn(logits, batch)
+
+    def dev_sums(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        return frame_sums(self.logits(logits), self.dev_batch(batch))
+
+    def dev_record(self, sums: dict[str, float]) -> dict[str, Any]:
+        """The epoch record's dev entries: at least ``dev_frame_acc`` and ``dev_ce``."""
+        frames = max(sums.get("frames", 0.0), 1.0)
+        return {"dev_frame_acc": sums.get("correct", 0.0) / frames,
+                "dev_ce": sums.get("ce", 0.0) / frames}  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
 @dataclasses.dataclass
 class LoopState:
-    """Everything about the loop's progress a resumed training needs (plain data)."""
+    """One model's progress (plain data, saved in every checkpoint)."""
 
-    epoch: int = 0
-    batches_done: int = 0
     step: int = 0
-    sums: dict[str, float] = dataclasses.field(default_factory=dict)
-    epoch_seconds: float = 0.0
     lr: float = 0.0
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     best_epoch: int = 0
     best_acc: float | None = None
+    best_ce: float | None = None
     bad_epochs: int = 0
     stop_reason: str | None = None
 
 
+@dataclasses.dataclass
+class Position:
+    """Where the group's data pass stands."""
+
+    epoch: int = 0
+    batches_done: int = 0
+    step: int = 0
+    epoch_seconds: float = 0.0
+
+
+@dataclasses.dataclass(eq=False)
+class Member:
+    """One model of a training group.
+
+    Attributes:
+        name: names it in logs (and its output directory).
+        model: the model on the trainer's device (weights identical on every rank).
+        objective: what it learns.
+        spec, model_config: how to rebuild it (written to ``model.pt``).
+        out_dir: where its output goes (used by the caller).
+    """
+
+    name: str
+    model: torch.nn.Module
+    objective: Objective = dataclasses.field(default_factory=Objective)
+    spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    out_dir: Path | None = None
+    state: LoopState = dataclasses.field(default_factory=LoopState)
+    runner: torch.nn.Module | None = None  # the model as run: DDP or compiled
+    optimizer: Any = None
+    schedule: LrSchedule | None = None
+    best: dict[str, torch.Tensor] | None = None  # the selected weights (groups)
+    rng: dict[str, torch.Tensor] | None = None  # its dropout stream (loop over a group)
+    tb: Any = None
+    local: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    interval: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.state.stop_reason is None
+
+
+def _on_device(batch: Batch, device: torch.device) -> Batch:
+    keys = ("feats", "lengths", "targets")
+    return {k: v.to(device, non_blocking=True) if k in keys else v for k, v in batch.items()}
+
+
+def _torch_rng(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_torch_rng(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _comm(ctx: DistContext) -> torch.device:
+    """Where tensors for a collective live (NCCL needs them on the GPU)."""
+    return ctx.device if ctx.active and ctx.device.type == "cuda" else torch.device("cpu")
+
+
 class Trainer:
-    """Runs epochs of training with checkpoints, evaluation and early stopping.
+    """Trains a group of models with checkpoints, dev scores, schedules and stopping.
 
     Args:
-        model: the model on its device (weights identical on every rank).
-        config: the training settings.
-        ctx: rank, world size and device.
+        members: the models (built, on ``ctx.device``) and their objectives.
+        config: the training settings, shared by the group.
+        ctx: rank, world size and device (several ranks: one model only).
         work: the work directory (only rank 0 writes to it).
-        batches: the training batches (the loader's sampler).
-        loader: the training DataLoader.
-        dev_accuracy: the dev frame accuracy of a model (reduced over ranks).
-        loss_fn: the loss (default: cross-entropy with the config's label smoothing).
+        data: ``dev``, ``normalizer`` and ``num_senones`` score the dev split.
+        source: the training batches.
+        forward: ``loop`` (one model after the other on each batch) or ``vmap``.
         callbacks: called after every step.
-        steps_per_epoch: the first epoch's optimiser steps (progress bar, cosine).
-        tensorboard: a SummaryWriter (rank 0) or ``None``.
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        members: Sequence[Member],
         config: TrainConfig,
         ctx: DistContext,
         work: WorkDir,
-        batches: EpochBatches,
-        loader: torch.utils.data.DataLoader,
-        dev_accuracy: Callable[[torch.nn.Module], float],
-        loss_fn: LossFn | None = None,
+        data: TrainingData,
+        source: BatchSource,
+        forward: str = "loop",
         callbacks: Sequence[StepCallback] = (),
-        steps_per_epoch: int = 1,
-        tensorboard: Any = None,
     ):
-        self.raw, self.config, self.ctx, self.work = model, config, ctx, work
-        self.batches, self.loader, self.dev_accuracy = batches, loader, dev_accuracy
-        self.loss_fn = loss_fn or cross_entropy(config.label_smoothing)
-        self.callbacks = tuple(callbacks)
-        self.steps_per_epoch = steps_per_epoch
-        self.tb = tensorboard
+        if forward not in FORWARD_MODES:
+            raise ConfigError(f"forward must be one of {FORWARD_MODES}, got {forward!r}")
+        self.members = list(members)
+        self.group = len(self.members) > 1
+        if self.group and ctx.active:
+            raise ConfigError("a group of models trains in one process; launch it without torchrun")
+        self.config, self.ctx, self.work, self.data = config, ctx, work, data
+        self.source, self.callbacks = source, tuple(callbacks)
+        self.forward_mode = forward if self.group else "loop"
         self.amp = resolve_amp(config.amp, ctx.device)
-        self.model: torch.nn.Module = model
-        if ctx.active:
-            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            self.model = DistributedDataParallel(model, device_ids=ids)
-        if config.compile:
-            self.model = torch.compile(self.model, dynamic=True)
-        self.optimizer = make_optimizer(model.parameters(), config)
-        total = steps_per_epoch * config.max_epochs
-        self.schedule = LrSchedule(config, self.optimizer, min(total, config.max_steps or total))
-        self.state = LoopState()
-        self._local: dict[str, torch.Tensor] = {}
-        self._interval: dict[str, float] = {}
+        self.steps_per_epoch = math.ceil(source.count(0) / config.accum_grad)
+        total = self.steps_per_epoch * config.max_epochs
+        total = min(total, config.max_steps or total)
+        for m in self.members:
+            m.runner = m.model
+            if ctx.active:
+                ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+                m.runner = DistributedDataParallel(m.model, device_ids=ids)
+            if config.compile:
+                m.runner = torch.compile(m.runner, dynamic=True)
+            m.optimizer = make_optimizer(m.model.parameters(), config)
+            m.schedule = LrSchedule(config, m.optimizer, total)
+        if self.forward_mode == "vmap":
+            self.base = shape_of(self.members[0].model)  # vmap swaps the weights in
+            self.params = [dict(m.model.named_parameters()) for m in self.members]
+        self.training: list[Member] = []  # the models training in the current epoch
+        self.position = Position()
         self._clock = time.time()
 
     # ---- checkpoints -------------------------------------------------------------
+    def restore(self) -> bool:
+        """Resume from the work directory's latest checkpoint, if any; open TensorBoard.
+
+        Returns:
+            Whether it resumed.
+        """
+        path = broadcast_object(self.ctx, self.work.resume_point() if self.ctx.is_main else None)
+        if path is not None:
+            self.resume(path)
+        if self.ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            purge = self.position.step if path is not None else None
+            for m in self.members:
+                where = self.work.log / "tensorboard"
+                m.tb = SummaryWriter(str(where / m.name if self.group else where),
+                                     purge_step=purge)  # fmt: skip
+        return path is not None
+
+    def close(self) -> None:
+        for m in self.members:
+            if m.tb is not None:
+                m.tb.close()
+
     def resume(self, path: Path) -> None:
-        """Restore model, optimiser, schedule, loop state and RNG from a checkpoint."""
+        """Restore weights, optimisers, schedules, loop states and RNGs from a checkpoint."""
         ckpt = load_file(path)
         if ckpt["world_size"] != self.ctx.world_size:
             raise AsrKdError(
                 f"{path} was written by {ckpt['world_size']} ranks, not "
                 f"{self.ctx.world_size}; resume with as many or use --force"
             )
-        self.raw.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["schedule"])
-        self.state = LoopState(**ckpt["state"])
+        entries = ckpt["members"] if self.group else [ckpt]
+        for i, (m, entry) in enumerate(zip(self.members, entries, strict=True)):
+            weights = ckpt["model"]
+            if self.group:
+                prefix = f"{i}/"
+                weights = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+            m.model.load_state_dict(weights)
+            m.optimizer.load_state_dict(entry["optimizer"])
+            m.schedule.load_state_dict(entry["schedule"])
+            m.state = LoopState(**entry["state"])
+            m.objective.load_state_dict(entry.get("objective") or {})
+            m.best, m.rng = entry.get("best"), entry.get("dropout_rng")
+        self.position = Position(**ckpt["position"])
         set_rng_state(ckpt["rng"][self.ctx.rank])
-        logger.info(
-            "resumed from %s: epoch %d, %d batches into it, step %d",
-            path.name,
-            self.state.epoch + 1,
-            self.state.batches_done,
-            self.state.step,
-        )
+        pos = self.position
+        logger.info("resumed from %s: epoch %d, %d batches into it, step %d", path.name,
+                    pos.epoch + 1, pos.batches_done, pos.step)  # fmt: skip
+
+    def _entry(self, m: Member) -> dict[str, Any]:
+        entry = {
+            "optimizer": m.optimizer.state_dict(),
+            "schedule": m.schedule.state_dict(),
+            "state": dataclasses.asdict(m.state),
+            "objective": m.objective.state_dict(),
+        }
+        if self.group:
+            entry |= {"best": m.best, "dropout_rng": m.rng}
+        return entry
 
     def _save(self, name: str, best: bool = False) -> None:
         """Write a checkpoint (rank 0; every rank contributes its RNG state)."""
@@ -226,104 +354,155 @@ class Trainer:
         rngs = gather_objects(self.ctx, rng_state())
         if not self.ctx.is_main:
             return
-        payload = {
-            "model": self.raw.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "state": dataclasses.asdict(self.state),
+        if self.group:
+            payload = {
+                "model": {f"{i}/{k}": v for i, m in enumerate(self.members)
+                          for k, v in m.model.state_dict().items()},
+                "members": [self._entry(m) for m in self.members],
+            }  # fmt: skip
+        else:
+            payload = {"model": self.members[0].model.state_dict(), **self._entry(self.members[0])}
+        pos = self.position
+        payload |= {
+            "position": dataclasses.asdict(pos),
             "rng": rngs,
             "world_size": self.ctx.world_size,
-            "sampler": {"epoch": self.state.epoch, "batches_done": self.state.batches_done},
+            "sampler": {"epoch": pos.epoch, "batches_done": pos.batches_done},
             "config": dataclasses.asdict(self.config),
         }
         self.work.save(payload, name, best=best)
 
+    def best_weights(self, m: Member) -> dict[str, torch.Tensor]:
+        """The selected epoch's weights of ``m`` (after :meth:`run`, on rank 0)."""
+        if self.group:
+            return m.best
+        return load_file(self.work.checkpoints / "best.pt")["model"]
+
     def _tick(self) -> None:
         now = time.time()
-        self.state.epoch_seconds += now - self._clock
+        self.position.epoch_seconds += now - self._clock
         self._clock = now
 
     # ---- the loop ----------------------------------------------------------------
-    def run(self) -> LoopState:
-        """Train until max_epochs, max_steps or early stopping; returns the final state."""
+    def run(self) -> None:
+        """Train until every model has stopped."""
+        if self.group and self.forward_mode == "loop":
+            for m in self.members:  # each model draws dropout from its own copy of the stream
+                m.rng = m.rng or _torch_rng(self.ctx.device)
         self._clock = time.time()
-        while self.state.stop_reason is None:
+        while any(m.active for m in self.members):
             self._train_epoch()
             self._end_epoch()
-        return self.state
+
+    def _out_of_steps(self) -> bool:
+        return bool(self.config.max_steps) and self.position.step >= self.config.max_steps
 
     def _train_epoch(self) -> None:
         from tqdm import tqdm
 
-        st, accum = self.state, self.config.accum_grad
-        self.raw.train()
-        self.batches.start(st.epoch, skip=st.batches_done)
-        batches = iter(self.loader)
+        pos, accum = self.position, self.config.accum_grad
+        self.training = [m for m in self.members if m.active]
+        for m in self.training:
+            m.model.train()
+        self.source.start(pos.epoch, skip=pos.batches_done)
+        batches = iter(self.source)
         with tqdm(
             total=self.steps_per_epoch,
-            initial=st.batches_done // accum,
-            desc=f"epoch {st.epoch + 1}",
+            initial=pos.batches_done // accum,
+            desc=f"epoch {pos.epoch + 1}",
             disable=(not self.ctx.is_main) or None,
             leave=False,
         ) as bar:
             while not self._out_of_steps() and (micro := list(islice(batches, accum))):
                 self._step(micro)
-                st.batches_done += len(micro)
+                pos.batches_done += len(micro)
                 bar.update(1)
                 self._after_step()
         if self._out_of_steps():
-            st.stop_reason = "max_steps"
+            for m in self.members:
+                m.state.stop_reason = m.state.stop_reason or "max_steps"
 
-    def _out_of_steps(self) -> bool:
-        return bool(self.config.max_steps) and self.state.step >= self.config.max_steps
+    def _forward(self, active: list[Member], batch: Batch) -> list[torch.Tensor]:
+        """Every active model's ``[B, T, S]`` float32 logits of one batch."""
+        device = self.ctx.device
+        if self.forward_mode == "vmap":
+            params = [self.params[self.members.index(m)] for m in active]
+            self.base.train()
+            return list(stacked_forward(self.base, params, batch, device, self.amp).unbind(0))
+        if not self.group:
+            return [forward_logits(active[0].runner, batch, device, self.amp)]
+        out = []
+        for m in active:
+            _set_torch_rng(m.rng, device)
+            out.append(forward_logits(m.runner, batch, device, self.amp))
+            m.rng = _torch_rng(device)
+        return out
 
     def _step(self, micro: list[Batch]) -> None:
-        """One optimiser step over this rank's ``accum_grad`` batches."""
+        """One optimiser step of every active model over this rank's ``accum_grad`` batches."""
         ctx, device = self.ctx, self.ctx.device
-        frames = sum(int((b["targets"] != PAD_TARGET).sum()) for b in micro)
-        total = int(all_reduce_sum(ctx, torch.tensor([frames], device=_comm(ctx))).item())
-        scale = ctx.world_size / max(total, 1)
-        self.state.lr = self.schedule.apply(self.state.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        sums: list[dict[str, torch.Tensor]] = []
+        active = [m for m in self.training if m.active]
+        if self.group:
+            micro = [_on_device(b, device) for b in micro]  # moved once, shared by the group
+        mapped = [[m.objective.batch(b) for b in micro] for m in active]
+        frames = [sum(int((b["targets"] != PAD_TARGET).sum()) for b in mb) for mb in mapped]
+        totals = all_reduce_sum(ctx, torch.tensor(frames, device=_comm(ctx))).tolist()
+        scales = [ctx.world_size / max(int(t), 1) for t in totals]
+        for m in active:
+            m.state.lr = m.schedule.apply(self.position.step)
+            m.optimizer.zero_grad(set_to_none=True)
+        losses: list[list[torch.Tensor]] = [[] for _ in active]
         for i, batch in enumerate(micro):
             last = i == len(micro) - 1
-            sync = self.model.no_sync() if ctx.active and not last else contextlib.nullcontext()
+            runner = active[0].runner
+            sync = runner.no_sync() if ctx.active and not last else contextlib.nullcontext()
             with sync:
-                logits = forward_logits(self.model, batch, device, self.amp)
-                loss, extra = self.loss_fn(logits, batch)
-                (loss * scale).backward()
-            correct, n = count_correct(logits.detach(), batch["targets"].to(device))
-            sums.append({"loss": loss.detach(), "correct": correct, "frames": n, **extra})
-        params = [p for p in self.raw.parameters() if p.grad is not None]
-        if self.config.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        if not math.isfinite(float(norm)):
-            raise self._nonfinite(micro, sums)
-        self.optimizer.step()
-        self.state.step += 1
-        for s in sums:
-            for k, v in s.items():
-                v = v.detach().double()
-                self._local[k] = self._local[k] + v if k in self._local else v
+                terms = []
+                for j, (m, logits) in enumerate(zip(active, self._forward(active, batch),
+                                                    strict=True)):  # fmt: skip
+                    b = mapped[j][i]
+                    logits = m.objective.logits(logits)
+                    loss, extra = m.objective.loss(logits, b)
+                    terms.append(loss * scales[j])
+                    losses[j].append(loss.detach())
+                    correct, n = count_correct(logits.detach(), b["targets"].to(device))
+                    self._add(m, {"loss": loss.detach(), "correct": correct, "frames": n, **extra})
+                (terms[0] if len(terms) == 1 else torch.stack(terms).sum()).backward()
+        stepped = [m for m, t in zip(active, totals, strict=True) if t > 0]
+        for j, m in enumerate(active):
+            params = [p for p in m.model.parameters() if p.grad is not None]
+            if self.config.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            if m in stepped and not math.isfinite(float(norm)):
+                raise self._nonfinite(m, micro, losses[j])
+        for m in stepped:  # a model with no frame in this step (a specialist) skips it
+            m.optimizer.step()
+            m.state.step += 1
+        self.position.step += 1
 
-    def _nonfinite(self, micro: list[Batch], sums: list[dict]) -> NonFiniteLossError:
-        st = self.state
-        bad = [
-            b["cut_ids"]
-            for b, s in zip(micro, sums, strict=True)
-            if not math.isfinite(float(s["loss"]))
-        ]
-        where = f"step {st.step + 1} (epoch {st.epoch + 1})"
+    @staticmethod
+    def _add(m: Member, sums: dict[str, torch.Tensor]) -> None:
+        for k, v in sums.items():
+            v = v.detach().double()
+            m.local[k] = m.local[k] + v if k in m.local else v
+
+    def _nonfinite(
+        self, m: Member, micro: list[Batch], losses: list[torch.Tensor]
+    ) -> NonFiniteLossError:
+        pos = self.position
+        of = f" of {m.name}" if self.group else ""
+        bad = [b["cut_ids"] for b, loss in zip(micro, losses, strict=True)
+               if not math.isfinite(float(loss))]  # fmt: skip
+        where = f"step {pos.step + 1} (epoch {pos.epoch + 1})"
         if bad:
             ids = ", ".join(i for ids in bad for i in ids)
-            what = f"non-finite loss at {where} in the batch of cuts {ids}"
+            what = f"non-finite loss{of} at {where} in the batch of cuts {ids}"
         else:
             ids = ", ".join(i for b in micro for i in b["cut_ids"])
             what = (
-                f"non-finite gradient at {where} (loss finite here; another rank or the "
+                f"non-finite gradient{of} at {where} (loss finite here; another rank or the "
                 f"backward pass overflowed); this rank's cuts: {ids}"
             )
         return NonFiniteLossError(
@@ -333,320 +512,119 @@ class Trainer:
 
     def _flush(self) -> None:
         """Sum the rank-local statistics over ranks into the epoch's and interval's sums."""
-        keys = sorted(self._local)
-        local = {k: self._local[k] for k in keys}
-        glob = reduce_stats(self.ctx, local) if keys else {}
-        for k, v in glob.items():
-            self.state.sums[k] = self.state.sums.get(k, 0.0) + v
-            self._interval[k] = self._interval.get(k, 0.0) + v
-        self._local = {}
+        for m in self.members:
+            keys = sorted(m.local)
+            glob = reduce_stats(self.ctx, {k: m.local[k] for k in keys}) if keys else {}
+            for k, v in glob.items():
+                m.state.sums[k] = m.state.sums.get(k, 0.0) + v
+                m.interval[k] = m.interval.get(k, 0.0) + v
+            m.local = {}
 
     def _after_step(self) -> None:
-        st, c = self.state, self.config
-        if st.step % c.log_interval == 0:
+        c, pos = self.config, self.position
+        if pos.step % c.log_interval == 0:
             self._flush()
             self._log_interval()
-        if c.checkpoint_interval and st.step % c.checkpoint_interval == 0:
+        if c.checkpoint_interval and pos.step % c.checkpoint_interval == 0:
             self._flush()
-            self._save(f"step-{st.step}.pt")
-        info = {"epoch": st.epoch + 1, "batches_done": st.batches_done, "lr": st.lr}
+            self._save(f"step-{pos.step}.pt")
+        info = {"epoch": pos.epoch + 1, "batches_done": pos.batches_done,
+                "lr": self.members[0].state.lr}  # fmt: skip
         for callback in self.callbacks:
-            callback(st.step, info)
+            callback(pos.step, info)
 
     def _log_interval(self) -> None:
-        s, frames = self._interval, max(self._interval.get("frames", 0.0), 1.0)
-        loss, acc = s.get("loss", 0.0) / frames, s.get("correct", 0.0) / frames
-        logger.info(
-            "epoch %d step %d: loss %.4f, frame acc %.2f%%, lr %.3g",
-            self.state.epoch + 1,
-            self.state.step,
-            loss,
-            100 * acc,
-            self.state.lr,
-        )
-        if self.tb is not None:
-            self.tb.add_scalar("train/loss", loss, self.state.step)
-            self.tb.add_scalar("train/frame_acc", acc, self.state.step)
-            self.tb.add_scalar("train/lr", self.state.lr, self.state.step)
-            for k in set(s) - {"loss", "correct", "frames"}:
-                self.tb.add_scalar(f"train/{k}", s[k] / frames, self.state.step)
-        self._interval = {}
+        parts, step = [], self.position.step
+        for m in self.members:
+            s, frames = m.interval, max(m.interval.get("frames", 0.0), 1.0)
+            m.interval = {}
+            if not s:
+                continue
+            loss, acc = s.get("loss", 0.0) / frames, s.get("correct", 0.0) / frames
+            name = f"{m.name} " if self.group else ""
+            parts.append(f"{name}loss {loss:.4f}, frame acc {100 * acc:.2f}%, lr {m.state.lr:.3g}")
+            if m.tb is not None:
+                m.tb.add_scalar("train/loss", loss, step)
+                m.tb.add_scalar("train/frame_acc", acc, step)
+                m.tb.add_scalar("train/lr", m.state.lr, step)
+                for k in set(s) - {"loss", "correct", "frames"}:
+                    m.tb.add_scalar(f"train/{k}", s[k] / frames, step)
+        logger.info("epoch %d step %d: %s", self.position.epoch + 1, step, "; ".join(parts))
+
+    def _dev_records(self, members: list[Member]) -> list[dict[str, Any]]:
+        """Every model's dev scores from one pass over the dev split."""
+        c, data = self.config, self.data
+        sums = score_split(
+            [m.model for m in members], [m.objective.dev_sums for m in members], data.dev,
+            data.normalizer, data.num_senones, c.max_duration, self.ctx.device, c.amp,
+            c.num_workers, self.ctx,
+        )  # fmt: skip
+        return [m.objective.dev_record(s) for m, s in zip(members, sums, strict=True)]
 
     def _end_epoch(self) -> None:
-        st, c = self.state, self.config
+        pos = self.position
         self._flush()
         self._tick()
         start = time.time()
-        dev_acc = self.dev_accuracy(self.raw)
+        records = self._dev_records(self.training)
+        dev_seconds = round(time.time() - start, 3)
+        selected = [self._end_member_epoch(m, r, dev_seconds)
+                    for m, r in zip(self.training, records, strict=True)]  # fmt: skip
+        pos.epoch, pos.batches_done, pos.epoch_seconds = pos.epoch + 1, 0, 0.0
+        self._clock = time.time()  # the next epoch's clock starts now, not at the dev pass
+        self._save(f"epoch-{pos.epoch}.pt", best=not self.group and selected[0])
+
+    def _end_member_epoch(self, m: Member, dev: dict[str, Any], dev_seconds: float) -> bool:
+        """Record the epoch; update schedule, selection and stopping. Returns: selected."""
+        st, c, seconds = m.state, self.config, self.position.epoch_seconds
         frames = max(st.sums.get("frames", 0.0), 1.0)
+        acc, ce = dev["dev_frame_acc"], dev["dev_ce"]
         record = {
-            "epoch": st.epoch + 1,
+            "epoch": len(st.history) + 1,
             "steps": st.step,
             "train_loss": st.sums.get("loss", 0.0) / frames,
             "train_frame_acc": st.sums.get("correct", 0.0) / frames,
-            "dev_frame_acc": dev_acc,
+            **dev,
             "lr": st.lr,
-            "seconds": round(st.epoch_seconds, 3),
-            "dev_seconds": round(time.time() - start, 3),
+            "seconds": round(seconds, 3),
+            "dev_seconds": dev_seconds,
             "frames": int(st.sums.get("frames", 0)),
-            "frames_per_second": round(st.sums.get("frames", 0.0) / max(st.epoch_seconds, 1e-9)),
+            "frames_per_second": round(st.sums.get("frames", 0.0) / max(seconds, 1e-9)),
         }
-        record.update(
-            {
-                f"train_{k}": v / frames
-                for k, v in st.sums.items()
-                if k not in ("loss", "correct", "frames")
-            }
-        )
+        record |= {f"train_{k}": v / frames for k, v in st.sums.items()
+                   if k not in ("loss", "correct", "frames")}  # fmt: skip
+        before = st.history
+        best_acc = max((e["dev_frame_acc"] for e in before), default=None)
+        best_ce = min((e["dev_ce"] for e in before), default=None)
         st.history.append(record)
-        improved = st.best_acc is None or dev_acc > st.best_acc
-        self.schedule.end_epoch(dev_acc, st.best_acc)
-        if improved:
-            st.best_acc, st.best_epoch, st.bad_epochs = dev_acc, st.epoch + 1, 0
+        converged = m.schedule.end_epoch(acc, best_acc, ce, best_ce)
+        if c.select == "dev_ce":
+            better = best_ce is None or ce < best_ce
         else:
-            st.bad_epochs += 1
+            better = best_acc is None or acc > best_acc
+        selected = better or c.select == "last"
+        st.bad_epochs = 0 if better else st.bad_epochs + 1
+        if selected:
+            st.best_acc, st.best_ce, st.best_epoch = acc, ce, record["epoch"]
+            if self.group:
+                m.best = {k: v.detach().cpu().clone() for k, v in m.model.state_dict().items()}
         if st.stop_reason is None:
-            if c.patience and st.bad_epochs >= c.patience:
+            if converged:
+                st.stop_reason = "converged"
+            elif c.patience and st.bad_epochs >= c.patience:
                 st.stop_reason = "early_stopping"
-            elif st.epoch + 1 >= c.max_epochs:
+            elif record["epoch"] >= c.max_epochs:
                 st.stop_reason = "max_epochs"
         logger.info(
-            "epoch %d: train loss %.4f, train frame acc %.2f%%, dev frame acc %.2f%%%s, "
-            "%.1f s, %d frames/s",
-            record["epoch"],
-            record["train_loss"],
-            100 * record["train_frame_acc"],
-            100 * dev_acc,
-            " (best)" if improved else "",
-            record["seconds"],
-            record["frames_per_second"],
-        )
-        if self.tb is not None:
-            self.tb.add_scalar("dev/frame_acc", dev_acc, st.step)
-            self.tb.add_scalar("train/epoch_frame_acc", record["train_frame_acc"], st.step)
-        st.epoch, st.batches_done, st.sums, st.epoch_seconds = st.epoch + 1, 0, {}, 0.0
-        self._clock = time.time()  # the next epoch's clock starts now, not at the dev pass
-        self._save(f"epoch-{record['epoch']}.pt", best=improved)
-
-
-def _comm(ctx: DistContext) -> torch.device:
-    """Where tensors for a collective live (NCCL needs them on the GPU)."""
-    return ctx.device if ctx.active and ctx.device.type == "cuda" else torch.device("cpu")
-
-
-def summary(state: LoopState, extra: dict[str, Any]) -> dict[str, Any]:
-    """The ``train.json`` document."""
-    return {
-        "epochs": state.history,
-        "best_epoch": state.best_epoch,
-        "best_dev_frame_acc": state.best_acc,
-        "stop_reason": state.stop_reason,
-        "total_steps": state.step,
-        "total_seconds": round(sum(e["seconds"] + e["dev_seconds"] for e in state.history), 3),
-        "total_frames": sum(e["frames"] for e in state.history),
-        **extra,
-    }
-
-
-def training_stage_config(
-    data_dir: Path,
-    feature_dir: Path,
-    train_split: str,
-    dev_split: str,
-    data: TrainingData,
-    config: TrainConfig,
-    stage: str,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The completion-marker config of a training output (also the fused ensemble's)."""
-    return {
-        "data_dir": str(data_dir),
-        "feature_dir": str(feature_dir),
-        "train_split": train_split,
-        "dev_split": dev_split,
-        "num_senones": data.num_senones,
-        "tree_id": data.tree_id,
-        stage: to_dict(config),
-        **(extra or {}),
-    }
-
-
-def train_model(
-    data_dir: Path | str,
-    feature_dir: Path | str,
-    out_dir: Path | str,
-    config: TrainConfig,
-    *,
-    train_split: str = "train",
-    dev_split: str = "dev",
-    device: str = "auto",
-    force: bool = False,
-    loss_fn: LossFn | None = None,
-    collate_hooks: Sequence[CollateHook] = (),
-    callbacks: Sequence[StepCallback] = (),
-    builder: ModelBuilder = registry_builder,
-    stage: str = STAGE,
-    extra_config: dict[str, Any] | None = None,
-) -> Path:
-    """Train an acoustic model on senone targets (``asr-kd train``); resumes if killed.
-
-    Run it in every process of a ``torchrun`` launch for data-parallel training.
-
-    Args:
-        data_dir: a finished ``senone-targets`` output.
-        feature_dir: the ``compute-features`` output of those features (its global
-            statistics normalise the input and are stored with the model).
-        out_dir: the training directory to write (see the module docstring).
-        config: the training settings.
-        train_split, dev_split: the splits to train on and to select epochs with.
-        device: ``auto`` (this rank's GPU if any), ``cpu`` or ``cuda``.
-        force: retrain (and discard an unfinished training) even if finished.
-        loss_fn: replaces cross-entropy (e.g. distillation); returns frame sums.
-        collate_hooks: add entries (e.g. soft targets) to every training batch.
-        callbacks: called after every optimiser step with ``(step, facts)``.
-        builder: builds the model from ``config.model`` (default: the registry).
-        stage, extra_config: the stage name and additional configuration recorded
-            in the completion marker (for stages built on this one).
-
-    Returns:
-        ``out_dir``.
-    """
-    ctx = setup_distributed(device)
-    try:
-        out_dir = Path(out_dir).resolve()
-        data_dir = require_done(Path(data_dir).resolve(), TARGETS_STAGE)
-        feature_dir = require_done(Path(feature_dir).resolve(), "compute-features")
-        data = load_training_data(
-            data_dir, feature_dir, train_split, dev_split, config.train_fraction, config.subset_seed
-        )
-        stage_config = training_stage_config(
-            data_dir, feature_dir, train_split, dev_split, data, config, stage, extra_config
-        )
-        if finished_output(out_dir, stage, stage_config, force):
-            return out_dir
-        work = WorkDir(out_dir)
-        identity = {"stage": stage, "config": stage_config, "world_size": ctx.world_size}
-        run_on_main(ctx, lambda: _prepare(work, identity, force, data))
-        with rank_log(work.log, ctx):
-            logger.info(
-                "%s: rank %d of %d on %s; config %s (git %s)",
-                stage,
-                ctx.rank,
-                ctx.world_size,
-                ctx.device,
-                json.dumps(stage_config),
-                git_revision(),
-            )
-            trainer, extra = _make_trainer(
-                config, ctx, work, data, loss_fn, collate_hooks, callbacks, builder
-            )
-            state = trainer.run()
-            if trainer.tb is not None:
-                trainer.tb.close()
-            barrier(ctx)
-            if ctx.is_main:
-                _finalise(out_dir, work, stage, stage_config, force, config, data, state, extra)
-        return out_dir
-    finally:
-        teardown(ctx)
-
-
-def _prepare(work: WorkDir, identity: dict, force: bool, data: TrainingData) -> None:
-    work.prepare(identity, force)
-    if len(data.train) < data.train_total:
-        ids = "".join(f"{cut.id}\n" for cut in data.train)
-        (work.path / "train_subset.txt").write_text(ids)
-
-
-def _make_trainer(config, ctx, work, data, loss_fn, hooks, callbacks, builder):
-    seed_everything(config.seed)
-    model, spec, model_config = builder(config.model, data.feat_dim, data.num_senones)
-    model = model.to(ctx.device)
-    check_output_size(model, data.feat_dim, data.num_senones, data.tree_id)
-    seed_everything(config.seed + 1 + ctx.rank)
-    sampler = make_sampler(data.train, config.max_duration, shuffle=True, seed=config.seed)
-    batches = EpochBatches(sampler, ctx.world_size, ctx.rank)
-    steps = math.ceil(batches.count(0) / config.accum_grad)
-    dataset = SenoneDataset(data.normalizer, data.num_senones, hooks)
-    loader = make_loader(dataset, batches, config.num_workers)
-
-    def dev_accuracy(m: torch.nn.Module) -> float:
-        return frame_accuracy(
-            m,
-            data.dev,
-            data.normalizer,
-            data.num_senones,
-            config.max_duration,
-            ctx.device,
-            config.amp,
-            config.num_workers,
-            ctx,
-        )
-
-    trainer = Trainer(
-        model, config, ctx, work, batches, loader, dev_accuracy, loss_fn, callbacks, steps
-    )
-    resume = broadcast_object(ctx, work.resume_point() if ctx.is_main else None)
-    if resume is not None:
-        trainer.resume(resume)
-    if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        purge = trainer.state.step if resume is not None else None
-        trainer.tb = SummaryWriter(str(work.log / "tensorboard"), purge_step=purge)
-    params = sum(p.numel() for p in model.parameters())
-    flops = getattr(model, "flops_per_frame", None)
-    logger.info(
-        "model %s: %d parameters; %d training cuts (%.2f h), %d steps per epoch",
-        json.dumps(spec),
-        params,
-        len(data.train),
-        sum(c.duration for c in data.train) / 3600,
-        steps,
-    )
-    extra = {
-        "spec": spec,
-        "model_config": model_config,
-        "params": params,
-        "flops_per_frame": flops() if callable(flops) else None,
-        "device": str(ctx.device),
-        "world_size": ctx.world_size,
-        "train_cuts": len(data.train),
-        "train_hours": round(sum(c.duration for c in data.train) / 3600, 4),
-        "train_fraction": config.train_fraction,
-        "subset_seed": config.subset_seed,
-    }
-    return trainer, extra
-
-
-def _finalise(out_dir, work, stage, stage_config, force, config, data, state, extra) -> None:
-    best = load_file(work.checkpoints / "best.pt")
-    info = ModelInfo(
-        spec=extra["spec"],
-        model_config=extra["model_config"],
-        feat_dim=data.feat_dim,
-        num_senones=data.num_senones,
-        tree_id=data.tree_id,
-        frame_shift=data.frame_shift,
-        feature_mean=data.normalizer.mean.tolist(),
-        feature_var=data.normalizer.var.tolist(),
-        train_config=to_dict(config),
-        best_epoch=state.best_epoch,
-        dev_frame_acc=float(state.best_acc),
-    )
-    save_model(work.path / "model.pt", info, best["model"])
-    doc = summary(state, {k: v for k, v in extra.items() if k not in ("spec", "model_config")})
-    (work.path / "train.json").write_text(json.dumps(doc, indent=2) + "\n")
-    with stage_output(out_dir, stage, stage_config, force) as tmp:
-        work.finish(tmp)
-    logger.info(
-        "%s: wrote %s: best epoch %d of %d, dev frame acc %.2f%%, %d steps in %.1f s (%s)",
-        stage,
-        out_dir,
-        state.best_epoch,
-        len(state.history),
-        100 * state.best_acc,
-        state.step,
-        doc["total_seconds"],
-        state.stop_reason,
-    )
+            "%sepoch %d: train loss %.4f, train frame acc %.2f%%, dev frame acc %.2f%%, "
+            "dev ce %.4f%s, %.1f s, %d frames/s",
+            f"{m.name} " if self.group else "", record["epoch"], record["train_loss"],
+            100 * record["train_frame_acc"], 100 * acc, ce, " (best)" if selected else "",
+            record["seconds"], record["frames_per_second"],
+        )  # fmt: skip
+        if m.tb is not None:
+            m.tb.add_scalar("dev/frame_acc", acc, self.position.step)
+            m.tb.add_scalar("dev/ce", ce, self.position.step)
+            m.tb.add_scalar("train/epoch_frame_acc", record["train_frame_acc"], self.position.step)
+        st.sums = {}
+        return selected

@@ -449,3 +449,34 @@ def test_batched_and_one_by_one_training_give_the_same_specialists(world, tmp_pa
                 torch.testing.assert_close(got["state_dict"][key], value, rtol=1e-4, atol=1e-5)
     info = json.loads((outs["vmap"] / "specialists.json").read_text())
     assert info["fused"] == "vmap"
+
+
+def test_a_killed_specialist_training_resumes_to_the_same_specialists(world, tmp_path):
+    """The specialists train on the one trainer: a killed run resumes from its last
+    checkpoint (weights, optimisers, frame-selection streams) to the same specialists."""
+    config = _config(epochs=2)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train_specialists(world["gen"], world["data"], world["feats"], whole, config, device="cpu")
+
+    def kill(step, info):
+        if info["epoch"] == 2:
+            raise toy.Kill(f"killed at step {step}")
+
+    with pytest.raises(toy.Kill):
+        train_specialists(world["gen"], world["data"], world["feats"], parts, config,
+                          device="cpu", callbacks=[kill])  # fmt: skip
+    assert not parts.exists()
+    assert (tmp_path / "parts.job1of1.work" / "checkpoints" / "epoch-1.pt").is_file()
+    train_specialists(world["gen"], world["data"], world["feats"], parts, config, device="cpu")
+    assert not (tmp_path / "parts.job1of1.work").exists()
+    log = (parts / "log" / "job1of1" / "train.log").read_text()
+    assert "resumed from epoch-1.pt" in log
+    assert list((parts / "log" / "job1of1" / "tensorboard" / "specialist0").iterdir())
+    files = sorted(p.name for p in whole.glob("specialist*.pt"))
+    assert len(files) == 2
+    for f in files:
+        a, b = (torch.load(d / f, weights_only=True) for d in (whole, parts))
+        assert toy.state_dicts_equal(a["state_dict"], b["state_dict"])
+    history = json.loads((parts / "train.json").read_text())["specialists"]["specialist0"]
+    assert [e["epoch"] for e in history] == [1, 2]
+    assert all(0 < e["train_in_cluster"] <= 1 and e["dev_ce"] > 0 for e in history)

@@ -7,13 +7,12 @@ import math
 
 import pytest
 import torch
-from train_toy import make_toy_data, state_dicts_equal, toy_builder
+from train_toy import Kill, kill_at, make_toy_data, state_dicts_equal, toy_builder, toy_train_config
 
 from asr_kd.errors import AsrKdError, BadInputError
 from asr_kd.stage import is_done
 from asr_kd.train import (
     NonFiniteLossError,
-    TrainConfig,
     evaluate_frame_accuracy,
     frame_accuracy,
     load_model,
@@ -23,29 +22,7 @@ from asr_kd.train import (
 from asr_kd.train.checkpoint import load_file
 from asr_kd.train.dataset import EpochBatches, load_split, make_sampler
 
-
-def _config(**changes) -> TrainConfig:
-    base = dict(
-        model={"arch": "toy", "options": {"hidden": 32}},
-        max_epochs=3,
-        max_duration=3.0,
-        lr=0.1,
-        num_workers=0,
-        log_interval=4,
-    )
-    return TrainConfig(**{**base, **changes})
-
-
-class Kill(RuntimeError):
-    """Stands in for SIGKILL in the middle of a training."""
-
-
-def _kill_at(step: int):
-    def callback(s: int, info: dict) -> None:
-        if s == step:
-            raise Kill(f"killed at step {s}")
-
-    return callback
+_config = toy_train_config
 
 
 def test_learns_the_toy_task_and_writes_the_contract(toy_data, tmp_path):
@@ -109,7 +86,7 @@ def test_killed_training_resumes_to_bitwise_identical_weights(toy_data, tmp_path
 
     with pytest.raises(Kill):
         train_model(data_dir, feature_dir, parts, config, builder=toy_builder,
-                    callbacks=[_kill_at(kill_step)])  # fmt: skip
+                    callbacks=[kill_at(kill_step)])  # fmt: skip
     work = tmp_path / "parts.work"
     assert not parts.exists() and (work / "checkpoints" / "resume.json").is_file()
     train_model(data_dir, feature_dir, parts, config, builder=toy_builder)
@@ -135,7 +112,7 @@ def test_unfinished_training_with_other_settings_is_refused(toy_data, tmp_path):
     config = _config(checkpoint_interval=2)
     with pytest.raises(Kill):
         train_model(data_dir, feature_dir, out, config, builder=toy_builder,
-                    callbacks=[_kill_at(3)])  # fmt: skip
+                    callbacks=[kill_at(3)])  # fmt: skip
     with pytest.raises(AsrKdError, match=r"unfinished training with different options \(train\)"):
         train_model(data_dir, feature_dir, out, _config(lr=0.05), builder=toy_builder)
     train_model(data_dir, feature_dir, out, _config(lr=0.05, max_epochs=1), builder=toy_builder,

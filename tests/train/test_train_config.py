@@ -32,7 +32,12 @@ def test_section_from_yaml_with_overrides(tmp_path):
     "override, message",
     [
         ("optimizer=lbfgs", "optimizer must be one of sgd, adam, adamw"),
-        ("schedule=step", "schedule must be one of newbob, cosine, constant"),
+        ("schedule=step", "schedule must be one of newbob, newbob_ce, cosine, constant"),
+        ("select=best", "select must be one of dev_acc, dev_ce, last"),
+        ("data_path=cuts", "data_path must be one of utterances, frames"),
+        ("newbob_stop=0.1", "need 0 <= newbob_stop <= newbob_start"),
+        ("frame_batch_size=0", "frame_batch_size must be at least 1"),
+        ("lr=-0.1", "lr must not be negative"),
         ("amp=fp16", "amp must be one of auto, bf16, off"),
         ("train_fraction=0", r"train_fraction must be in \(0, 1\]"),
         ("model={preset: tiny}", "model must be a mapping with 'arch'"),
@@ -63,6 +68,37 @@ def test_newbob_halves_once_dev_accuracy_stalls_then_every_epoch():
     restored, _ = _schedule(lr=0.1, schedule="newbob")
     restored.load_state_dict(sched.state_dict())
     assert restored.lr(5) == sched.lr(5)
+
+
+def test_newbob_on_dev_ce_halves_then_stops_where_kaldi_does():
+    """Kaldi nnet1's train_scheduler.sh on a toy dev cross-entropy curve: halving starts
+    once the relative improvement is under newbob_start (1%), training stops once it is
+    then under newbob_stop (0.1%); a worse epoch counts as no improvement."""
+    sched, _ = _schedule(lr=0.1, schedule="newbob_ce", newbob_start=0.01, newbob_stop=0.001)
+    ces = [2.0, 1.5, 1.3, 1.295, 1.30, 1.2899, 1.2898, 1.0]
+    best, lrs, stop = None, [], None
+    for epoch, ce in enumerate(ces, 1):
+        if sched.end_epoch(0.5, 0.5, ce, best):
+            stop = epoch
+            break
+        best = ce if best is None else min(best, ce)
+        lrs.append(sched.apply(0))
+    # 1.3 -> 1.295 gains 0.38% < 1%: halving from epoch 4 on; epoch 5 is worse (no gain)
+    # while halving: converged, stop (the later, better epochs are never reached).
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.05]) and stop == 5
+
+    sched, _ = _schedule(lr=0.1, schedule="newbob_ce", newbob_start=0.01, newbob_stop=0.001)
+    ces, best, lrs, stop = [2.0, 1.98, 1.97, 1.968, 1.9679], None, [], None
+    for epoch, ce in enumerate(ces, 1):
+        if sched.end_epoch(0.5, None, ce, best):
+            stop = epoch
+            break
+        best = ce if best is None else min(best, ce)
+        lrs.append(sched.apply(0))
+    # gains: 1% (not under 1%), 0.51% (halve), 0.10% (>= 0.1%: halve again), 0.005% (stop)
+    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.025]) and stop == 5
+    with pytest.raises(ValueError, match="newbob_ce needs the dev cross-entropy"):
+        sched.end_epoch(0.5, None)
 
 
 def test_warmup_and_cosine():

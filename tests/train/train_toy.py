@@ -15,7 +15,36 @@ import numpy as np
 import torch
 from lhotse import CutSet, Features, MonoCut, NumpyHdf5Writer
 
+from asr_kd.train import TrainConfig
+
 FRAME_SHIFT = 0.01
+
+
+def toy_train_config(**changes) -> TrainConfig:
+    """Training settings for :class:`ToyModel` on the toy task (3 quick epochs)."""
+    base = dict(
+        model={"arch": "toy", "options": {"hidden": 32}},
+        max_epochs=3,
+        max_duration=3.0,
+        lr=0.1,
+        num_workers=0,
+        log_interval=4,
+    )
+    return TrainConfig(**{**base, **changes})
+
+
+class Kill(RuntimeError):
+    """Stands in for SIGKILL in the middle of a training."""
+
+
+def kill_at(step: int):
+    """A step callback that raises :class:`Kill` at optimiser step ``step``."""
+
+    def callback(s: int, info: dict) -> None:
+        if s == step:
+            raise Kill(f"killed at step {s}")
+
+    return callback
 
 
 class ToyModel(torch.nn.Module):
