@@ -262,5 +262,26 @@ def test_truncated_teacher_model_given_to_eval_ensemble(tmp_path, tmp_path_facto
     assert not out.exists()
 
 
+def test_redoing_prepare_makes_compute_features_refuse(tiny_corpus, tmp_path):
+    from asr_kd.data.features import FeatureConfig, compute_features
+    from asr_kd.data.synth_prepare import prepare_synth
+    from asr_kd.errors import StaleInputError
+    from asr_kd.stage import read_marker
+
+    manifests, mfcc = tmp_path / "manifests", tmp_path / "mfcc"
+    config = FeatureConfig(kind="mfcc", device="cpu")
+    prepare_synth(tiny_corpus, manifests)
+    compute_features(manifests, mfcc, config)
+    inputs = read_marker(mfcc)["inputs"]
+    assert inputs[str(manifests.resolve())]["stage"] == "prepare"
+    compute_features(manifests, mfcc, config)  # unchanged: skipped
+    prepare_synth(tiny_corpus, manifests, force=True)
+    with pytest.raises(StaleInputError) as e:
+        compute_features(manifests, mfcc, config)
+    assert f"{manifests.resolve()} was redone by 'prepare' since" in str(e.value)
+    assert "rerun 'compute-features' with --force" in str(e.value)
+    compute_features(manifests, mfcc, config, force=True)
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
