@@ -137,18 +137,30 @@ class CachedSoftTargets:
 
     def __call__(self, cuts: CutSet, batch: Batch) -> None:
         lengths = batch["lengths"].tolist()
-        loaded = [self._load(cut.id, n) for cut, n in zip(cuts, lengths, strict=True)]
+        loaded = [self._rows(cut.id, n) for cut, n in zip(cuts, lengths, strict=True)]
         k = loaded[0][0].shape[1]
         shape = (len(loaded), int(batch["feats"].shape[1]), k)
         idx, prob = torch.zeros(shape, dtype=torch.int64), torch.zeros(shape)
         mass = torch.ones(shape[:2])
-        for b, (i, p) in enumerate(loaded):
-            idx[b, : len(i)] = torch.from_numpy(i.astype(np.int64))
-            p = p.astype(np.float32)
-            total = np.maximum(p.sum(1, keepdims=True), 1e-30)
-            prob[b, : len(p)] = torch.from_numpy(p / total)
-            mass[b, : len(p)] = torch.from_numpy(np.minimum(total[:, 0], 1.0))
+        for b, (i, p, m) in enumerate(loaded):
+            idx[b, : len(i)], prob[b, : len(p)], mass[b, : len(m)] = i, p, m
         batch[SOFT_IDX], batch[SOFT_PROB], batch[SOFT_MASS] = idx, prob, mass
+
+    def frame_rows(self, cuts: CutSet) -> dict[str, torch.Tensor]:
+        """Every frame's targets of ``cuts``, cut after cut, for the frame-level path
+        (``asr_kd.train.frames``): ``soft_idx``, ``soft_prob`` ``[frames, k]`` and
+        ``soft_mass`` ``[frames]``, as :meth:`__call__` fills a batch."""
+        rows = [self._rows(cut.id, cut.num_frames) for cut in cuts]
+        return {key: torch.cat([r[j] for r in rows]) for j, key in
+                enumerate((SOFT_IDX, SOFT_PROB, SOFT_MASS))}  # fmt: skip
+
+    def _rows(self, cut_id: str, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A cut's indices (int64), renormalised probabilities and the mass they held."""
+        idx, p = self._load(cut_id, frames)
+        p = p.astype(np.float32)
+        total = np.maximum(p.sum(1, keepdims=True), 1e-30)
+        rows = (idx.astype(np.int64), p / total, np.minimum(total[:, 0], 1.0))
+        return tuple(torch.from_numpy(r) for r in rows)
 
     def _load(self, cut_id: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
         if cut_id not in self.arrays:
