@@ -102,16 +102,16 @@ def open_h5(path: Path | str, maker: str, reader: str | None = None) -> h5py.Fil
         raise unreadable(path, maker, e, reader, "HDF5 file") from None
 
 
-def check_h5(path: Path | str, maker: str, reader: str | None = None) -> int:
-    """Open an HDF5 archive and read every array in it once; returns the array count.
-
-    A truncated archive often opens (its header is intact) and fails only when an
-    array past the cut is read, in the middle of a training: this finds it up front.
-    """
+def check_h5(path: Path | str, maker: str, reader: str | None = None, deep: bool = True) -> int:
+    """Open an HDF5 archive (a truncated one fails here) and, with ``deep``, read every
+    array in it once (damaged metadata fails then, not in the middle of a training);
+    returns the array count."""
     import h5py
 
     count = 0
     with open_h5(path, maker, reader) as f:
+        if not deep:
+            return len(f)
         names: list[str] = []
         f.visititems(
             lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None

@@ -283,5 +283,20 @@ def test_redoing_prepare_makes_compute_features_refuse(tiny_corpus, tmp_path):
     compute_features(manifests, mfcc, config, force=True)
 
 
+def test_truncated_senone_targets_are_named_before_training(tmp_path):
+    import train_toy
+
+    from asr_kd.train.dataset import read_targets_info
+
+    data, _ = train_toy.make_toy_data(tmp_path / "toy", num_train=4, num_dev=2)
+    archives = sorted(data.glob("*.h5"))
+    assert archives
+    _truncate(archives[0], 0.5)
+    with pytest.raises(BadInputError) as e:
+        read_targets_info(data)
+    assert f"{archives[0]} is truncated or not a HDF5 file" in str(e.value)
+    assert "rerun 'senone-targets'" in str(e.value)
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

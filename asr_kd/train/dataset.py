@@ -18,7 +18,6 @@ training (see :mod:`asr_kd.train.loop`).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import warnings
@@ -33,6 +32,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 
+from asr_kd.checked import check_h5, read_json
 from asr_kd.data.manifests import find_cut_manifests, load_cuts
 from asr_kd.errors import BadInputError, MissingInputError
 from asr_kd.stage import require_done
@@ -149,7 +149,9 @@ class SenoneDataset(torch.utils.data.Dataset):
 def read_targets_info(data_dir: Path | str) -> dict[str, Any]:
     """``info.json`` of a finished senone-target directory (``num_senones``, ``tree_id``)."""
     data_dir = require_done(data_dir, TARGETS_STAGE)
-    info = json.loads((data_dir / "info.json").read_text())
+    info = read_json(data_dir / "info.json", TARGETS_STAGE)
+    for archive in sorted(Path(data_dir).glob("*.h5")):  # a truncated one fails here
+        check_h5(archive, TARGETS_STAGE, deep=False)
     for key in ("num_senones", "tree_id"):
         if key not in info:
             raise BadInputError(f"{data_dir}/info.json has no '{key}'; rerun '{TARGETS_STAGE}'")
