@@ -150,10 +150,7 @@ class _Loader:
             members = config["members"]
             if not isinstance(members, list) or not members:
                 raise ConfigError(f"teacher {label}: 'members' must be a list of teacher specs")
-            teachers = [
-                self.from_config(m, base_dir) if isinstance(m, Mapping) else self.one(base_dir / m)
-                for m in members
-            ]
+            teachers = [self._member(m, base_dir) for m in members]
             return EnsembleTeacher(teachers, config.get("method", "arithmetic"),
                                    config.get("weights"), config.get("name"), self.amp)  # fmt: skip
         if kind == "checkpoint":
@@ -164,6 +161,17 @@ class _Loader:
         if kind == "module":
             return module_teacher(config, base_dir, label, declared, name, self.device, self.amp)
         return _posterior_teacher(config, base_dir, label, declared, name)
+
+    def _member(self, spec: Any, base_dir: Path) -> Teacher:
+        """An ensemble file's member: paths relative to the file."""
+        if isinstance(spec, Mapping):
+            return self.from_config(spec, base_dir)
+        if str(spec).startswith(ENSEMBLE_PREFIX):
+            members, method = parse_ensemble_spec(str(spec))
+            return self.one(
+                f"{ENSEMBLE_PREFIX}{','.join(str(base_dir / m) for m in members)}:{method}"
+            )
+        return self.one(base_dir / str(spec))
 
 
 def _posterior_teacher(config, base_dir, label, declared, name) -> PosteriorTeacher:

@@ -168,12 +168,21 @@ def test_an_ensemble_spec_is_scored_as_a_combination_of_its_members(data, teache
     assert combos == [Combo("arithmetic", ("teacher1", "teacher3"), (0.75, 0.25), "big")]
 
 
-def test_eval_ensemble_names_a_cut_with_nan_features_and_writes_nothing(teachers, tmp_path):
+def test_eval_ensemble_names_nan_features_or_weights_and_writes_nothing(data, teachers, tmp_path):
     bad_data, _ = toy.make_toy_data(tmp_path / "nan", num_train=2, num_dev=3, nan_cut="dev-001")
-    out = tmp_path / "acc.json"
-    result = _eval([str(bad_data), str(teachers[0]), "--out", str(out)])
+    out, out_dir = tmp_path / "acc.json", tmp_path / "eval"
+    result = _eval([str(bad_data), str(teachers[0]), "--out", str(out), "--out-dir", str(out_dir)])
     assert result.exit_code == 1 and "eval-ensemble" in result.output
     assert "cut dev-001: its features hold NaN" in result.output
+    assert not out.exists() and not out_dir.exists()
+    # a diverged teacher: NaN weights, named by its model.pt
+    doc = torch.load(teachers[1] / "model.pt", map_location="cpu", weights_only=False)
+    next(v for v in doc["state_dict"].values() if v.is_floating_point())[0] = float("nan")
+    (tmp_path / "diverged").mkdir()
+    torch.save(doc, tmp_path / "diverged" / "model.pt")
+    result = _eval([str(data[0]), str(teachers[0]), str(tmp_path / "diverged"), "--out", str(out)])
+    assert result.exit_code == 1 and "eval-ensemble" in result.output
+    assert f"{tmp_path}/diverged/model.pt" in result.output and "NaN or Inf" in result.output
     assert not out.exists()
 
 

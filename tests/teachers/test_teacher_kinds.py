@@ -258,3 +258,17 @@ def test_nan_features_and_weights_are_named(teacher_dir, dev_cuts, tmp_path):
     torch.save(doc, tmp_path / "bad" / "model.pt")
     with pytest.raises(BadInputError, match=f"teacher bad .*{tmp_path}/bad/model.pt.*NaN or Inf"):
         load(tmp_path / "bad", device="cpu")
+
+
+def test_a_stage_given_a_bad_plug_in_teacher_writes_nothing(data, tmp_path):
+    from asr_kd.distill import DistillConfig, cache_soft_targets
+
+    path, _ = _write_user_teacher(tmp_path, data)
+    spec = yaml.safe_load(path.read_text())
+    del spec["feature_stats"]
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "soft"
+    config = DistillConfig(teachers=(str(path),), k=4)
+    with pytest.raises(ConfigError, match=f"teacher {path}: say how its inputs are normalised"):
+        cache_soft_targets(data[0], data[1], out, config, device="cpu")
+    assert not out.exists() and not list(tmp_path.glob("soft*"))
