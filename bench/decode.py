@@ -1,8 +1,9 @@
 """Graph build time and size; WFST decoding speed on CPU and GPU; CPU/GPU agreement; profile.
 
 Needs a recipe work dir that has run through the oracle stage (``recipes/synth/run.sh
---stop-stage 11``). Rebuilds the HCLG into a temporary directory (timed), then decodes
-the dev cuts from noisy oracle scores (reference senones plus Gaussian noise, so that
+--stop-stage 11``). Rebuilds the HCLG into a temporary directory (timed; not with
+``--no-graph-build``), then decodes with ``exp/graph`` the dev cuts from noisy oracle
+scores (reference senones plus Gaussian noise, so that
 the search has real competition). ``--concat N`` joins N consecutive dev utterances
 (scores, references and durations) into one, for longer test audio that fills the GPU
 (the `small` dev utterances last about 3 s). Parts (``--parts``):
@@ -12,17 +13,19 @@ the search has real competition). ``--concat N`` joins N consecutive dev utteran
   decoder at each of ``--gpu-batches`` (the scores are repeated to fill each batch at
   least twice): lattices from the binary archive + sweep, the same from the text
   archive (the old path, at the first batch), and 1-best (search only).
-- ``model-speed`` (needs ``--model``): the same decoders on the model's scores, and the
-  whole chain on the GPU with the model included: features in memory -> the model on
-  the GPU in batches (``log_probs_batch``) -> priors -> the decoder, no host round trip.
+- ``model-speed`` (needs ``--model``): the decoders on the model's scores (its lattices
+  are large and slow to make: the GPU lattice row at the first batch only), and for the
+  GPU 1-best the whole chain with the model included: features in memory -> the model
+  on the GPU in batches (``log_probs_batch``) -> priors -> the decoder, no host round
+  trip.
 - ``agreement`` (GPU only): CPU and GPU decode the same scores (noisy oracle and, with
   ``--model``, the model): the share of utterances with the same words and both WERs,
   at the search's own point and at the best sweep point, for each GPU ``--max-active``;
-  and the GPU 1-best against the CPU 1-best.
+  and the GPU 1-best against the CPU 1-best (both on ``--cpu-jobs`` processes).
 - ``profile`` (or ``--profile``): where the time of one pass goes, step by step (model
   scoring split into feature loading and the network, host->device copy, search,
   lattice conversion/write/read/parse, rescoring), for the CPU lattice decoder in this
-  process and, on a GPU, the GPU decoders at the largest batch; plus torch.profiler's
+  process and, on a GPU, the GPU decoders at ``--profile-batch``; plus torch.profiler's
   top operators. Runs on the CPU alone too.
 
 Prints tables and writes ``decode.json``.
@@ -92,6 +95,11 @@ class Utts:
             durations=[sum(self.durations[g]) for g in groups],
             scores=[np.concatenate(self.scores[g]) for g in groups],
         )
+
+    def head(self, count: int | None) -> Utts:
+        """The first ``count`` utterances (all with ``None``)."""
+        n = slice(count)
+        return Utts(self.ids[n], self.refs[n], self.durations[n], self.scores[n])
 
     def tiled(self, count: int) -> Utts:
         """The utterances repeated to at least ``count`` (to fill a GPU batch)."""
@@ -181,10 +189,17 @@ def gpu_decoder(graph, fst, batch: int, lattice: bool = True, archive: str = "bi
     return GpuDecoder(graph, config, fst_path=fst, archive=archive, chunk_frames=chunk_frames)
 
 
-def gpu_kinds(first_batch: bool) -> list[tuple[str, dict]]:
-    """GPU decoder variants of a speed block: (row name, gpu_decoder keywords)."""
-    kinds = [("gpu lattice (binary ark) + sweep", {}), ("gpu 1-best", {"lattice": False})]
-    if first_batch:
+def gpu_kinds(first_batch: bool, model: bool = False) -> list[tuple[str, dict]]:
+    """GPU decoder variants of a speed block: (row name, gpu_decoder keywords).
+
+    The text archive (the old path) runs at the first batch only. A model's lattices
+    are large and slow to make (the search is fast): on model scores only the binary
+    lattice row at the first batch, and 1-best at every batch.
+    """
+    kinds = [("gpu 1-best", {"lattice": False})]
+    if first_batch or not model:
+        kinds.insert(0, ("gpu lattice (binary ark) + sweep", {}))
+    if first_batch and not model:
         kinds.insert(1, ("gpu lattice (text ark) + sweep", {"archive": "text"}))
     return kinds
 
@@ -203,27 +218,28 @@ def speed_rows(graph, fst, utts: Utts, log_priors, args, executor, save, label: 
         print(f"  {name:<40} batch {batch:>5}: {audio_s / wall:9.1f}x real time", flush=True)
         save()
 
-    scores = utts.scores
+    cpu_utts = utts.head(args.cpu_utts)
+    scores, cpu_audio = cpu_utts.scores, cpu_utts.audio
     if one_process:
         cpu = make_decoder(graph, DecodeConfig(device="cpu"), fst_path=fst)
-        add("cpu x1 (lattice + sweep)", 32, run(cpu, scores, log_priors, 32)[0], utts.audio)
+        add("cpu x1 (lattice + sweep)", 32, run(cpu, scores, log_priors, 32)[0], cpu_audio)
         cpu1 = make_decoder(graph, DecodeConfig(device="cpu", lattice=False), fst_path=fst)
-        add("cpu x1 (1-best)", 32, run(cpu1, scores, log_priors, 32)[0], utts.audio)
+        add("cpu x1 (1-best)", 32, run(cpu1, scores, log_priors, 32)[0], cpu_audio)
     if executor is not None:
         cpun = make_decoder(graph, DecodeConfig(device="cpu"), executor, fst_path=fst)
         batch = 4 * args.cpu_jobs
         wall = run(cpun, scores, log_priors, batch)[0]
-        add(f"cpu x{args.cpu_jobs} (lattice + sweep)", batch, wall, utts.audio)
+        add(f"cpu x{args.cpu_jobs} (lattice + sweep)", batch, wall, cpu_audio)
     if not gpu_ready():
         return rows
     for k, batch in enumerate(args.gpu_batches):
         tiled = utts.tiled(2 * batch)  # fill the batch at least twice
-        for name, kind in gpu_kinds(k == 0):
+        for name, kind in gpu_kinds(k == 0, model is not None):
             try:
                 gpu = gpu_decoder(graph, fst, batch, chunk_frames=args.chunk_frames, **kind)
                 run(gpu, tiled.scores[:batch], log_priors, batch)  # warm-up: context, graph
                 add(name, batch, run(gpu, tiled.scores, log_priors, batch)[0], tiled.audio)
-                if model is not None:
+                if model is not None and not kind:  # 1-best: the end-to-end rows
                     teacher, cuts, feats = model
                     reps = max(1, -(-2 * batch * args.concat // len(cuts)))
                     wall = end_to_end(teacher, cuts * reps, feats * reps, gpu, log_priors,
@@ -302,7 +318,7 @@ def compare(graph, fst, sets, log_priors, max_actives, executor: Executor | None
         for lattice in (True, False):
             config = DecodeConfig(lattice=lattice)
             cpu_config = replace(config, device="cpu")
-            cpu = make_decoder(graph, cpu_config, executor if lattice else None, fst_path=fst)
+            cpu = make_decoder(graph, cpu_config, executor, fst_path=fst)
             _, cpu_hyps = run(cpu, s, log_priors, 64, config.grid())
             for max_active in max_actives if lattice else max_actives[:1]:
                 gpu = gpu_decoder(graph, fst, 64, lattice, max_active=max_active)
@@ -374,7 +390,7 @@ def profile(graph, fst, utts: Utts, log_priors, args, model_times: Counter | Non
     times["scores: pad, priors, checks"] = wall - total
     block("cpu x1 (lattice + sweep)", 32, times, wall, utts.audio, prof)
     if gpu_ready():
-        batch = args.gpu_batches[-1]
+        batch = args.profile_batch or args.gpu_batches[-1]
         tiled = utts.tiled(2 * batch)
         for name, kind in gpu_kinds(True):
             gpu = gpu_decoder(graph, fst, batch, chunk_frames=args.chunk_frames, **kind)
@@ -413,6 +429,10 @@ def main() -> None:
     ap.add_argument("--concat", type=int, default=1,
                     help="join this many consecutive dev utterances into one")  # fmt: skip
     ap.add_argument("--max-utts", type=int, default=None, help="first N dev cuts only")
+    ap.add_argument("--cpu-utts", type=int, default=None,
+                    help="the CPU speed rows decode the first N utterances")  # fmt: skip
+    ap.add_argument("--profile-batch", type=int, default=None,
+                    help="GPU batch of the profile (default: the largest)")  # fmt: skip
     ap.add_argument(
         "--max-active",
         default=str(DecodeConfig().max_active),
@@ -424,20 +444,26 @@ def main() -> None:
         help="what to run: speed, model-speed (needs --model), agreement, profile",
     )
     ap.add_argument("--profile", action="store_true", help="add the profile part")
+    ap.add_argument("--no-graph-build", dest="build_graph", action="store_false",
+                    help="no timed rebuild (it needs data/lang, data/lm, exp/tree)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     args = ap.parse_args()
     data, exp = args.work_dir / "data", args.work_dir / "exp"
     args.gpu_batches = [int(b) for b in args.gpu_batches.split(",")]
     parts = set(args.parts.split(",")) | ({"profile"} if args.profile else set())
 
-    with tempfile.TemporaryDirectory() as d:
-        start = time.perf_counter()
-        make_graph(data / "lang", data / "lm", exp / "tree", Path(d) / "graph")
-        build_s = time.perf_counter() - start
-        info = json.loads((Path(d) / "graph" / "info.json").read_text())
-        size_mb = (Path(d) / "graph" / "HCLG.fst").stat().st_size / 2**20
-    print(f"HCLG: {info['states']} states, {info['arcs']} arcs, {size_mb:.1f} MB, "
-          f"built in {build_s:.1f} s", flush=True)  # fmt: skip
+    build_s = None
+    if args.build_graph:
+        with tempfile.TemporaryDirectory() as d:
+            start = time.perf_counter()
+            make_graph(data / "lang", data / "lm", exp / "tree", Path(d) / "graph")
+            build_s = time.perf_counter() - start
+    info = json.loads((exp / "graph" / "info.json").read_text())
+    size_mb = (exp / "graph" / "HCLG.fst").stat().st_size / 2**20
+    built = f", built in {build_s:.1f} s" if build_s is not None else ""
+    print(
+        f"HCLG: {info['states']} states, {info['arcs']} arcs, {size_mb:.1f} MB{built}", flush=True
+    )
     graph, fst = load_graph(exp / "graph"), exp / "graph" / "HCLG.fst"
     cuts = list(load_cuts(data / "senones" / "synth_cuts_dev.jsonl.gz", "senone-targets"))
     cuts = cuts[: args.max_utts] if args.max_utts else cuts

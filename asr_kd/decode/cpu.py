@@ -42,7 +42,6 @@ from asr_kd.decode.base import (
     check_scores,
     hypothesis_from_lattice,
 )
-from asr_kd.errors import ConfigError
 from asr_kd.parallel import map_progress
 
 _FST_CACHE: dict[str, tuple[int, kaldifst.StdVectorFst]] = {}
@@ -164,12 +163,8 @@ class CpuDecoder:
         """Decode a padded batch; see :class:`~asr_kd.decode.base.Decoder`."""
         names = check_scores(log_likes, lengths, self.graph.num_senones, utt_ids)
         points = tuple(points) if points is not None else tuple(self.config.grid())
-        if not self.config.lattice and set(points) - {self.config.decode_point}:
-            raise ConfigError(
-                "without lattices (decode.lattice=false) only lm_weight="
-                f"{self.config.decode_point[0]:g} (1/acoustic_scale) and word_ins_penalty=0 "
-                "can be scored"
-            )
+        if not self.config.lattice:
+            self.config.check_one_best_points(points)
         scores = log_likes.detach().to("cpu", torch.float32).numpy()
         jobs = [
             UtteranceJob(

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The whole GPU check of issue 18 in one call on a lent GPU machine (under ~9 minutes).
+#
+# Usage: bench/gpu_check.sh WORK_DIR OUT_DIR
+#
+# On the device: run(command="bench/gpu_check.sh .carry/work $OUT", carry=[".carry"],
+# timeout_s=570), after bench/prepare_gpu_carry.sh here (wheels in .carry/whl, the work
+# dir in .carry/work.tar.xz, unpacked to WORK_DIR when WORK_DIR has no exp/graph yet).
+# Runs anywhere else too (a CUDA machine with asr-kd and riva installed: no .carry).
+#
+# Steps, each under its own timeout so that one failure leaves the rest (seconds):
+#   1. GPU tests: CPU/GPU decoder agreement, GPU 1-best, binary vs text lattice
+#      archives, DDP on NCCL vs gloo (tests/train/test_nccl.py)              90
+#   2. a baseline DNN for the model scores (WORK_DIR/exp/baseline if carried, else
+#      trained here on the GPU: the small teacher, 3 epochs)                  60
+#   3. decoding speed: CPU x1 / x16 and GPU lattice (binary, text) and 1-best at batch
+#      64/256/1024 on noisy-oracle dev scores joined 2 by 2; the model's scores and the
+#      model-included chain; the profile at batch 256                       240
+#   4. CPU/GPU agreement on 30 dev utterances, noisy oracle and model         120
+#   5. training: presets, the paper DNN in bf16, 10 fused teachers vs 10 one after
+#      another (bench/train.py)                                               150
+#   6. fbank on the CPU and the GPU (bench/fbank.py)                           30
+# Prints a summary table and writes OUT_DIR/summary.json next to each step's JSON and
+# OUT_DIR/log.txt (8 files at most come back from a device call).
+set -u -o pipefail
+
+[[ $# -eq 2 ]] || { echo "usage: $0 WORK_DIR OUT_DIR" >&2; exit 2; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$1
+out=$2
+mkdir -p "$out"
+log=$out/log.txt
+: > "$log"
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+py=${PYTHON:-python3}
+say() { echo "[gpu_check $(date +%T)] $*" | tee -a "$log"; }
+step() {  # step NAME SECONDS COMMAND...: run with a timeout, log, record the status
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  say "$name: $*"
+  timeout --kill-after=10 "$limit" "$@" >> "$log" 2>&1
+  local rc=$?
+  say "$name: exit $rc after $((SECONDS - start)) s"
+  echo "$name $rc $((SECONDS - start))" >> "$out/.steps"
+}
+
+# 0. setup: carried wheels, the work dir at the absolute path its manifests name
+if [[ -d $root/.carry/whl ]]; then
+  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$root"/.carry/whl/*.whl >> "$log" 2>&1 || say "wheel install failed"
+  export PYTHONPATH=$root:/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+else
+  export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
+fi
+if [[ ! -e $work/exp/graph && -f $root/.carry/work.tar.xz ]]; then
+  mkdir -p "$work" && tar -C "$work" -xJf "$root/.carry/work.tar.xz"
+fi
+work=$(realpath "$work")
+if [[ -f $work/ORIGIN ]]; then
+  origin=$(cat "$work/ORIGIN")
+  if [[ $origin != "$work" && ! -e $origin ]]; then
+    mkdir -p "$(dirname "$origin")" && ln -s "$work" "$origin"
+  fi
+fi
+: > "$out/.steps"
+nvidia-smi -L >> "$log" 2>&1
+$py -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())" \
+  | tee -a "$log"
+kd=(-c "from asr_kd.cli.main import cli; cli(prog_name='asr-kd')")
+
+# 1. GPU tests
+step tests 90 $py -m pytest -q -p no:cacheprovider "$root/tests/decode/test_decode.py" \
+  "$root/tests/train/test_nccl.py" -k "gpu or nccl" -rs
+
+# 2. a model for the model scores
+model=$work/exp/baseline
+if [[ ! -f $model/model.pt ]]; then
+  step baseline 60 $py "${kd[@]}" train --config "$root/recipes/synth/conf/small.yaml" --section teacher \
+    --set seed=0 --set max_epochs=3 --device cuda "$work/data/senones" "$work/data/fbank" "$model"
+fi
+
+# 3. decoding speed and profile; 4. agreement
+step decode_speed 240 $py "$root/bench/decode.py" --work-dir "$work" --no-graph-build \
+  --model "$model" --cpu-jobs "$(nproc)" --gpu-batches 64,256,1024 --concat 2 --cpu-utts 12 \
+  --parts speed,model-speed --profile --profile-batch 256 --out "$out/decode_speed"
+step decode_agreement 120 $py "$root/bench/decode.py" --work-dir "$work" --no-graph-build \
+  --model "$model" --cpu-jobs "$(nproc)" --max-utts 30 --parts agreement \
+  --out "$out/decode_agreement"
+
+# 5. training throughput, fused teachers; 6. fbank
+step train 150 $py "$root/bench/train.py" --work-dir "$work" --teachers 10 --steps 60 \
+  --out "$out/train"
+step fbank 30 $py "$root/bench/fbank.py" --batch 64 --seconds 3 --batches 8 --out "$out/fbank"
+
+# summary: one table of the figures that answer the issue, and summary.json
+$py - "$out" <<'EOF' | tee -a "$log"
+import json, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+steps = [line.split() for line in (out / ".steps").read_text().splitlines()]
+summary = {"steps": {name: {"exit": int(rc), "seconds": int(s)} for name, rc, s in steps}}
+
+def load(path):
+    p = out / path
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+speed, agree = load("decode_speed/decode.json"), load("decode_agreement/decode.json")
+train, fbank = load("train/train.json"), load("fbank/fbank.json")
+summary["gpu"] = speed.get("gpu") or train.get("gpu")
+rows = [(f"{r['scores'][:22]} | {r['decoder']} | batch {r['batch']}", f"{r['x_real_time']:.0f}x RT")
+        for r in speed.get("rows", []) if "x_real_time" in r]
+for r in agree.get("agreement", []):
+    for label in ("decode_point", "best_cpu_point"):
+        if label in r:
+            a = r[label]
+            rows.append((f"agreement {r['scores'][:18]} {r['mode']} {label}",
+                         f"{100 * a['same_words']:.1f}% same, WER {a['cpu_wer']:.2f}/{a['gpu_wer']:.2f}"))
+for r in train.get("models", []):
+    mfu = f", MFU {100 * r['mfu']:.1f}%" if "mfu" in r else ""
+    rows.append((f"train {r['model']} {r['dtype']}", f"{r['frames_per_s']:.0f} frames/s{mfu}"))
+ens = train.get("ensemble", [])
+if len(ens) == 2:
+    rows.append((f"{ens[0]['teachers']} teachers fused / one after another",
+                 f"{ens[0]['frames_per_s'] / ens[1]['frames_per_s']:.2f}x"))
+for r in fbank.get("rows", []):
+    rows.append((f"fbank {r['device']} batch {r['batch']}", f"{r['x_real_time']:.0f}x RT"))
+for b in speed.get("profile", []):
+    top = sorted(b["steps"].items(), key=lambda kv: -kv[1])[:3]
+    rows.append((f"profile {b['decoder']} batch {b['batch']}",
+                 ", ".join(f"{k} {100 * v / b['wall_s']:.0f}%" for k, v in top)))
+summary["table"] = rows
+width = max((len(k) for k, _ in rows), default=10)
+print(f"\n{'check':<{width}}  result")
+for name, result in rows:
+    print(f"{name:<{width}}  {result}")
+print("steps:", ", ".join(f"{n} exit {v['exit']} ({v['seconds']} s)" for n, v in summary["steps"].items()))
+(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+EOF
+rm -f "$out/.steps"
