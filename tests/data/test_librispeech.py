@@ -344,3 +344,47 @@ def test_prepare_commands_on_the_command_line(corpus, tmp_path):
     result = _run_cli("prepare", "kaldi-dir", str(data), str(tmp_path / "k2"))
     assert result.exit_code == 1
     assert "has no transcript in" in result.output
+
+
+# --- the recipe on the synthesised LibriSpeech-layout corpus ------------------------
+
+
+@pytest.mark.slow
+def test_recipe_fake_corpus_to_the_shared_stages(tmp_path):
+    """run.sh --fake-corpus: corpus, manifests, fbank, MFCC, lang and LM (stages 0-5)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    config = tmp_path / "fake.yaml"
+    config.write_text(
+        f"parent: {repo}/recipes/librispeech/conf/tiny.yaml\n"
+        "fake_corpus: {train_speakers: 3, dev_speakers: 1, test_speakers: 1,"
+        " train_utts_per_speaker: 3, eval_utts_per_speaker: 2, lm_sentences: 200}\n"
+    )
+    corpus = tmp_path / "download" / "LibriSpeech"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cmd = [str(repo / "recipes/librispeech/run.sh"), "--config", str(config), "--fake-corpus"]
+    cmd += ["--corpus-dir", str(corpus), "--work-dir", str(tmp_path / "w"), "--nj", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = tmp_path / "w" / "data"
+    for part, n in (("train-clean-5", 9), ("dev-clean-2", 2), ("test-clean", 2)):
+        assert len(load_manifest(data / "manifests" / f"librispeech_cuts_{part}.jsonl.gz")) == n
+        assert len(load_manifest(data / "fbank" / f"librispeech_cuts_{part}.jsonl.gz")) == n
+    assert is_done(data / "mfcc") and is_done(data / "lang") and is_done(data / "lm")
+    summary = json.loads((data / "lang" / "summary.json").read_text())
+    assert summary["lexicon"] == str(corpus.parent / "librispeech-lexicon.txt")
+    assert summary["oov_tokens"] == 0  # the fake lexicon covers every word
+    ppl = json.loads((data / "lm" / "perplexity.json").read_text())
+    assert ppl["lm_sentences"] == 200 + 9 and ppl["dev_sentences"] == 2
+    assert 1 < ppl["ppl"] < 1000
+    # Nothing is downloaded or rebuilt on a rerun; without the corpus, a clear refusal.
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0
+    missing = [c if c != str(corpus) else str(tmp_path / "none" / "LibriSpeech") for c in cmd]
+    missing.remove("--fake-corpus")
+    proc = subprocess.run(missing, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "pass --download or --fake-corpus" in proc.stderr
