@@ -1,8 +1,11 @@
 """Corpus-synthesis and feature-extraction speed.
 
-Synthesises a small ``synth`` corpus on one process (seconds of audio per wall
-second, per core), then extracts 80-dim fbank and 13-dim MFCC on one process, and
-on the GPU when one is present. Prints a table and writes JSON.
+Synthesises a small ``synth`` corpus on one process with each voice engine (espeak-ng,
+piper, hibari: seconds of audio per wall second, per core; the engine's one-off load
+time apart; the machine's load average is printed beside, as the figures mean little
+on a busy machine), then extracts 80-dim
+fbank and 13-dim MFCC of the espeak corpus on one process, and on the GPU when one is
+present. Prints a table and writes JSON.
 
     python bench/corpus_features.py [--speakers 12] [--utts 10] [--out bench/out]
 """
@@ -11,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from asr_kd.data.features import FeatureConfig, compute_features
-from asr_kd.data.synth import SynthCorpusConfig, synthesize_corpus
+from asr_kd.data.piper import load_engine
+from asr_kd.data.synth import ENGINES, SynthCorpusConfig, synthesize_corpus
 from asr_kd.data.synth_prepare import prepare_synth
 
 
@@ -37,16 +43,25 @@ def main() -> None:
         train_utts_per_speaker=args.utts,
         eval_utts_per_speaker=2,
         lm_sentences=100,
+        recorded_rir_share=0.5,
     )
     rows = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        t0 = time.perf_counter()
-        synthesize_corpus(work / "corpus", corpus_cfg)
-        synth_wall = time.perf_counter() - t0
-        prepare_synth(work / "corpus", work / "manifests")
-        audio = _audio_seconds(work / "corpus")
-        rows.append(("synthesis (espeak-ng + noise/reverb + FLAC)", "cpu x1", audio, synth_wall))
+        for engine in ENGINES:
+            if engine != "espeak":
+                t0 = time.perf_counter()
+                load_engine(engine)
+                print(f"{engine}: voice loaded in {time.perf_counter() - t0:.1f} s")
+            cfg = replace(corpus_cfg, voices={engine: 1.0})
+            t0 = time.perf_counter()
+            synthesize_corpus(work / f"corpus-{engine}", cfg)
+            synth_wall = time.perf_counter() - t0
+            task = f"synthesis {engine} (+ perturbation/noise/reverb/FLAC)"
+            rows.append((task, "cpu x1", _audio_seconds(work / f"corpus-{engine}"), synth_wall))
+        prepare_synth(work / "corpus-espeak", work / "manifests")
+        audio = _audio_seconds(work / "corpus-espeak")
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for kind, bins in (("fbank", 80), ("mfcc", 23)):
             for device in devices:
@@ -56,13 +71,16 @@ def main() -> None:
                 wall = time.perf_counter() - t0
                 rows.append((f"{kind} extraction + lilcom + stats", f"{device} x1", audio, wall))
 
-    print(f"\n{'task':<46} {'where':<8} {'audio s':>9} {'wall s':>8} {'x real time':>12}")
+    print(f"\n{'task':<52} {'where':<8} {'audio s':>9} {'wall s':>8} {'x real time':>12}")
     for task, where, a, w in rows:
-        print(f"{task:<46} {where:<8} {a:9.1f} {w:8.2f} {a / w:12.0f}")
+        print(f"{task:<52} {where:<8} {a:9.1f} {w:8.2f} {a / w:12.0f}")
+    load = (load_before, os.getloadavg()[0])
+    print(f"load average (1 min) {load[0]:.1f} before, {load[1]:.1f} after, {os.cpu_count()} cores")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "load_average": {"before": load[0], "after": load[1], "cores": os.cpu_count()},
         "rows": [
             {"task": t, "where": w, "audio_s": a, "wall_s": s, "x_real_time": a / s}
             for t, w, a, s in rows
