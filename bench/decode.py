@@ -54,8 +54,6 @@ import asr_kd.decode.cpu as cpu_module
 from asr_kd.data.manifests import load_cuts
 from asr_kd.decode.base import (
     DecodeConfig,
-    Lattice,
-    Point,
     decoder_log_priors,
     make_decoder,
     pad_batch,
@@ -63,6 +61,7 @@ from asr_kd.decode.base import (
     word_table,
     words_to_text,
 )
+from asr_kd.decode.lattice import Lattice, Point
 from asr_kd.decode.stage import oracle_score_fn, reference_text
 from asr_kd.graph import load_graph, make_graph
 from asr_kd.parallel import make_executor

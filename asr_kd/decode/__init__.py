@@ -9,20 +9,22 @@ Typical use::
 
     decode_cuts(cuts, score_fn, graph_dir, priors_path, "exp/dnn/decode_dev", config)
 
-The GPU back-end (:mod:`asr_kd.decode.gpu`) is imported only when used.
+Modules: :mod:`~.base` (config, decoder interface, scores, graph checks),
+:mod:`~.lattice` (lattices as arrays, the sweep's rescoring), :mod:`~.cpu` and
+:mod:`~.gpu` (the back-ends; the GPU one is imported only when used), :mod:`~.stage`.
 """
 
 from asr_kd.decode.base import (
     DecodeConfig,
     Decoder,
     Hypothesis,
-    Lattice,
     check_graph,
     decoder_log_priors,
     make_decoder,
     pseudo_log_likelihoods,
 )
 from asr_kd.decode.cpu import CpuDecoder
+from asr_kd.decode.lattice import Lattice
 from asr_kd.decode.stage import decode_cuts, oracle_score_fn, reference_text
 
 __all__ = [

@@ -9,7 +9,7 @@ Two modes, chosen by ``DecodeConfig.lattice``:
   archive (``decode_write_lattice``). Its lattice post-processor is off, so the lattices
   keep raw (graph, acoustic) costs; they are read back (binary archive by default,
   :func:`read_compact_lattice_binary`; text with ``archive="text"``) and rescored for the
-  whole grid exactly as on CPU (:meth:`~asr_kd.decode.base.Lattice.best_paths`).
+  whole grid exactly as on CPU (:meth:`~asr_kd.decode.lattice.Lattice.best_paths`).
 * **1-best** (``lattice: false``): ``BatchedMappedOnlineDecoderCuda.decode_batch`` runs the
   search alone, each utterance as one chunk, and returns each channel's best path
   (``PartialHypothesisEx``: traced back on the host from the best token of the last
@@ -53,13 +53,12 @@ from asr_kd.decode.base import (
     DecodeConfig,
     GraphLike,
     Hypothesis,
-    Lattice,
-    Point,
     check_scores,
     graph_scores,
     hypothesis_from_lattice,
     word_table,
 )
+from asr_kd.decode.lattice import Lattice, Point
 from asr_kd.errors import BadInputError, ConfigError
 
 ARCHIVES = ("binary", "text")
@@ -111,7 +110,7 @@ class GpuDecoder:
         config: beams, scales, batch size, the sweep grid; ``lattice=False``: 1-best.
         fst_path: ``HCLG.fst`` on disk; the graph is written to a temporary file if
             not given.
-        keep_lattices: return each :class:`~asr_kd.decode.base.Lattice` too.
+        keep_lattices: return each :class:`~asr_kd.decode.lattice.Lattice` too.
         archive: how riva hands the lattices over: ``"binary"`` (Kaldi's binary
             archive, the fast path) or ``"text"`` (``ark,t:``).
         chunk_frames: see :func:`riva_config`.
