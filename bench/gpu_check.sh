@@ -12,16 +12,18 @@
 #   1. GPU tests: CPU/GPU decoder agreement, GPU 1-best, binary vs text lattice
 #      archives, DDP on NCCL vs gloo (tests/train/test_nccl.py)              90
 #   2. a baseline DNN for the model scores (WORK_DIR/exp/baseline if carried, else
-#      trained here on the GPU: the small teacher, 3 epochs)                  60
+#      trained here on the GPU: the small teacher, 3 epochs)                  90
 #   3. decoding speed: CPU x1 / x16 and GPU lattice (binary, text) and 1-best at batch
 #      64/256/1024 on noisy-oracle dev scores joined 2 by 2; the model's scores and the
 #      model-included chain; the profile at batch 256                       240
 #   4. CPU/GPU agreement on 30 dev utterances, noisy oracle and model         120
-#   5. training: presets, the paper DNN in bf16, 10 fused teachers vs 10 one after
+#   5. fbank on the CPU and the GPU (bench/fbank.py)                           30
+#   6. training: presets, the paper DNN in bf16, 10 fused teachers vs 10 one after
 #      another (bench/train.py)                                               150
-#   6. fbank on the CPU and the GPU (bench/fbank.py)                           30
-# Prints a summary table and writes OUT_DIR/summary.json next to each step's JSON and
-# OUT_DIR/log.txt (8 files at most come back from a device call).
+# The steps share GPU_CHECK_BUDGET seconds (default 540): a step gets at most what is
+# left, and one that would get under 10 s is skipped. Prints a summary table and writes
+# OUT_DIR/summary.json next to each step's JSON and OUT_DIR/log.txt (a device call
+# brings back 8 files at most).
 set -u -o pipefail
 
 [[ $# -eq 2 ]] || { echo "usage: $0 WORK_DIR OUT_DIR" >&2; exit 2; }
@@ -34,10 +36,18 @@ log=$out/log.txt
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 py=${PYTHON:-python3}
 say() { echo "[gpu_check $(date +%T)] $*" | tee -a "$log"; }
+deadline=$((SECONDS + ${GPU_CHECK_BUDGET:-540}))  # the whole call, summary included
 step() {  # step NAME SECONDS COMMAND...: run with a timeout, log, record the status
   local name=$1 limit=$2 start=$SECONDS
   shift 2
-  say "$name: $*"
+  local left=$((deadline - SECONDS - 10))
+  ((limit > left)) && limit=$left
+  if ((limit < 10)); then
+    say "$name: skipped, the time budget is spent"
+    echo "$name skipped 0" >> "$out/.steps"
+    return
+  fi
+  say "$name (at most $limit s): $*"
   timeout --kill-after=10 "$limit" "$@" >> "$log" 2>&1
   local rc=$?
   say "$name: exit $rc after $((SECONDS - start)) s"
@@ -75,7 +85,7 @@ step tests 90 $py -m pytest -q -p no:cacheprovider "$root/tests/decode/test_deco
 # 2. a model for the model scores
 model=$work/exp/baseline
 if [[ ! -f $model/model.pt ]]; then
-  step baseline 60 $py "${kd[@]}" train --config "$root/recipes/synth/conf/small.yaml" --section teacher \
+  step baseline 90 $py "${kd[@]}" train --config "$root/recipes/synth/conf/small.yaml" --section teacher \
     --set seed=0 --set max_epochs=3 --device cuda "$work/data/senones" "$work/data/fbank" "$model"
 fi
 
@@ -87,10 +97,10 @@ step decode_agreement 120 $py "$root/bench/decode.py" --work-dir "$work" --no-gr
   --model "$model" --cpu-jobs "$(nproc)" --max-utts 30 --parts agreement \
   --out "$out/decode_agreement"
 
-# 5. training throughput, fused teachers; 6. fbank
+# 5. fbank; 6. training throughput, fused teachers
+step fbank 30 $py "$root/bench/fbank.py" --batch 64 --seconds 3 --batches 8 --out "$out/fbank"
 step train 150 $py "$root/bench/train.py" --work-dir "$work" --teachers 10 --steps 60 \
   --out "$out/train"
-step fbank 30 $py "$root/bench/fbank.py" --batch 64 --seconds 3 --batches 8 --out "$out/fbank"
 
 # summary: one table of the figures that answer the issue, and summary.json
 $py - "$out" <<'EOF' | tee -a "$log"
@@ -99,7 +109,7 @@ from pathlib import Path
 
 out = Path(sys.argv[1])
 steps = [line.split() for line in (out / ".steps").read_text().splitlines()]
-summary = {"steps": {name: {"exit": int(rc), "seconds": int(s)} for name, rc, s in steps}}
+summary = {"steps": {name: {"exit": rc, "seconds": int(s)} for name, rc, s in steps}}
 
 def load(path):
     p = out / path
