@@ -58,6 +58,7 @@ from asr_kd.decode.base import (
     hypothesis_from_lattice,
     word_table,
 )
+from asr_kd.decode.cpu import _FAST_TMP  # /dev/shm where writable: the lattice archives
 from asr_kd.decode.lattice import Lattice, Point
 from asr_kd.errors import BadInputError, ConfigError
 
@@ -142,6 +143,7 @@ class GpuDecoder:
             graph.fst.write(str(fst_path))
         words_path = os.path.join(self._tmp, "words.txt")
         self._table = word_table(graph.words)
+        self._ids = {w: i for i, w in self._table.items()}
         Path(words_path).write_text("".join(f"{w} {i}\n" for i, w in sorted(self._table.items())))
         label_to_senone = np.asarray(graph.label_to_senone, dtype=np.int64)
         self._label_index = torch.as_tensor(label_to_senone, device="cuda")
@@ -239,12 +241,7 @@ class GpuDecoder:
         """Word ids of a riva hypothesis (ids, or symbols read back through the table)."""
         if not words or isinstance(words[0], int):
             return [int(w) for w in words if w != 0]
-        if not hasattr(self, "_ids"):
-            self._ids = {w: i for i, w in self._table.items()}
         return [self._ids[w] for w in words]
-
-
-_FAST_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 # ---------------------------------------------------------------------------
