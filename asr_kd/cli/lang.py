@@ -19,6 +19,19 @@ text_format_option = click.option(
 )
 
 
+def lm_outputs(command):
+    """LANG_DIR and OUT_DIR arguments and the --dev option of the LM stages."""
+    command = click.option(
+        "--dev",
+        "dev_text",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Held-out transcripts (text or manifest) to report the perplexity on.",
+    )(command)
+    command = click.argument("out_dir", type=click.Path(file_okay=False))(command)
+    return click.argument("lang_dir", type=click.Path(file_okay=False))(command)
+
+
 @click.command("prepare-lang")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option(
@@ -70,15 +83,7 @@ def prepare_lang(
 
 @click.command("train-lm")
 @click.argument("lm_text", type=click.Path(exists=True, dir_okay=False))
-@click.argument("lang_dir", type=click.Path(file_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--dev",
-    "dev_text",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Held-out transcripts (text or manifest) to report the perplexity on.",
-)
+@lm_outputs
 @click.option("--order", type=int, default=3, show_default=True, help="N-gram order.")
 @click.option(
     "--add-text",
@@ -107,15 +112,7 @@ def train_lm(lm_text, lang_dir, out_dir, dev_text, order, extra_texts, text_form
 
 @click.command("import-lm")
 @click.argument("arpa", type=click.Path(exists=True, dir_okay=False))
-@click.argument("lang_dir", type=click.Path(file_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--dev",
-    "dev_text",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Held-out transcripts (text or manifest) to report the perplexity on.",
-)
+@lm_outputs
 @text_format_option
 @force_option
 def import_lm(arpa, lang_dir, out_dir, dev_text, text_format, force) -> None:

@@ -224,12 +224,14 @@ def _check_held_out(dev_text: Path | str | None, texts: Sequence[Path]) -> None:
         raise BadInputError(f"{STAGE}: the dev text {dev_text} is an LM text; hold it out")
 
 
-def _write_perplexity(out: Path, stats: dict, dev_text, text_format: TextFormat) -> None:
+def _write_perplexity(
+    out: Path, stats: dict, dev_text, text_format: TextFormat, stage: str = STAGE
+) -> None:
     """Score ``dev_text`` with ``out/lm.arpa`` into ``stats``; write ``perplexity.json``."""
     if dev_text is not None:
         dev = read_texts(dev_text, text_format)
         if not dev:
-            raise BadInputError(f"{STAGE}: the dev text {dev_text} holds no sentences")
+            raise BadInputError(f"{stage}: the dev text {dev_text} holds no sentences")
         result = arpa_perplexity(out / "lm.arpa", dev)
         stats.update(
             ppl=result.ppl,
@@ -403,6 +405,6 @@ def import_lm(
             "arpa_words_not_in_lang": len(unigrams - set(lang.words) - {BOS, EOS}),
             "vocabulary_words_not_in_lm": len(vocabulary - unigrams),
         }
-        _write_perplexity(tmp, stats, dev_text, text_format)
+        _write_perplexity(tmp, stats, dev_text, text_format, IMPORT_STAGE)
     _log_summary(out_dir, stats, start, IMPORT_STAGE)
     return out_dir
