@@ -123,7 +123,7 @@ class SynthCorpusConfig:
     heldout_speakers: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("train_speakers", "dev_speakers", "test_speakers"):
+        for name in ("train_speakers", "dev_speakers", "test_speakers", "heldout_speakers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("voices", "heldout_voices"):
