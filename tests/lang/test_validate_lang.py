@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import shutil
 
 import pytest
@@ -194,3 +195,23 @@ def test_whole_lexicon_is_the_vocabulary(tmp_path):
     assert sorted(lang.lexicon) == ["<UNK>", "CAT", "SAT", "THE"]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["oov_words"], summary["oov_tokens"], summary["tokens"]) == (1, 1, 2)
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("KALDI_UTILS") and shutil.which("perl") and shutil.which("fstinfo")),
+    reason="Kaldi's own validator: set KALDI_UTILS to a Kaldi checkout's egs/wsj/s5/utils "
+    "and install Perl and OpenFst's tools (Debian: libfst-tools)",
+)
+def test_kaldis_own_validate_lang(lang_and_lm, tmp_path):
+    """Kaldi's utils/validate_lang.pl itself (its determinisation checks need Kaldi's binaries)."""
+    import subprocess
+
+    lang, lm = lang_and_lm
+    shutil.copytree(lang, tmp_path / "lang")
+    shutil.copy(lm / "G.fst", tmp_path / "lang" / "G.fst")
+    (tmp_path / "path.sh").write_text("")
+    (tmp_path / "utils").symlink_to(os.environ["KALDI_UTILS"])
+    cmd = ["perl", "utils/validate_lang.pl", "--skip-determinization-check", "lang"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "SUCCESS [validating lang directory lang]" in proc.stdout, proc.stdout[-3000:]
