@@ -28,13 +28,13 @@ from asr_kd.train.evaluate import (
     frame_scores,
     log_posteriors,
 )
-from asr_kd.train.loop import (
+from asr_kd.train.loop import Trainer
+from asr_kd.train.members import (
     LossFn,
     Member,
     NonFiniteLossError,
     Objective,
     StepCallback,
-    Trainer,
     cross_entropy,
 )
 from asr_kd.train.pipeline import STAGE, train_model, train_models

@@ -212,20 +212,10 @@ def frame_scores(
     return s.get("correct", 0.0) / frames, s.get("ce", 0.0) / frames
 
 
-def frame_accuracy(
-    model: torch.nn.Module,
-    cuts: CutSet,
-    normalizer: FeatureNormalizer,
-    num_senones: int,
-    max_duration: float = 200.0,
-    device: torch.device | None = None,
-    amp: str = "auto",
-    num_workers: int = 0,
-    ctx: DistContext | None = None,
-) -> float:
-    """The fraction of frames whose arg-max senone is the target (:func:`frame_scores`)."""
-    args = (cuts, normalizer, num_senones, max_duration, device, amp, num_workers, ctx)
-    return frame_scores(model, *args)[0]
+def frame_accuracy(model: torch.nn.Module, cuts: CutSet, *args: Any, **kwargs: Any) -> float:
+    """The fraction of frames whose arg-max senone is the target (:func:`frame_scores`'s
+    first value; the same arguments)."""
+    return frame_scores(model, cuts, *args, **kwargs)[0]
 
 
 @torch.no_grad()

@@ -54,14 +54,14 @@ from asr_kd.train.distributed import (
     teardown,
 )
 from asr_kd.train.evaluate import check_output_size
-from asr_kd.train.loop import (
+from asr_kd.train.loop import Trainer
+from asr_kd.train.members import (
     CONVERGED,
     LoopState,
     LossFn,
     Member,
     Objective,
     StepCallback,
-    Trainer,
     cross_entropy,
 )
 from asr_kd.train.source import make_source

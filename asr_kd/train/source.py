@@ -20,7 +20,6 @@ from typing import Protocol
 import torch
 from lhotse import CutSet
 
-from asr_kd.errors import ConfigError
 from asr_kd.train.config import TrainConfig
 from asr_kd.train.dataset import (
     Batch,
@@ -92,19 +91,14 @@ def make_source(
 
     Args:
         data: the training data (its normaliser normalises the batches).
-        model: the (first) model trained; the frame path splices its ``frame_context``.
+        model: the (first) model trained; the frame path splices its ``frame_context``
+            (and refuses a model without one).
     """
     if config.data_path == "frames":
         from asr_kd.train.frames import frame_source
 
-        if not hasattr(model, "frame_context"):
-            raise ConfigError(
-                f"data_path: frames trains frame classifiers (a model with a fixed "
-                f"frame_context: dnn, tdnn); {type(model).__name__} is not one: use "
-                "data_path: utterances"
-            )
         return frame_source(
-            data, config, context=model.frame_context, rank=ctx.rank,
-            world_size=ctx.world_size, hooks=hooks,
+            data, config, context=getattr(model, "frame_context", None), rank=ctx.rank,
+            world_size=ctx.world_size, hooks=hooks, device=ctx.device,
         )  # fmt: skip
     return UtteranceSource(data.train, data.normalizer, data.num_senones, config, ctx, hooks)

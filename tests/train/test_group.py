@@ -10,7 +10,7 @@ from train_toy import state_dicts_equal, toy_builder, toy_train_config
 
 from asr_kd.ensemble import seeded_builder
 from asr_kd.train import frame_scores, load_model, train_model, train_models
-from asr_kd.train.checkpoint import load_file
+from asr_kd.train.checkpoint import load_file, registry_builder
 from asr_kd.train.dataset import load_split
 
 TIMING = ("seconds", "dev_seconds", "frames_per_second")
@@ -100,3 +100,22 @@ def test_select_last_keeps_the_last_epoch(toy_data, tmp_path):
     assert doc["converged"] is False and doc["select"] == "last"
     last = load_file(out / "checkpoints" / "epoch-3.pt")["model"]
     assert state_dicts_equal(load_file(out / "model.pt")["state_dict"], last)
+
+
+def test_a_group_on_the_frame_path_trains_the_models_of_separate_trainings(toy_data, tmp_path):
+    """Frame minibatches (``data_path: frames``) through the stacked (vmap) group."""
+    dnn = {"arch": "dnn", "options": {"num_layers": 1, "hidden_dim": 32, "left_context": 1,
+                                      "right_context": 1}}  # fmt: skip
+    config = toy_train_config(model=dnn, max_epochs=2, data_path="frames", frame_batch_size=64)
+    builders = [seeded_builder(seed, registry_builder) for seed in (3, 7)]
+    outs = [tmp_path / "a", tmp_path / "b"]
+    train_models(*toy_data, outs, config, builders, forward="vmap", device="cpu")
+    for seed, grouped in zip((3, 7), outs, strict=True):
+        one = train_model(*toy_data, tmp_path / f"one{seed}", config, device="cpu",
+                          builder=seeded_builder(seed, registry_builder))  # fmt: skip
+        wa = load_file(one / "model.pt")["state_dict"]
+        wb = load_file(grouped / "model.pt")["state_dict"]
+        for k in wa:
+            torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5)
+        assert _doc(grouped)["best_dev_frame_acc"] > 0.9  # chance: 1/8
+    assert not state_dicts_equal(*(load_file(o / "model.pt")["state_dict"] for o in outs))
