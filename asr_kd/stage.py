@@ -242,7 +242,7 @@ def acquire_lock(path: Path | str, stage: str) -> None:
     Raises:
         StageBusyError: another process holds it, naming that process's stage and pid.
     """
-    path = Path(path).absolute()
+    path = Path(path).resolve()
     held = _HELD.get(str(path))
     if held is not None:
         held[1] += 1
@@ -275,7 +275,7 @@ def acquire_lock(path: Path | str, stage: str) -> None:
 
 def release_lock(path: Path | str, all_holds: bool = False) -> None:
     """Release one hold on ``path``'s lock (every hold with ``all_holds``)."""
-    key = str(Path(path).absolute())
+    key = str(Path(path).resolve())
     held = _HELD.get(key)
     if held is None:
         return

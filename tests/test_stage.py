@@ -133,9 +133,10 @@ def test_stale_tmp_of_a_dead_process_is_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mfcc", f"mfcc.tmp-{os.getppid()}"]
 
 
-def test_lock_is_reentrant_and_released_by_stage_output(tmp_path):
+def test_lock_is_reentrant_and_released_by_stage_output(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    acquire_lock(out, "train")  # a training's work directory holds it for the whole run
+    monkeypatch.chdir(tmp_path)
+    acquire_lock("out", "train")  # a training's work directory holds it for the whole run
     with stage_output(out, "train", {}) as tmp:
         (tmp / "r.txt").write_text("x")
     assert not (tmp_path / "out.lock").exists()
