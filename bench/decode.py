@@ -25,8 +25,9 @@ the search has real competition). ``--concat N`` joins N consecutive dev utteran
 - ``profile`` (or ``--profile``): where the time of one pass goes, step by step (model
   scoring split into feature loading and the network, host->device copy, search,
   lattice conversion/write/read/parse, rescoring), for the CPU lattice decoder in this
-  process and, on a GPU, the GPU decoders at ``--profile-batch``; plus torch.profiler's
-  top operators. Runs on the CPU alone too.
+  process (noisy oracle, the ``--cpu-utts`` first utterances) and, on a GPU, the GPU
+  decoders at ``--profile-batch`` (on the model's scores with ``--model``); plus
+  torch.profiler's top operators. Runs on the CPU alone too.
 
 Prints tables and writes ``decode.json``.
 
@@ -204,12 +205,12 @@ def gpu_kinds(first_batch: bool, model: bool = False) -> list[tuple[str, dict]]:
 
 
 def speed_rows(graph, fst, utts: Utts, log_priors, args, executor, save, label: str,
-               one_process: bool = True, model=None):  # fmt: skip
-    """Decoding speed on ``utts``; ``one_process=False`` skips the one-process CPU rows.
+               rows: list, one_process: bool = True, model=None) -> None:  # fmt: skip
+    """Append decoding-speed rows on ``utts`` to ``rows`` (saved after each).
 
-    ``model`` = (teacher, cuts, feats): adds the end-to-end rows (model included).
+    ``one_process=False`` skips the one-process CPU rows; ``model`` = (teacher, cuts,
+    feats) adds the end-to-end rows (model included).
     """
-    rows = []
 
     def add(name: str, batch: int, wall: float, audio_s: float) -> None:
         rows.append({"scores": label, "decoder": name, "batch": batch, "audio_s": audio_s,
@@ -230,7 +231,7 @@ def speed_rows(graph, fst, utts: Utts, log_priors, args, executor, save, label: 
         wall = run(cpun, scores, log_priors, batch)[0]
         add(f"cpu x{args.cpu_jobs} (lattice + sweep)", batch, wall, cpu_audio)
     if not gpu_ready():
-        return rows
+        return
     for k, batch in enumerate(args.gpu_batches):
         tiled = utts.tiled(2 * batch)  # fill the batch at least twice
         for name, kind in gpu_kinds(k == 0, model is not None):
@@ -251,7 +252,6 @@ def speed_rows(graph, fst, utts: Utts, log_priors, args, executor, save, label: 
                              "error": str(e)[:300]})  # fmt: skip
                 print(f"  {name} batch {batch}: failed: {e}", flush=True)
                 save()
-    return rows
 
 
 def gpu_ready() -> bool:
@@ -354,17 +354,26 @@ def timed(owner, name: str, times: Counter, key: str) -> Iterator[None]:
         setattr(owner, name, original)
 
 
-def profile(graph, fst, utts: Utts, log_priors, args, model_times: Counter | None) -> list[dict]:
-    """Time split of one pass of each decoder, and torch.profiler's top operators."""
-    blocks = []
+def profile(graph, fst, sets, log_priors, args, model_times: Counter | None, blocks: list,
+            save) -> None:  # fmt: skip
+    """Append the time split of one pass of each decoder to ``blocks``, with
+    torch.profiler's top operators: the CPU decoder on the first ``--cpu-utts`` noisy
+    oracle utterances (the first of ``sets``), the GPU decoders on the last of ``sets``
+    (the model's when there is one; ``model_times``: its scoring, once for all cuts).
+    """
 
-    def block(name: str, batch: int, times: Counter, wall: float, audio: float, prof) -> None:
+    def block(name: str, batch: int, times: Counter, wall: float, utts, prof) -> None:
         steps = dict(times)
-        if model_times:
+        label = sets[0][0] if utts is cpu_utts else sets[-1][0]
+        if model_times and label.startswith("model"):
             steps = {**{f"model: {k}": v for k, v in model_times.items()}, **steps}
         ops = prof.key_averages().table(sort_by=sort_key, row_limit=12)
-        blocks.append({"decoder": name, "batch": batch, "audio_s": audio, "wall_s": wall,
-                       "x_real_time": audio / wall, "steps": steps, "top_ops": ops})  # fmt: skip
+        blocks.append({"scores": label, "decoder": name, "batch": batch, "audio_s": utts.audio,
+                       "wall_s": wall, "x_real_time": utts.audio / wall, "steps": steps,
+                       "top_ops": ops})  # fmt: skip
+        save()
+
+    cpu_utts = sets[0][1].head(args.cpu_utts)
 
     activities = [torch.profiler.ProfilerActivity.CPU]
     sort_key = "self_cpu_time_total"
@@ -381,16 +390,16 @@ def profile(graph, fst, utts: Utts, log_priors, args, model_times: Counter | Non
         timed(Lattice, "best_paths", times, "rescore (sweep)"),
         torch.profiler.profile(activities=activities) as prof,
     ):  # fmt: skip
-        wall, _ = run(cpu, utts.scores, log_priors, 32)
+        wall, _ = run(cpu, cpu_utts.scores, log_priors, 32)
     total = times.pop("search + lattice (total per utterance)")
     times["kaldi search + raw lattice"] = (
         total - times["lattice write/read/parse"] - times["rescore (sweep)"]
     )
     times["scores: pad, priors, checks"] = wall - total
-    block("cpu x1 (lattice + sweep)", 32, times, wall, utts.audio, prof)
+    block("cpu x1 (lattice + sweep)", 32, times, wall, cpu_utts, prof)
     if gpu_ready():
         batch = args.profile_batch or args.gpu_batches[-1]
-        tiled = utts.tiled(2 * batch)
+        tiled = sets[-1][1].tiled(2 * batch)
         for name, kind in gpu_kinds(True):
             gpu = gpu_decoder(graph, fst, batch, chunk_frames=args.chunk_frames, **kind)
             run(gpu, tiled.scores[:batch], log_priors, batch)  # warm-up
@@ -399,17 +408,17 @@ def profile(graph, fst, utts: Utts, log_priors, args, model_times: Counter | Non
                 wall, _ = run(gpu, tiled.scores, log_priors, batch)
             times = Counter(gpu.timings)
             times["host: pad, priors, checks"] = wall - sum(gpu.timings.values())
-            block(name, batch, times, wall, tiled.audio, prof)
+            block(name, batch, times, wall, tiled, prof)
             del gpu
     for b in blocks:
-        print(f"\nprofile: {b['decoder']}, batch {b['batch']}: {b['x_real_time']:.1f}x real time")
+        print(f"\nprofile: {b['decoder']}, batch {b['batch']}, {b['scores']} scores: "
+              f"{b['x_real_time']:.1f}x real time")  # fmt: skip
         print(f"  {'step':<44} {'seconds':>9} {'share':>7} {'x real time':>12}")
         for step, sec in b["steps"].items():
             share = f"{100 * sec / b['wall_s']:6.1f}%" if not step.startswith("model") else ""
             rate = f"{b['audio_s'] / sec:12.1f}" if sec > 0 else ""
             print(f"  {step:<44} {sec:9.3f} {share:>7} {rate}")
         print(b["top_ops"])
-    return blocks
 
 
 # ---------------------------------------------------------------------------
@@ -507,21 +516,20 @@ def main() -> None:
     with make_executor(jobs if jobs > 1 else 1) as executor:
         if "speed" in parts:
             print("speed (noisy oracle scores):", flush=True)
-            result["rows"] = speed_rows(graph, fst, sets[0][1], log_priors, args, executor, save,
-                                        sets[0][0])  # fmt: skip
+            speed_rows(graph, fst, sets[0][1], log_priors, args, executor, save, sets[0][0],
+                       result["rows"])  # fmt: skip
         if "model-speed" in parts and model is not None:
             label, utts = sets[1]
             print(f"speed ({label} scores):", flush=True)
-            result["rows"] += speed_rows(graph, fst, utts, log_priors, args, executor, save,
-                                         label, False, model)  # fmt: skip
+            speed_rows(graph, fst, utts, log_priors, args, executor, save, label,
+                       result["rows"], False, model)  # fmt: skip
         if "agreement" in parts and cuda:
             max_actives = [int(m) for m in args.max_active.split(",")]
             compare(graph, fst, sets, log_priors, max_actives, executor, save,
                     result["agreement"])  # fmt: skip
     if "profile" in parts:
-        label, utts = sets[-1]
-        print(f"\nprofile ({label} scores):", flush=True)
-        result["profile"] = profile(graph, fst, utts, log_priors, args, model_times)
+        print("\nprofile:", flush=True)
+        profile(graph, fst, sets, log_priors, args, model_times, result["profile"], save)
     save()
     print_tables(result)
     print(f"\nwrote {args.out / 'decode.json'}")

@@ -16,10 +16,12 @@
 #   3. decoding speed: CPU x1 / x16 and GPU lattice (binary, text) and 1-best at batch
 #      64/256/1024 on noisy-oracle dev scores joined 2 by 2; the model's scores and the
 #      model-included chain; the profile at batch 256                       240
-#   4. CPU/GPU agreement on 30 dev utterances, noisy oracle and model         120
+#   4. CPU/GPU agreement on 20 dev utterances, noisy oracle and model         120
 #   5. fbank on the CPU and the GPU (bench/fbank.py)                           30
 #   6. training: presets, the paper DNN in bf16, 10 fused teachers vs 10 one after
 #      another (bench/train.py)                                               150
+#   7. the frame-level path, 10 teachers, one epoch, 16k-frame batches: fused vs
+#      one after another (train-ensemble; what the large run needs)       2 x 90
 # The steps share GPU_CHECK_BUDGET seconds (default 540): a step gets at most what is
 # left, and one that would get under 10 s is skipped. Prints a summary table and writes
 # OUT_DIR/summary.json next to each step's JSON and OUT_DIR/log.txt (a device call
@@ -94,13 +96,23 @@ step decode_speed 240 $py "$root/bench/decode.py" --work-dir "$work" --no-graph-
   --model "$model" --cpu-jobs "$(nproc)" --gpu-batches 64,256,1024 --concat 2 --cpu-utts 12 \
   --parts speed,model-speed --profile --profile-batch 256 --out "$out/decode_speed"
 step decode_agreement 120 $py "$root/bench/decode.py" --work-dir "$work" --no-graph-build \
-  --model "$model" --cpu-jobs "$(nproc)" --max-utts 30 --parts agreement \
+  --model "$model" --cpu-jobs "$(nproc)" --max-utts 20 --parts agreement \
   --out "$out/decode_agreement"
 
 # 5. fbank; 6. training throughput, fused teachers
 step fbank 30 $py "$root/bench/fbank.py" --batch 64 --seconds 3 --batches 8 --out "$out/fbank"
 step train 150 $py "$root/bench/train.py" --work-dir "$work" --teachers 10 --steps 60 \
   --out "$out/train"
+
+# 7. the frame-level path (data_path: frames) with large frame batches: 10 teachers,
+#    one epoch, fused vs one after another (the rate the large run needs)
+for mode in fused loop; do
+  fused=$([[ $mode == fused ]] && echo true || echo false)
+  step "frames_$mode" 90 $py "${kd[@]}" train-ensemble --config \
+    "$root/recipes/synth/conf/small.yaml" --set ensemble.num_teachers=10 \
+    --set ensemble.fused=$fused --set data_path=frames --set frame_batch_size=16384 \
+    --set max_epochs=1 --device cuda "$work/data/senones" "$work/data/fbank" "/tmp/gpu_check_$mode"
+done
 
 # summary: one table of the figures that answer the issue, and summary.json
 $py - "$out" <<'EOF' | tee -a "$log"
@@ -133,6 +145,18 @@ ens = train.get("ensemble", [])
 if len(ens) == 2:
     rows.append((f"{ens[0]['teachers']} teachers fused / one after another",
                  f"{ens[0]['frames_per_s'] / ens[1]['frames_per_s']:.2f}x"))
+rates = {}
+for mode in ("fused", "loop"):
+    runs = sorted(Path(f"/tmp/gpu_check_{mode}").glob("teacher*/train.json"))
+    step = summary["steps"].get(f"frames_{mode}", {})
+    if runs and step.get("exit") == "0":
+        frames = sum(json.loads(p.read_text())["total_frames"] for p in runs)
+        rates[mode] = frames / step["seconds"]  # the whole command: loading, dev, writing
+        rows.append((f"frames path, {len(runs)} teachers, 1 epoch, {mode}",
+                     f"{rates[mode]:.0f} teacher-frames/s"))
+if len(rates) == 2:
+    rows.append(("frames path fused / one after another", f"{rates['fused'] / rates['loop']:.2f}x"))
+summary["frames_path"] = rates
 for r in fbank.get("rows", []):
     rows.append((f"fbank {r['device']} batch {r['batch']}", f"{r['x_real_time']:.0f}x RT"))
 for b in speed.get("profile", []):
