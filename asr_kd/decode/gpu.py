@@ -316,12 +316,15 @@ def _costs(weight: str) -> tuple[float, float]:
 # ---------------------------------------------------------------------------
 # CompactLattices out of a Kaldi binary archive (``ark:``)
 
-# Each entry: ``key `` "\0B", then the lattice as OpenFst writes a VectorFst of
-# ``compactlattice44`` arcs: a header, then per state its final weight and its arcs.
+# Each entry: ``key ``, then the lattice as OpenFst writes a VectorFst of
+# ``compactlattice44`` arcs (Kaldi's CompactLatticeHolder writes no "\0B" binary marker,
+# so that a lattice in a file of its own is an OpenFst file): a header, then per state
+# its final weight and its arcs.
 # A weight is (graph f32, acoustic f32, n i32, n transition ids i32); an arc is
 # (ilabel i32, olabel i32, weight, nextstate i32); a state's arc count is an int64.
 _HEADER_TAIL = struct.Struct("<iiQqqq")  # version, flags, properties, start, states, arcs
 _FST_MAGIC = 2125659606
+_MAGIC_BYTES = struct.pack("<i", _FST_MAGIC)
 
 
 def read_compact_lattice_binary(data: bytes, acoustic_scale: float) -> dict[str, Lattice]:
@@ -335,10 +338,13 @@ def read_compact_lattice_binary(data: bytes, acoustic_scale: float) -> dict[str,
     pos = 0
     while pos < len(data):
         space = data.find(b" ", pos)
-        if space < 0 or data[space + 1 : space + 3] != b"\0B":
+        start = space + 1
+        if data[start : start + 2] == b"\0B":  # Kaldi's binary marker (other holders write it)
+            start += 2
+        if space < 0 or data[start : start + 4] != _MAGIC_BYTES:
             raise BadInputError(f"not a Kaldi binary archive of CompactLattices at byte {pos}")
         key = data[pos:space].decode()
-        lattice, pos = _read_compact_fst(data, space + 3, acoustic_scale, key)
+        lattice, pos = _read_compact_fst(data, start, acoustic_scale, key)
         out[key] = lattice
     return out
 

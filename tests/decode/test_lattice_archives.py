@@ -145,8 +145,10 @@ def test_binary_archive_of_cpu_lattices_reads_back_exactly():
     raws = raw_lattices(5, seed=1)
     cpu = [lattice_from_kaldifst(raw, SCALE) for raw in raws]
     rng = np.random.default_rng(0)
+    # Kaldi's CompactLatticeHolder writes "key " and the FST, no "\0B" marker; the
+    # reader takes a marker too (the last entry)
     archive = b"".join(
-        f"utt{i} ".encode() + b"\0B"
+        f"utt{i} ".encode()
         + binary_compact_lattice(lat, [rng.integers(1, 9, rng.integers(0, 4)).tolist()
                                        for _ in range(lat.num_arcs)], SCALE)
         for i, lat in enumerate(cpu)
