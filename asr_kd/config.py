@@ -41,6 +41,7 @@ SECTIONS: dict[str, str] = {
     "mono": "train-mono",
     "align": "align",
     "tree": "build-tree",
+    "tri1": "train-tri",
     "graph": "make-graph",
     "decode": "decode",
     "teacher": "train, train-ensemble",

@@ -64,6 +64,8 @@ class AlignConfig:
     Attributes:
         beam, retry_beam: Viterbi beams; an utterance failing both is listed as failed.
         transition_scale, self_loop_scale, acoustic_scale, boost_silence: as in training.
+        inter_word_silence: tri-phone models' graphs allow optional silence between
+            words (the monophone's come from the lang's L, which always does).
         oov: ``"skip"`` utterances with words outside the lexicon (listed as failed),
             ``"map"`` those words to ``<UNK>`` or raise (``"error"``).
         max_failed_share: fail the stage when a split loses more utterances.
@@ -76,6 +78,7 @@ class AlignConfig:
     self_loop_scale: float = 0.1
     acoustic_scale: float = 0.1
     boost_silence: float = 1.0
+    inter_word_silence: bool = True
     oov: str = "skip"
     max_failed_share: float = 0.05
     tolerances: tuple[float, ...] = (0.02, 0.05)
@@ -184,11 +187,13 @@ class _Splits:
         viterbi = ViterbiOptions.of(self.config)
         parts = shards(list(cuts), 1 if self.executor is None else 2 * self.num_jobs)
         common = (self.model, str(self.lang.dir), self.speaker_stats, "viterbi", viterbi)
+        options = {"accumulate": False, "oov": self.config.oov}
         if isinstance(self.model, TriModel):
             work, job_type = run_tri_shard, TriShardJob
+            options["inter_word_silence"] = self.config.inter_word_silence
         else:
             work, job_type = run_shard, ShardJob
-        jobs = [job_type(part, *common, accumulate=False, oov=self.config.oov) for part in parts]
+        jobs = [job_type(part, *common, **options) for part in parts]
         results = map_progress(work, jobs, self.executor, f"{STAGE} {split}")
         found = {u: a for r in results for u, a in r.alignments.items()}
         failed = {u: why for r in results for u, why in r.failed.items()}

@@ -5,7 +5,8 @@ no ``ContextDependency`` from an event map), so its ``TrainingGraphCompiler`` ca
 compile graphs for our tree. This module compiles them the way the ``make-graph``
 stage builds HCLG, with the utterance's word sequence as G (``compile-train-graphs``)::
 
-    LG   = det(min(L_disambig o W))       W: linear acceptor of the transcript
+    LG   = min(det(L o W))                W: the transcript, built directly
+                                          (:func:`word_sequence_fst`)
     CLG  = compose_context(#N, 3, 1, LG)
     HCLG = add_self_loops(min(rmsymbols(det(Ha o CLG))))
 
@@ -19,6 +20,7 @@ divided by the priors) align through the same graphs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,8 +32,9 @@ from asr_kd.align.mono import ViterbiOptions
 from asr_kd.errors import BadInputError
 from asr_kd.graph import fst_ops
 from asr_kd.graph.h import HmmLabels, HmmTopo, build_h
-from asr_kd.graph.hclg import add_self_loops, compose_clg, compose_hclga, compose_lg
+from asr_kd.graph.hclg import add_self_loops, compose_clg, compose_hclga
 from asr_kd.lang import Lang
+from asr_kd.stage import read_marker
 from asr_kd.tree import ContextTree
 
 
@@ -54,15 +57,64 @@ class UttGraph:
         return ali, self.labels.senone[i].astype(np.int32)
 
 
-def linear_acceptor(word_ids: Sequence[int]) -> kaldifst.StdVectorFst:
-    """The FST accepting exactly ``word_ids`` (input = output labels)."""
-    n = len(word_ids)
-    ids = np.asarray(word_ids, np.int32)
-    final = np.full(n + 1, np.inf, np.float32)
-    final[n] = 0.0
-    states = np.arange(n, dtype=np.int32)
-    arcs = fst_ops.Arcs(0, final, states, ids, ids.copy(), np.zeros(n, np.float32), states + 1)
-    return fst_ops.to_fst(arcs)
+def word_sequence_fst(
+    prons: Sequence[Sequence[tuple[int, ...]]],
+    word_ids: Sequence[int],
+    sil_phone: int,
+    sil_prob: float,
+    inter_word_silence: bool,
+) -> kaldifst.StdVectorFst:
+    """L o W for one transcript: its words' pronunciations in order, optional silence.
+
+    The same paths and weights as the lang's L composed with the transcript: silence
+    with probability ``sil_prob`` at the start, after each word and at the end;
+    without ``inter_word_silence`` only at the start and the end (for speech known
+    to run on without pauses). Acyclic, so it needs no disambiguation symbols.
+
+    Args:
+        prons: per word, its pronunciations (phone ids).
+        word_ids: per word, its id (the output label on its first phone).
+        sil_phone: the optional-silence phone.
+        sil_prob: the lang's optional-silence probability, in ``[0, 1)``.
+        inter_word_silence: allow silence between words.
+    """
+    rows: list[tuple[int, int, int, int, float]] = []  # src, dst, ilabel, olabel, cost
+    num_states = 1
+
+    def new_state() -> int:
+        nonlocal num_states
+        num_states += 1
+        return num_states - 1
+
+    def optional_silence(src: int, prob: float) -> int:
+        dst = new_state()
+        if prob <= 0.0:
+            rows.append((src, dst, 0, 0, 0.0))
+            return dst
+        rows.append((src, dst, 0, 0, -math.log1p(-prob)))
+        rows.append((src, dst, sil_phone, 0, -math.log(prob)))
+        return dst
+
+    state = optional_silence(0, sil_prob)
+    for i, (alternatives, word) in enumerate(zip(prons, word_ids, strict=True)):
+        end = new_state()
+        for pron in alternatives:
+            src = state
+            for j, phone in enumerate(pron):
+                dst = end if j == len(pron) - 1 else new_state()
+                rows.append((src, dst, phone, word if j == 0 else 0, 0.0))
+                src = dst
+        last = i == len(prons) - 1
+        state = optional_silence(end, sil_prob if inter_word_silence or last else 0.0)
+    final = np.full(num_states, np.inf, np.float32)
+    final[state] = 0.0
+    a = np.array([r[:4] for r in rows], np.int32).reshape(-1, 4)
+    cost = np.array([r[4] for r in rows], np.float32)
+    fst = fst_ops.to_fst(fst_ops.Arcs(0, final, a[:, 0], a[:, 2], a[:, 3], cost, a[:, 1]))
+    kaldifst.determinize_star(fst, use_log=True)
+    kaldifst.minimize_encoded(fst)
+    kaldifst.arcsort(fst, sort_type="ilabel")
+    return fst
 
 
 class GraphCompiler:
@@ -73,6 +125,10 @@ class GraphCompiler:
         tree: maps tri-phone HMM states to senones.
         topos: phone -> HMM topology with the transition probabilities to use.
         transition_scale, self_loop_scale: as in ``compile-train-graphs`` (1.0, 0.1).
+        sil_prob: optional-silence probability (see :func:`word_sequence_fst`);
+            ``None``: the lang directory's.
+        inter_word_silence: allow optional silence between words, not only at the
+            start and end.
     """
 
     def __init__(
@@ -82,9 +138,18 @@ class GraphCompiler:
         topos: dict[int, HmmTopo],
         transition_scale: float = 1.0,
         self_loop_scale: float = 0.1,
+        sil_prob: float | None = None,
+        inter_word_silence: bool = True,
     ) -> None:
         self.lang = lang
-        self.L = lang.L_disambig()
+        if sil_prob is None:
+            sil_prob = read_marker(lang.dir).get("config", {}).get("sil_prob", 0.5)
+        self.sil_prob = sil_prob
+        self.inter_word_silence = inter_word_silence
+        self.prons = {
+            lang.words[w]: [tuple(lang.phones[p] for p in pron) for pron in prons]
+            for w, prons in lang.lexicon.items()
+        }
         self.tree = tree
         self.topos = topos
         self.transition_scale = transition_scale
@@ -97,7 +162,9 @@ class GraphCompiler:
             BadInputError: no pronunciation of the words can be built with the tree's
                 senones (the message says why).
         """
-        LG = compose_lg(self.L, linear_acceptor(word_ids))
+        LG = word_sequence_fst([self.prons[w] for w in word_ids], word_ids,
+                               self.lang.optional_silence, self.sil_prob,
+                               self.inter_word_silence)  # fmt: skip
         CLG, ilabels = compose_clg(LG, list(self.lang.disambig_phones))
         H = build_h(ilabels, self.tree, self.topos, self.lang.disambig_phones,
                     self.transition_scale)  # fmt: skip
@@ -127,25 +194,37 @@ def viterbi_path(
     return path if len(path) == len(scores) else None
 
 
-def gmm_log_likelihoods(am: khg.AmDiagGmm, feats: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
-    """``[T, len(pdfs)]`` float64 log-likelihood of each frame under each pdf's GMM."""
-    x = np.ascontiguousarray(feats, dtype=np.float32)
-    out = np.empty((len(x), len(pdfs)))
-    for j, p in enumerate(np.asarray(pdfs).tolist()):
-        ll = am.get_pdf(int(p)).log_likelihoods_matrix(x).astype(np.float64)
-        top = ll.max(axis=1)
-        out[:, j] = top + np.log(np.exp(ll - top[:, None]).sum(axis=1))
-    return out
+class GmmScorer:
+    """Log-likelihoods of frames under the pdfs of an ``AmDiagGmm``.
 
+    kaldi-hmm-gmm gives each Gaussian's log-likelihood (``DiagGmm.log_likelihoods_matrix``,
+    weights included); the log-sum-exp over each pdf's Gaussians is one vectorised step
+    for all pdfs at once.
+    """
 
-def gmm_label_scores(
-    am: khg.AmDiagGmm, feats: np.ndarray, labels: HmmLabels, acoustic_scale: float
-) -> np.ndarray:
-    """``[T, N]`` scaled GMM log-likelihoods of a graph's labels (each senone once)."""
-    senones, column = np.unique(labels.senone, return_inverse=True)
-    if len(senones) and senones[-1] >= am.num_pdfs:
-        raise BadInputError(
-            f"the graph uses senone {senones[-1]} but the model has {am.num_pdfs}: "
-            "model and tree come from different stages"
-        )
-    return acoustic_scale * gmm_log_likelihoods(am, feats, senones)[:, column.reshape(-1)]
+    def __init__(self, am: khg.AmDiagGmm) -> None:
+        self.am = am
+        self.sizes = np.array([am.num_gauss_in_pdf(p) for p in range(am.num_pdfs)], np.int64)
+
+    def __call__(self, feats: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
+        """``[T, len(pdfs)]`` float64 log-likelihood of each frame under each pdf."""
+        pdfs = np.asarray(pdfs, np.int64)
+        if len(pdfs) and (pdfs.min() < 0 or pdfs.max() >= len(self.sizes)):
+            raise BadInputError(
+                f"pdf {int(pdfs.max())} asked for, but the model has {len(self.sizes)}: "
+                "model and tree come from different stages"
+            )
+        x = np.ascontiguousarray(feats, dtype=np.float32)
+        sizes = self.sizes[pdfs]
+        starts = np.cumsum(sizes) - sizes
+        ll = np.empty((len(x), int(sizes.sum())), np.float64)
+        for p, a, n in zip(pdfs.tolist(), starts.tolist(), sizes.tolist(), strict=True):
+            ll[:, a : a + n] = self.am.get_pdf(p).log_likelihoods_matrix(x)
+        top = np.maximum.reduceat(ll, starts, axis=1)
+        total = np.add.reduceat(np.exp(ll - np.repeat(top, sizes, axis=1)), starts, axis=1)
+        return top + np.log(total)
+
+    def label_scores(self, feats: np.ndarray, labels: HmmLabels, scale: float) -> np.ndarray:
+        """``[T, N]`` scaled log-likelihoods of a graph's labels (each senone once)."""
+        senones, column = np.unique(labels.senone, return_inverse=True)
+        return scale * self(feats, senones)[:, column.reshape(-1)]

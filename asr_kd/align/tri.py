@@ -46,7 +46,7 @@ import numpy as np
 from lhotse.cut import Cut
 
 from asr_kd.align.feats import gmm_features
-from asr_kd.align.graphs import GraphCompiler, gmm_label_scores, viterbi_path
+from asr_kd.align.graphs import GmmScorer, GraphCompiler, viterbi_path
 from asr_kd.align.mixup import mix_up
 from asr_kd.align.mono import (
     ALI_KEY,
@@ -93,6 +93,8 @@ class TriConfig:
         beam, retry_beam, transition_scale, self_loop_scale, acoustic_scale: as
             ``gmm-align-compiled`` (``--careful=false``).
         boost_silence: factor on the silence phones' likelihoods while aligning.
+        inter_word_silence: the training graphs allow optional silence between words
+            (as the lang's L); false: only at the start and end of an utterance.
         power, perturb_factor, min_count: mixing up (see ``MonoConfig``).
         min_gaussian_occupancy: Gaussians with less occupancy are not updated.
         transition_floor: smallest transition probability (Kaldi's ``--transition-floor``).
@@ -113,6 +115,7 @@ class TriConfig:
     self_loop_scale: float = 0.1
     acoustic_scale: float = 0.1
     boost_silence: float = 1.0
+    inter_word_silence: bool = True
     power: float = 0.25
     perturb_factor: float = 0.01
     min_gaussian_occupancy: float = 10.0
@@ -263,6 +266,7 @@ class TriShardJob:
     alignments: dict[str, np.ndarray] = field(default_factory=dict)
     accumulate: bool = True
     oov: str = "skip"
+    inter_word_silence: bool = True
 
 
 def run_tri_shard(job: TriShardJob) -> ShardResult:
@@ -277,10 +281,11 @@ def run_tri_shard(job: TriShardJob) -> ShardResult:
     """
     model, v = job.model, job.viterbi
     lang, _ = _load_lang(job.lang_dir, os.stat(Path(job.lang_dir) / MARKER).st_mtime_ns)
-    compiler = None
+    compiler = scorer = None
     if job.mode == "viterbi":
         compiler = GraphCompiler(lang, model.tree, model.topos, v.transition_scale,
-                                 v.self_loop_scale)  # fmt: skip
+                                 v.self_loop_scale, None, job.inter_word_silence)  # fmt: skip
+        scorer = GmmScorer(model.am)
     min_len = min_lengths(lang)
     silence = np.asarray(lang.silence_phones)
     failed: dict[str, str] = {}
@@ -314,7 +319,7 @@ def run_tri_shard(job: TriShardJob) -> ShardResult:
             except BadInputError as e:
                 failed[cut.id] = f"no training graph: {e}"
                 continue
-            scores = gmm_label_scores(model.am, f, graph.labels, v.acoustic_scale)
+            scores = scorer.label_scores(f, graph.labels, v.acoustic_scale)
             if v.boost_silence != 1.0:
                 is_sil = np.isin(graph.labels.phone, silence)
                 scores[:, is_sil] += v.acoustic_scale * np.log(v.boost_silence)
@@ -489,7 +494,8 @@ def _train(
         mode = "viterbi" if it in realign else "given"
         jobs = [
             TriShardJob(part, model, str(lang_dir), speaker_stats, mode, viterbi,
-                        {} if mode == "viterbi" else _subset(alignments, part), oov=config.oov)
+                        {} if mode == "viterbi" else _subset(alignments, part), oov=config.oov,
+                        inter_word_silence=config.inter_word_silence)
             for part in parts
         ]  # fmt: skip
         r = ShardResult.merge(map_progress(run_tri_shard, jobs, executor, f"{STAGE} {it}"), model)

@@ -1,4 +1,4 @@
-"""Monophone GMM-HMM training and forced-alignment stages."""
+"""GMM-HMM training (monophone, tri-phone) and forced-alignment stages."""
 
 from __future__ import annotations
 
@@ -33,6 +33,37 @@ def train_mono(
         run(Path(feature_dir), Path(lang_dir), Path(out_dir), config, num_jobs, executor, force)
 
 
+@click.command("train-tri")
+@click.argument("ali_dir", type=click.Path(file_okay=False))
+@click.argument("feature_dir", type=click.Path(file_okay=False))
+@click.argument("lang_dir", type=click.Path(file_okay=False))
+@click.argument("tree_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--section", default="tri1", show_default=True, help="Config section to read.")
+@config_option
+@set_option
+@jobs_option
+@dask_option
+@force_option
+def train_tri(
+    ali_dir, feature_dir, lang_dir, tree_dir, out_dir, section, config_path, overrides,
+    num_jobs, dask_scheduler, force,
+) -> None:  # fmt: skip
+    """Train a tri-phone GMM-HMM on TREE_DIR's senones, starting from ALI_DIR's alignments.
+
+    FEATURE_DIR is the MFCC feature directory the alignments used.
+    """
+    from asr_kd.align.tri import TriConfig
+    from asr_kd.align.tri import train_tri as run
+
+    config = load_section(config_path, section, TriConfig, overrides)
+    with make_executor(num_jobs, dask_scheduler) as executor:
+        run(
+            Path(ali_dir), Path(feature_dir), Path(lang_dir), Path(tree_dir), Path(out_dir),
+            config, num_jobs, executor, force,
+        )  # fmt: skip
+
+
 @click.command("align")
 @click.argument("feature_dir", type=click.Path(file_okay=False))
 @click.argument("lang_dir", type=click.Path(file_okay=False))
@@ -56,7 +87,7 @@ def align(
     dask_scheduler,
     force,
 ) -> None:
-    """Force-align every split in FEATURE_DIR with MODEL_DIR's monophone GMM into OUT_DIR."""
+    """Force-align every split in FEATURE_DIR with MODEL_DIR's GMM (mono or tri) into OUT_DIR."""
     from asr_kd.align.align import AlignConfig
     from asr_kd.align.align import align as run
 

@@ -31,6 +31,9 @@ _MAGIC = 2125659606
 _VERSION = 2
 _PROPERTIES = 0x3  # kExpanded | kMutable: nothing else claimed in the file
 _ALL_PROPERTIES = 0xFFFFFFFFFFFF
+# FSTs pass through temporary files: in memory where there is a tmpfs (per-utterance
+# training graphs make thousands of them).
+_TMP_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 _STATE_WORDS, _ARC_WORDS = 3, 4  # 32-bit words per state header and per arc
 
 
@@ -103,7 +106,7 @@ def read_arcs(fst: kaldifst.StdVectorFst) -> Arcs:
     """The arcs of an FST as arrays (through its binary file; weights exact)."""
     num_states = fst.num_states
     counts = np.fromiter((fst.num_arcs(s) for s in range(num_states)), np.int64, num_states)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=_TMP_DIR) as tmp:
         path = os.path.join(tmp, "fst")
         if not fst.write(path):
             raise OSError(f"could not write a temporary FST to {path}")
@@ -137,7 +140,7 @@ def to_fst(arcs: Arcs) -> kaldifst.StdVectorFst:
     Its properties (sorted, epsilons, acyclic, ...) are computed once, so a file written
     from it carries them like one written after OpenFst's own operations.
     """
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=_TMP_DIR) as tmp:
         path = os.path.join(tmp, "fst")
         write_arcs(arcs, path)
         fst = kaldifst.StdVectorFst.read(path)

@@ -1,0 +1,158 @@
+"""Tri-phone GMM-HMM training (train_deltas.sh) and alignment through our training graphs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from lhotse import CutSet
+
+from asr_kd.align.align import ALI_KEY, AlignConfig, align, load_gmm, phone_segments
+from asr_kd.align.graphs import GmmScorer, GraphCompiler, viterbi_path
+from asr_kd.align.mono import ViterbiOptions, min_lengths, transcript_ids
+from asr_kd.align.tri import (
+    TriConfig,
+    TriModel,
+    train_tri,
+    transition_counts,
+    update_topos,
+)
+from asr_kd.data.features import load_stats
+from asr_kd.graph.h import parse_topology
+from asr_kd.lang import Lang
+from asr_kd.tree.build import TreeConfig
+from asr_kd.tree.targets import build_tree_stage
+
+FAST_TRI = TriConfig(num_iters=8, total_gaussians=400)
+LENIENT = AlignConfig(max_failed_share=0.5)
+
+
+@pytest.fixture(scope="module")
+def data(clean_data, model_dir):
+    """The clean corpus with its monophone alignments (``mono_ali``) and tree (``tree``)."""
+    align(clean_data / "mfcc", clean_data / "lang", model_dir, clean_data / "mono_ali", LENIENT)
+    config = TreeConfig(num_leaves=120, min_occupancy=30.0)
+    build_tree_stage(clean_data / "mono_ali", clean_data / "mfcc", clean_data / "lang",
+                     clean_data / "tree", config)  # fmt: skip
+    return clean_data
+
+
+def _train(data, name: str, config: TriConfig = FAST_TRI):
+    return train_tri(data / "mono_ali", data / "mfcc", data / "lang", data / "tree",
+                     data / name, config)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tri_dir(data):
+    return _train(data, "tri1")
+
+
+def test_log_likelihood_rises_across_iterations(tri_dir):
+    ll = json.loads((tri_dir / "log_likelihood.json").read_text())
+    info = json.loads((tri_dir / "info.json").read_text())
+    assert len(ll) == FAST_TRI.num_iters and info["realign_iters"] == FAST_TRI.schedule()
+    # EM: never (more than rounding and a mixing-up perturbation) worse than the pass before
+    assert all(b >= a - 0.05 for a, b in zip(ll, ll[1:], strict=False)), ll
+    assert ll[1] > ll[0] + 5  # one Gaussian per senone beats the global Gaussian
+    assert ll[-1] > ll[1] + 1  # realignment and mixing up keep improving it
+    model = TriModel.load(tri_dir / "final.mdl")
+    assert model.am.num_pdfs == model.tree.num_senones == info["num_pdfs"]
+    assert model.am.num_pdfs < info["num_gaussians"] <= FAST_TRI.total_gaussians + 1
+    assert info["failed"] == {}
+
+
+def test_reruns_are_bit_identical(data, tri_dir):
+    again = _train(data, "tri1_again")
+    assert (again / "final.mdl").read_bytes() == (tri_dir / "final.mdl").read_bytes()
+    assert (again / "log_likelihood.json").read_text() == (
+        tri_dir / "log_likelihood.json"
+    ).read_text()
+
+
+def test_graph_senones_are_the_trees(data, tri_dir):
+    """Each aligned frame's graph label carries the senone the tree gives its context."""
+    model = TriModel.load(tri_dir / "final.mdl")
+    lang = Lang.load(data / "lang")
+    compiler = GraphCompiler(lang, model.tree, model.topos)
+    scorer = GmmScorer(model.am)
+    stats = load_stats(data / "mfcc")[1]
+    cuts = CutSet.from_file(data / "mfcc" / "synth_cuts_dev.jsonl.gz")
+    for cut in cuts:
+        ids, why = transcript_ids(cut, lang, min_lengths(lang), "map")
+        assert why is None
+        graph = compiler.compile(ids)
+        feats = model.features(cut, stats)
+        path = viterbi_path(graph, scorer.label_scores(feats, graph.labels, 0.1), cut.id,
+                            ViterbiOptions())  # fmt: skip
+        assert path is not None and len(path) == cut.num_frames
+        ali, senones = graph.frame_labels(path)
+        np.testing.assert_array_equal(senones, model.tree.senones_for_alignment(ali))
+
+
+def test_gmm_scorer_is_kaldis(tri_dir):
+    model = TriModel.load(tri_dir / "final.mdl")
+    x = np.random.default_rng(0).standard_normal((20, model.am.dim)).astype(np.float32)
+    pdfs = np.array([3, 0, model.am.num_pdfs - 1, 3])
+    got = GmmScorer(model.am)(x, pdfs)
+    for j, p in enumerate(pdfs):
+        ll = model.am.get_pdf(int(p)).log_likelihoods_matrix(x).astype(np.float64)
+        want = np.log(np.exp(ll - ll.max(1, keepdims=True)).sum(1)) + ll.max(1)
+        np.testing.assert_allclose(got[:, j], want, rtol=0, atol=1e-9)
+
+
+def _boundaries(ali_dir) -> dict:
+    return json.loads((ali_dir / "summary.json").read_text())
+
+
+def test_tri_alignment_keeps_the_layout_and_finds_the_words(data, tri_dir):
+    out = align(data / "mfcc", data / "lang", tri_dir, data / "tri1_ali", LENIENT)
+    assert isinstance(load_gmm(tri_dir), TriModel)
+    summary = _boundaries(out)
+    for split in ("train", "dev", "test"):
+        assert (out / f"failed_{split}.txt").read_text() == ""
+        cuts = CutSet.from_file(out / f"synth_cuts_{split}.jsonl.gz")
+        for cut in cuts:
+            labels = cut.load_custom(ALI_KEY)
+            assert labels.shape == (cut.num_frames, 2) and labels.dtype == np.int32
+        wb = summary[split]["word_boundaries"]
+        assert wb["unmatched_utterances"] == 0
+        assert wb["start_within_50ms"] >= 0.9 and wb["end_within_50ms"] >= 0.85, wb
+
+
+def test_no_inter_word_silence_keeps_silence_at_the_edges(data, tri_dir):
+    config = AlignConfig(max_failed_share=0.5, inter_word_silence=False)
+    out = align(data / "mfcc", data / "lang", tri_dir, data / "tri1_ali_nosil", config)
+    lang = Lang.load(data / "lang")
+    topos = parse_topology(lang.topo_text)
+    last = {p: t.num_emitting - 1 for p, t in topos.items()}
+    edges = 0
+    for cut in CutSet.from_file(out / "synth_cuts_dev.jsonl.gz"):
+        phones = [p for p, _, _ in phone_segments(cut.load_custom(ALI_KEY), last)]
+        inner = phones[1:-1]
+        assert lang.optional_silence not in inner, phones
+        edges += lang.optional_silence in (phones[0], phones[-1])
+    assert edges > 0  # the synthesiser's leading and trailing silences are still silence
+
+
+def test_transition_counts_and_update():
+    topos = parse_topology(
+        "<Topology>\n<TopologyEntry>\n<ForPhones>\n3 4\n</ForPhones>\n"
+        + "".join(
+            f"<State> {s} <PdfClass> {s} <Transition> {s} 0.75 <Transition> {s + 1} 0.25 </State>\n"
+            for s in range(3)
+        )
+        + "<State> 3 </State>\n</TopologyEntry>\n</Topology>\n"
+    )
+    # phone 3: states 0 0 1 2 2 2, then phone 4: 0 1 2, then phone 4 again: 0 1 2
+    ali = np.array([[3, 0], [3, 0], [3, 1], [3, 2], [3, 2], [3, 2],
+                    [4, 0], [4, 1], [4, 2], [4, 0], [4, 1], [4, 2]])  # fmt: skip
+    counts = transition_counts(ali, topos, (5, 4, 4))
+    assert counts[3, 0].tolist() == [1, 1, 0, 0]  # one self-loop, one forward
+    assert counts[3, 2].tolist() == [0, 0, 2, 1]  # two self-loops, then the end
+    assert counts[4, 2].tolist() == [0, 0, 0, 2]  # a repeated phone is a new instance
+    new = update_topos(topos, counts, floor=0.01, min_count=2)
+    assert new[3].transitions[2] == ((2, pytest.approx(2 / 3)), (3, pytest.approx(1 / 3)))
+    assert new[3].transitions[0] == ((0, pytest.approx(0.5)), (1, pytest.approx(0.5)))
+    assert new[3].transitions[1] == topos[3].transitions[1]  # seen once: kept
+    assert new[4].transitions[2][0][1] == pytest.approx(0.01 / 1.01)  # floored
