@@ -153,3 +153,26 @@ def test_corrupt_marker_is_named(tmp_path):
     (tmp_path / "out" / ".done.json").write_text("{trunc")
     with pytest.raises(BadInputError, match=r"out/.done.json is not a valid completion marker"):
         _make(tmp_path / "out")
+
+
+def test_json_stage_computes_once_and_refuses_after_an_input_is_redone(tmp_path):
+    from asr_kd.stage import json_stage
+
+    up, out = tmp_path / "teacher", tmp_path / "eval"
+    _make(up, "train")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"frame_acc": 0.5}
+
+    def run(force=False):
+        require_done(up, "train")
+        return json_stage(out, "eval-ensemble", {"k": 1}, compute, force)
+
+    assert run() == {"frame_acc": 0.5} and json.loads((out / "eval.json").read_text())
+    assert run() == {"frame_acc": 0.5} and len(calls) == 1  # read back, not recomputed
+    _make(up, "train", force=True)
+    with pytest.raises(StaleInputError, match="rerun 'eval-ensemble' with --force"):
+        run()
+    assert run(force=True) == {"frame_acc": 0.5} and len(calls) == 2
