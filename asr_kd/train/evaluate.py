@@ -34,7 +34,7 @@ from asr_kd.train.dataset import (
     make_loader,
     read_targets_info,
 )
-from asr_kd.train.distributed import DistContext, reduce_stats
+from asr_kd.train.distributed import DistContext, gather_objects, reduce_stats
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +170,8 @@ def score_split(
     if len(cuts):
         loader = eval_loader(cuts, normalizer, num_senones, max_duration, num_workers)
         sums = score_models(models, scorers, loader, device, resolve_amp(amp, device))
-    if ctx is not None:
-        keys = sorted({k for s in sums for k in s})  # a rank with no cuts has no keys
+    if ctx is not None:  # a rank without cuts has no keys: reduce the union of all ranks'
+        keys = sorted(set().union(*gather_objects(ctx, sorted({k for s in sums for k in s}))))
         sums = [reduce_stats(ctx, {k: s.get(k, 0.0) for k in keys}) for s in sums]
     return sums
 
@@ -190,24 +190,16 @@ def eval_loader(
 
 
 def frame_scores(
-    model: torch.nn.Module,
-    cuts: CutSet,
-    normalizer: FeatureNormalizer,
-    num_senones: int,
-    max_duration: float = 200.0,
-    device: torch.device | None = None,
-    amp: str = "auto",
-    num_workers: int = 0,
-    ctx: DistContext | None = None,
+    model: torch.nn.Module, cuts: CutSet, *args: Any, **kwargs: Any
 ) -> tuple[float, float]:
     """``(frame accuracy, cross-entropy per frame)`` of a model on ``cuts``.
 
     The accuracy is the fraction of frames whose arg-max senone is the target; the
-    cross-entropy is in nats. Under DDP every rank returns the same (see
-    :func:`score_split`).
+    cross-entropy is in nats. The other arguments: :func:`score_split`'s after
+    ``cuts`` (``normalizer``, ``num_senones``, ``max_duration``, ``device``, ``amp``,
+    ``num_workers``, ``ctx``).
     """
-    (s,) = score_split([model], [frame_sums], cuts, normalizer, num_senones, max_duration,
-                       device, amp, num_workers, ctx)  # fmt: skip
+    (s,) = score_split([model], [frame_sums], cuts, *args, **kwargs)
     frames = max(s.get("frames", 0.0), 1.0)
     return s.get("correct", 0.0) / frames, s.get("ce", 0.0) / frames
 
