@@ -108,6 +108,11 @@ def test_cli_unexpected_error_is_one_line_traceback_under_debug(tmp_path):
     assert "asr-kd prepare: error: unexpected KeyError" in result.output
     assert "--debug" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "manifests").exists()
+    log = tmp_path / "run.log"
+    result = _run(["--log-file", str(log), *args])
+    assert "Traceback" not in result.output
+    assert "asr-kd prepare: error: unexpected KeyError" in log.read_text()
+    assert "Traceback" in log.read_text()  # the log file keeps it, for a bug report
     for debug_args, env in ((["--debug", *args], None), (args, {"ASR_KD_DEBUG": "1"})):
         result = CliRunner().invoke(cli, debug_args, env=env)
         assert result.exit_code == 1

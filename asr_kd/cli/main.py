@@ -64,20 +64,41 @@ class _Cli(click.Group):
                     f"unexpected {type(e).__name__}: {lines[0]} (a bug, or a damaged input this "
                     "check does not know; rerun with --debug for the traceback and report it)"
                 )
+            _log_to_files(f"asr-kd {name}: error: {message}", e)
             click.echo(f"asr-kd {name}: error: {message}", err=True)
             sys.exit(1)
+
+
+def _log_to_files(message: str, e: BaseException) -> None:
+    """The error and its traceback into the --log-file (the terminal gets one line)."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (),
+                               (type(e), e, e.__traceback__))  # fmt: skip
+    if _file_handler is not None:
+        _file_handler.handle(record)
 
 
 def _debug(ctx: click.Context) -> bool:
     return bool((ctx.params or {}).get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+_file_handler: logging.FileHandler | None = None
+
+
 def setup_logging(level: str, log_file: str | None) -> None:
-    fmt = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    """The console handler (once per process) and this command's --log-file."""
+    global _file_handler
+    root = logging.getLogger()
+    logging.basicConfig(level=getattr(logging, level.upper()), format=_FORMAT)
+    root.setLevel(getattr(logging, level.upper()))
+    if _file_handler is not None:  # an earlier command in this process (tests, notebooks)
+        root.removeHandler(_file_handler)
+        _file_handler.close()
+        _file_handler = None
     if log_file:
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(level=getattr(logging, level.upper()), format=fmt, handlers=handlers)
+        _file_handler = logging.FileHandler(log_file)
+        _file_handler.setFormatter(logging.Formatter(_FORMAT))
+        root.addHandler(_file_handler)
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
