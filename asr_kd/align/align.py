@@ -40,6 +40,7 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.cut import Cut
 
+from asr_kd.align.model_ali import AlignmentModel, ModelShardJob, check_tree, run_model_shard
 from asr_kd.align.mono import ALI_KEY, MonoModel, ShardJob, ViterbiOptions, run_shard, shards
 from asr_kd.align.mono import STAGE as TRAIN_STAGE
 from asr_kd.align.tri import STAGE as TRI_STAGE
@@ -64,8 +65,8 @@ class AlignConfig:
     Attributes:
         beam, retry_beam: Viterbi beams; an utterance failing both is listed as failed.
         transition_scale, self_loop_scale, acoustic_scale, boost_silence: as in training.
-        inter_word_silence: tri-phone models' graphs allow optional silence between
-            words (the monophone's come from the lang's L, which always does).
+        inter_word_silence: tri-phone and other models' graphs allow optional silence
+            between words (the monophone's come from the lang's L, which always does).
         oov: ``"skip"`` utterances with words outside the lexicon (listed as failed),
             ``"map"`` those words to ``<UNK>`` or raise (``"error"``).
         max_failed_share: fail the stage when a split loses more utterances.
@@ -99,19 +100,28 @@ def align(
     num_jobs: int = 1,
     executor: Executor | None = None,
     force: bool = False,
+    model_spec: str | None = None,
+    device: str = "cpu",
 ) -> Path:
-    """Align every split of ``feature_dir`` with ``model_dir/final.mdl`` (``asr-kd align``).
+    """Align every split of ``feature_dir`` with a GMM or any model (``asr-kd align``).
 
     Args:
-        feature_dir: the MFCC ``compute-features`` output the model was trained on.
+        feature_dir: the MFCC ``compute-features`` output the GMM was trained on; with
+            ``model_spec``, the model's input features (fbank).
         lang_dir: the ``prepare-lang`` output the model was trained with.
-        model_dir: a finished ``train-mono`` or ``train-tri`` output.
+        model_dir: a finished ``train-mono`` or ``train-tri`` output; with
+            ``model_spec``, the ``senone-targets`` output the model was trained on (its
+            tree and priors).
         out_dir: the alignment directory to write (atomic; layout in the module doc).
         config: alignment settings.
         num_jobs: a split's utterances go out in ``2 * num_jobs`` shards when
             ``executor`` is given.
         executor: runs the shards; ``None`` works in-process.
         force: redo a finished output.
+        model_spec: align with this model instead (:func:`asr_kd.teachers.load`'s
+            spec: a training directory, ``ensemble:...``, a teacher file), through
+            training graphs of its tree (:mod:`asr_kd.align.model_ali`).
+        device: where a network runs (``cpu``, ``cuda``, ``auto``).
 
     Returns:
         ``out_dir``.
@@ -130,6 +140,7 @@ def align(
         "feature_dir": str(feature_dir),
         "lang_dir": str(lang_dir),
         "model_dir": str(model_dir),
+        **({"model": model_spec} if model_spec else {}),
         **to_dict(config),
     }
     with stage_output(out_dir, STAGE, stage_config, force) as tmp:
@@ -137,13 +148,19 @@ def align(
             return out_dir
         start = time.time()
         lang = Lang.load(lang_dir)
-        model = load_gmm(model_dir)
+        if model_spec:
+            model = AlignmentModel.from_senone_dir(model_spec, model_dir, lang.topo_text,
+                                                   lang.phones, device)  # fmt: skip
+            check_tree(model, lang.phones)
+        else:
+            model = load_gmm(model_dir)
         if model.phones != lang.phones:
             raise BadInputError(
                 f"{model_dir}/final.mdl was trained with another phone set than {lang_dir}; "
                 "align with the lang directory it was trained with"
             )
-        speaker_stats = load_stats(feature_dir)[1] if model.cmvn == "speaker" else None
+        cmvn = getattr(model, "cmvn", None)
+        speaker_stats = load_stats(feature_dir)[1] if cmvn == "speaker" else None
         splits = _Splits(tmp, out_dir, lang, model, speaker_stats, config, num_jobs, executor)
         summary = {
             split: splits.align(CutSet.from_file(path), split, corpus)
@@ -174,11 +191,23 @@ class _Splits:
     tmp: Path
     out_dir: Path
     lang: Lang
-    model: MonoModel | TriModel
+    model: MonoModel | TriModel | AlignmentModel
     speaker_stats: dict | None
     config: AlignConfig
     num_jobs: int
     executor: Executor | None
+
+    def _jobs(self, parts: list[list[Cut]], viterbi: ViterbiOptions) -> tuple:
+        """The shard function for the model and its jobs."""
+        lang_dir, oov, sil = str(self.lang.dir), self.config.oov, self.config.inter_word_silence
+        if isinstance(self.model, AlignmentModel):
+            jobs = [ModelShardJob(p, self.model, lang_dir, viterbi, oov, sil) for p in parts]
+            return run_model_shard, jobs
+        common = (self.model, lang_dir, self.speaker_stats, "viterbi", viterbi)
+        if isinstance(self.model, TriModel):
+            options = {"accumulate": False, "oov": oov, "inter_word_silence": sil}
+            return run_tri_shard, [TriShardJob(p, *common, **options) for p in parts]
+        return run_shard, [ShardJob(p, *common, accumulate=False, oov=oov) for p in parts]
 
     def align(self, cuts: CutSet, split: str, corpus: str) -> dict:
         """Align a split, write its manifest, arrays and failures; its summary entry."""
@@ -186,14 +215,7 @@ class _Splits:
         cuts = cuts.to_eager()
         viterbi = ViterbiOptions.of(self.config)
         parts = shards(list(cuts), 1 if self.executor is None else 2 * self.num_jobs)
-        common = (self.model, str(self.lang.dir), self.speaker_stats, "viterbi", viterbi)
-        options = {"accumulate": False, "oov": self.config.oov}
-        if isinstance(self.model, TriModel):
-            work, job_type = run_tri_shard, TriShardJob
-            options["inter_word_silence"] = self.config.inter_word_silence
-        else:
-            work, job_type = run_shard, ShardJob
-        jobs = [job_type(part, *common, **options) for part in parts]
+        work, jobs = self._jobs(parts, viterbi)
         results = map_progress(work, jobs, self.executor, f"{STAGE} {split}")
         found = {u: a for r in results for u, a in r.alignments.items()}
         failed = {u: why for r in results for u, why in r.failed.items()}

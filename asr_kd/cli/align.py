@@ -69,6 +69,16 @@ def train_tri(
 @click.argument("lang_dir", type=click.Path(file_okay=False))
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--model",
+    "model_spec",
+    default=None,
+    metavar="SPEC",
+    help="Align with this model (exp/baseline, ensemble:A,B, a teacher file) "
+    "instead of a GMM: FEATURE_DIR is then its input features and MODEL_DIR "
+    "the senone-targets output it was trained on (tree, priors).",
+)
+@click.option("--device", default="cpu", show_default=True, help="With --model: cpu, cuda, auto.")
 @click.option("--section", default="align", show_default=True, help="Config section to read.")
 @config_option
 @set_option
@@ -76,18 +86,14 @@ def train_tri(
 @dask_option
 @force_option
 def align(
-    feature_dir,
-    lang_dir,
-    model_dir,
-    out_dir,
-    section,
-    config_path,
-    overrides,
-    num_jobs,
-    dask_scheduler,
-    force,
-) -> None:
-    """Force-align every split in FEATURE_DIR with MODEL_DIR's GMM (mono or tri) into OUT_DIR."""
+    feature_dir, lang_dir, model_dir, out_dir, model_spec, device, section, config_path,
+    overrides, num_jobs, dask_scheduler, force,
+) -> None:  # fmt: skip
+    """Force-align every split in FEATURE_DIR with MODEL_DIR's GMM (mono or tri) into OUT_DIR.
+
+    With --model SPEC: with that acoustic model, through training graphs of the tree
+    in MODEL_DIR (a senone-targets output), as Kaldi's nnet3 align.sh.
+    """
     from asr_kd.align.align import AlignConfig
     from asr_kd.align.align import align as run
 
@@ -95,5 +101,5 @@ def align(
     with make_executor(num_jobs, dask_scheduler) as executor:
         run(
             Path(feature_dir), Path(lang_dir), Path(model_dir), Path(out_dir), config,
-            num_jobs, executor, force,
+            num_jobs, executor, force, model_spec, device,
         )  # fmt: skip

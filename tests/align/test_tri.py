@@ -22,7 +22,7 @@ from asr_kd.data.features import load_stats
 from asr_kd.graph.h import parse_topology
 from asr_kd.lang import Lang
 from asr_kd.tree.build import TreeConfig
-from asr_kd.tree.targets import build_tree_stage
+from asr_kd.tree.targets import build_tree_stage, senone_targets_stage
 
 FAST_TRI = TriConfig(num_iters=8, total_gaussians=400)
 LENIENT = AlignConfig(max_failed_share=0.5)
@@ -156,3 +156,43 @@ def test_transition_counts_and_update():
     assert new[3].transitions[0] == ((0, pytest.approx(0.5)), (1, pytest.approx(0.5)))
     assert new[3].transitions[1] == topos[3].transitions[1]  # seen once: kept
     assert new[4].transitions[2][0][1] == pytest.approx(0.01 / 1.01)  # floored
+
+
+def test_model_whose_posteriors_are_the_reference_recovers_it(data, tri_dir, tmp_path):
+    """``align --model``: posteriors peaked on the reference senones give its alignment."""
+    ref_dir = align(data / "mfcc", data / "lang", tri_dir, data / "tri1_ali_ref", LENIENT)
+    senone_dir = senone_targets_stage(ref_dir, data / "mfcc", data / "tree", data / "senones")
+    info = json.loads((senone_dir / "info.json").read_text())
+    num_senones = info["num_senones"]
+    post_dir = tmp_path / "post"
+    post_dir.mkdir()
+    reference = {}
+    for split in ("train", "dev", "test"):
+        for cut in CutSet.from_file(senone_dir / f"synth_cuts_{split}.jsonl.gz"):
+            senones = np.rint(cut.load_custom("senones")).astype(np.int64)
+            logp = np.full((len(senones), num_senones), np.log(1e-6 / (num_senones - 1)))
+            logp[np.arange(len(senones)), senones] = np.log1p(-1e-6)
+            np.save(post_dir / f"{cut.id}.npy", logp.astype(np.float32))
+        for cut in CutSet.from_file(ref_dir / f"synth_cuts_{split}.jsonl.gz"):
+            reference[cut.id] = cut.load_custom(ALI_KEY)
+    spec = tmp_path / "teacher.yaml"
+    spec.write_text(
+        f"posteriors: {post_dir}\ndomain: log\ntree_id: {info['tree_id']}\n"
+        f"num_senones: {num_senones}\nframe_shift: 0.01\n"
+    )
+    out = align(data / "mfcc", data / "lang", senone_dir, data / "model_ali", LENIENT,
+                model_spec=str(spec))  # fmt: skip
+    tree = TriModel.load(tri_dir / "final.mdl").tree
+    frames = same_senone = same_phone = 0
+    for split in ("train", "dev", "test"):
+        assert (out / f"failed_{split}.txt").read_text() == ""
+        for cut in CutSet.from_file(out / f"synth_cuts_{split}.jsonl.gz"):
+            got, want = cut.load_custom(ALI_KEY), reference[cut.id]
+            frames += len(got)
+            same_phone += int((got[:, 0] == want[:, 0]).sum())
+            same_senone += int(
+                (tree.senones_for_alignment(got) == tree.senones_for_alignment(want)).sum()
+            )
+    assert same_senone == frames and same_phone == frames
+    summary = _boundaries(out)
+    assert summary["dev"]["word_boundaries"] == _boundaries(ref_dir)["dev"]["word_boundaries"]
