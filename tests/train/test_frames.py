@@ -8,11 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import socket
 import types
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 from lhotse import NumpyHdf5Writer
 from train_toy import Kill, kill_at, state_dicts_equal, toy_train_config
 
@@ -198,8 +201,9 @@ def test_the_store_holds_the_split_in_cut_order(data):
 
 def _frames_config(**changes) -> TrainConfig:
     model = {"arch": "dnn", "preset": "tiny", "options": {"dropout": 0.1}}
-    base = dict(data_path="frames", frame_batch_size=64, optimizer="adam", lr=3e-3, max_epochs=2)
-    return toy_train_config(model=model, patience=0, **{**base, **changes})
+    base = dict(model=model, data_path="frames", frame_batch_size=64, optimizer="adam", lr=3e-3,
+                max_epochs=2, patience=0)  # fmt: skip
+    return toy_train_config(**{**base, **changes})
 
 
 def test_the_trainer_learns_and_resumes_on_frames(toy_data, tmp_path):
@@ -241,3 +245,33 @@ def test_students_learn_on_frames_from_cached_and_on_the_fly_targets_alike(toy_d
     # k = S in float32: the same targets, so the same student up to float rounding.
     for key, value in outs[0]["state_dict"].items():
         torch.testing.assert_close(value, outs[1]["state_dict"][key], atol=1e-3, rtol=1e-3)
+
+
+def _run_rank(rank: int, world_size: int, port: int, args: tuple) -> None:
+    """One process of a frame-path training (spawned: a fresh interpreter)."""
+    if world_size > 1:
+        os.environ.update(
+            RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        )  # fmt: skip
+    torch.set_num_threads(1)
+    train_model(*args, device="cpu")
+
+
+def test_two_ranks_on_frames_equal_one_process_accumulating_their_batches(toy_data, tmp_path):
+    """Rank r takes frame batches r, r + 2, ...: the update of one process that adds
+    each pair's gradients (accum_grad=2); no dropout, so no per-rank masks."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _frames_config(max_steps=6, model={"arch": "dnn", "preset": "tiny"})
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    mp.spawn(_run_rank, args=(2, port, (*toy_data, ddp, config)), nprocs=2, join=True)
+    accum = dataclasses.replace(config, accum_grad=2)
+    mp.spawn(_run_rank, args=(1, 0, (*toy_data, single, accum)), nprocs=1, join=True)
+    a, b = load_file(ddp / "model.pt")["state_dict"], load_file(single / "model.pt")["state_dict"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
+    da, db = (json.loads((d / "train.json").read_text())["epochs"][0] for d in (ddp, single))
+    assert da["frames"] == db["frames"] == 6 * 2 * 64
+    assert da["train_frame_acc"] == db["train_frame_acc"]
