@@ -194,6 +194,21 @@ def note_input(path: Path | str, stage: str | None = None) -> None:
             return
 
 
+def upstream(out_dir: Path | str) -> list[Path]:
+    """Every finished output ``out_dir`` was made from, directly or not (from the markers)."""
+    seen: dict[str, Path] = {}
+    todo = [Path(out_dir)]
+    while todo:
+        d = todo.pop()
+        if not is_done(d):
+            continue
+        for path in read_marker(d).get("inputs") or {}:
+            if path not in seen:
+                seen[path] = Path(path)
+                todo.append(Path(path))
+    return list(seen.values())
+
+
 def stale_inputs(marker: dict[str, Any]) -> list[str]:
     """One line per input recorded in ``marker`` that has been redone or removed since."""
     problems = []

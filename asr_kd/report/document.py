@@ -105,8 +105,10 @@ def results_markdown(
     roles: Mapping[str, str],
     on: Mapping[str, str | None],
     plots: list[str],
+    dropped: Mapping[str, int] | None = None,
 ) -> str:
-    """RESULTS.md: the table, the gain the student keeps, the sources and the plots."""
+    """RESULTS.md: the table, the gain the student keeps, the sources and the plots
+    (and the cuts an upstream stage was allowed to drop: directory -> count)."""
     lines = [
         "# Results",
         "",
@@ -164,6 +166,8 @@ def results_markdown(
         "eval.json, eval_<split>.json or the model's own dev evaluation.",
     ]
     notes = [f"- {n}: {note}" for n, r in results.items() for note in r.notes]
+    notes += [f"- data: {n} cuts dropped by the stage that wrote {d} (max_dropped; ids in "
+              "its dropped.txt)" for d, n in (dropped or {}).items()]  # fmt: skip
     if notes:
         lines += ["", "Notes:", *notes]
     if plots:

@@ -67,7 +67,7 @@ from asr_kd.report.collect import (
     systems_from_mapping,
 )
 from asr_kd.report.document import results_document, results_markdown
-from asr_kd.stage import is_done, read_marker, stage_output, stale_inputs
+from asr_kd.stage import is_done, read_marker, stage_output, stale_inputs, upstream
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,18 @@ def _fingerprint(systems: Mapping[str, SystemDirs]) -> list[list[Any]]:
             st = p.stat()
             files.append([str(p), st.st_size, st.st_mtime_ns])
     return files
+
+
+def dropped_upstream(data_dir: Path) -> dict[str, int]:
+    """Cuts dropped by a stage the data was made from (allowed by ``max_dropped``): the
+    stage's directory -> how many (its ``summary.json``; the ids in its dropped.txt)."""
+    out = {}
+    for d in [data_dir, *upstream(data_dir)]:
+        summary = d / "summary.json"
+        doc = json.loads(summary.read_text()) if summary.is_file() else {}
+        if isinstance(doc, dict) and isinstance(doc.get("dropped"), int) and doc["dropped"] > 0:
+            out[str(d)] = doc["dropped"]
+    return out
 
 
 def report(
@@ -150,7 +162,8 @@ def report(
             plot_learning_curves(curves, tmp / "learning_curves.png"),
             plot_ensemble_size(ensemble_size_points(results, found), tmp / "ensemble_size.png"),
         ]
-        markdown = results_markdown(doc, results, roles, on, [p.name for p in plots if p])
+        dropped = dropped_upstream(Path(data_dir)) if data_dir else {}
+        markdown = results_markdown(doc, results, roles, on, [p.name for p in plots if p], dropped)
         (tmp / "RESULTS.md").write_text(markdown)
         logger.info(
             "%s: %d systems, gain kept %s; wrote %s",

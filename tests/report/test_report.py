@@ -219,3 +219,18 @@ def test_evaluation_stage_outputs_under_exp_eval_are_read(exp, tmp_path):
     row = doc["systems"]["ensemble_2"]
     assert row["dev"] == {"frame_acc": 59.0, "wer": None} and row["params"] == 2000
     assert list(doc["systems"]).index("ensemble_2") < list(doc["systems"]).index("ensemble")
+
+
+def test_cuts_dropped_upstream_of_the_data_are_counted(exp, tmp_path):
+    from asr_kd.stage import require_done, stage_output
+
+    feats, data = tmp_path / "fbank", tmp_path / "senones"
+    with stage_output(feats, "compute-features", {}) as out:
+        _write(out / "summary.json", {"splits": {}, "dropped": 2})
+        (out / "dropped.txt").write_text("train a bad\ntrain b bad\n")
+    require_done(feats, "compute-features")
+    with stage_output(data, "senone-targets", {}) as out:
+        (out / "info.json").write_text("{}")
+    report(exp, tmp_path / "r", data_dir=data, device="cpu")
+    md = (tmp_path / "r" / "RESULTS.md").read_text()
+    assert f"- data: 2 cuts dropped by the stage that wrote {feats.resolve()}" in md
