@@ -12,6 +12,7 @@ from functools import partial
 from math import gcd
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal
 
 __all__ = [
@@ -341,21 +342,22 @@ def _ratio(value: float) -> tuple[int, int]:
 
 
 def _phase_vocoder(spec: np.ndarray, rate: float, hop: int) -> np.ndarray:
-    """Time-stretch an STFT (freq x frames) by ``rate`` (< 1 longer), keeping phase coherent."""
+    """Time-stretch an STFT (freq x frames) by ``rate`` (< 1 longer), keeping phase coherent.
+
+    Output frame ``i`` reads input position ``i * rate``: magnitudes interpolated between
+    the two frames around it, phase accumulated from each step's measured phase advance.
+    """
     n_bins, n_frames = spec.shape
     steps = np.arange(0.0, n_frames - 1, rate)
-    advance = np.pi * hop * np.arange(n_bins) / (n_bins - 1)  # expected phase advance per hop
-    padded = np.pad(spec, ((0, 0), (0, 2)))
-    phase = np.angle(spec[:, 0])
-    out = np.empty((n_bins, len(steps)), np.complex128)
-    for i, step in enumerate(steps):
-        k = int(step)
-        a, b = padded[:, k], padded[:, k + 1]
-        frac = step - k
-        out[:, i] = ((1.0 - frac) * np.abs(a) + frac * np.abs(b)) * np.exp(1j * phase)
-        dphi = np.angle(b) - np.angle(a) - advance
-        phase = phase + advance + (dphi - 2.0 * np.pi * np.round(dphi / (2.0 * np.pi)))
-    return out
+    k = steps.astype(int)
+    frac = steps - k
+    advance = (np.pi * hop * np.arange(n_bins) / (n_bins - 1))[:, None]  # expected, per hop
+    a, b = spec[:, k], spec[:, k + 1]
+    mag = (1.0 - frac) * np.abs(a) + frac * np.abs(b)
+    dphi = np.angle(b) - np.angle(a) - advance
+    step_phase = advance + dphi - 2.0 * np.pi * np.round(dphi / (2.0 * np.pi))
+    phase = np.cumsum(np.concatenate([np.angle(spec[:, :1]), step_phase[:, :-1]], axis=1), axis=1)
+    return mag * np.exp(1j * phase)
 
 
 def _log_envelope(spec: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -364,14 +366,14 @@ def _log_envelope(spec: np.ndarray, sample_rate: int) -> np.ndarray:
     Cepstral liftering alone passes below the harmonic peaks; iterating it on the
     maximum of the log spectrum and the last envelope makes it ride on the peaks.
     """
-    log_mag = np.log(np.abs(spec) + 1e-9)
+    log_mag = np.log(np.abs(spec.T) + 1e-9)  # frames x freq: FFTs along contiguous rows
     keep = max(int(_LIFTER_S * sample_rate), 1)
     env = log_mag
     for _ in range(_TRUE_ENVELOPE_ITERS):
-        cep = np.fft.irfft(np.maximum(log_mag, env), axis=0)
-        cep[keep : cep.shape[0] - keep + 1] = 0.0
-        env = np.fft.rfft(cep, axis=0).real[: spec.shape[0]]
-    return env
+        cep = sp_fft.irfft(np.maximum(log_mag, env), axis=1)
+        cep[:, keep : cep.shape[1] - keep + 1] = 0.0
+        env = sp_fft.rfft(cep, axis=1).real[:, : spec.shape[0]]
+    return env.T
 
 
 def _warp_bins(env: np.ndarray, factor: float) -> np.ndarray:
