@@ -6,10 +6,12 @@
 #
 # Usage: recipes/synth/run.sh [--stage N] [--stop-stage M] [--config tiny|small|large|FILE]
 #                             [--work-dir DIR] [--nj N] [--dask-scheduler ADDR]
-#                             [--specialists yes|no] [--sweeps yes|no]
+#                             [--specialists yes|no] [--sweeps yes|no] [--alignment NAME]
 # --specialists: stages 19-21 (generalist + specialists, their student); default yes
 #   for tiny and large, no for small (they add ~10 min to make demo's 30 on 2 cores).
 # --sweeps: optional stages 22-23 (ensemble size; temperature and alpha); default no.
+# --alignment: the alignment the senone targets (stage 9) come from, exp/NAME_ali:
+#   tri1 (default), mono, or a model's alignment (asr-kd align --model).
 set -euo pipefail
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,6 +23,7 @@ nj=2
 dask_scheduler=
 specialists=auto
 sweeps=no
+alignment=tri1
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -32,7 +35,8 @@ while [[ $# -gt 0 ]]; do
     --dask-scheduler) dask_scheduler=$2; shift 2 ;;
     --specialists) specialists=$2; shift 2 ;;
     --sweeps) sweeps=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --alignment) alignment=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "$0: unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -129,15 +133,19 @@ fi
 
 current=8
 if [[ $stage -le 8 && $stop_stage -ge 8 ]]; then
-  log "Stage 8: phonetic decision tree (senones)"
+  log "Stage 8: phonetic decision tree (senones); tri-phone GMM (tri1) on it, its alignment"
   timed "${kd[@]}" build-tree --config "$config" "${par[@]}" \
     "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree"
+  timed "${kd[@]}" train-tri --config "$config" --section tri1 "${par[@]}" \
+    "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree" "$exp/tri1"
+  timed "${kd[@]}" align --config "$config" "${par[@]}" \
+    "$data/mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali"
 fi
 
 current=9
 if [[ $stage -le 9 && $stop_stage -ge 9 ]]; then
   log "Stage 9: per-frame senone targets on the fbank cuts, senone priors"
-  timed "${kd[@]}" senone-targets "$exp/mono_ali" "$data/fbank" "$exp/tree" "$data/senones"
+  timed "${kd[@]}" senone-targets "$exp/${alignment}_ali" "$data/fbank" "$exp/tree" "$data/senones"
 fi
 
 current=10

@@ -282,6 +282,24 @@ def test_unseen_centre_phone_or_state_raises_naming_it(tree):
         tree.senones_for_alignment(np.array([[AA, 0], [ABSENT, 0]]))
 
 
+def test_unseen_states_share_the_nearest_seen_states_root(tree, tmp_path):
+    # AA has states 0-2 in the data; a 5-state topology adds 3 and 4
+    filled, added = tree.with_all_states({AA: 5, T: 3, ABSENT: 3})
+    assert added == [(AA, 3), (AA, 4)]  # ABSENT has no state at all: it stays unknown
+    for left, right in ((0, T), (T, AA), (SIL, 0)):
+        assert filled.senone(left, AA, right, 3) == filled.senone(left, AA, right, 2)
+        assert filled.senone(left, AA, right, 4) == tree.senone(left, AA, right, 2)
+        assert filled.senone(left, AA, right, 1) == tree.senone(left, AA, right, 1)
+    assert filled.num_senones == tree.num_senones
+    with pytest.raises(UnknownContextError):
+        filled.senone(AA, ABSENT, AA, 0)
+    filled.save(tmp_path / "tree.json")
+    assert ContextTree.load(tmp_path / "tree.json").senone(0, AA, T, 4) == filled.senone(
+        0, AA, T, 4
+    )
+    assert tree.with_all_states({AA: 3}) == (tree, [])
+
+
 def test_senones_for_alignment_equals_per_frame_lookups(tree, corpus):
     ali = np.array([[AA, 0], [AA, 1], [AA, 2], [AA, 0], [AA, 2], [T, 0], [T, 1], [T, 2], [SIL, 0]])
     ali = np.concatenate([ali, corpus[3][0]])
