@@ -132,6 +132,17 @@ _INPUTS: contextvars.ContextVar[dict[str, dict[str, str]] | None] = contextvars.
 )
 
 
+# The command line of the running ``asr-kd`` command (set by the CLI), for the marker.
+_COMMAND_LINE: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "asr_kd_command_line", default=None
+)
+
+
+def set_command_line(argv: list[str] | None) -> None:
+    """Record the ``asr-kd`` command line that runs the stage (written into its marker)."""
+    _COMMAND_LINE.set(list(argv) if argv is not None else None)
+
+
 def _record_input(path: Path, stage: str) -> None:
     inputs = _INPUTS.get()
     if inputs is None:
@@ -398,6 +409,7 @@ def stage_output(
                 "run_id": uuid.uuid4().hex,  # a redo changes the marker even within a second
                 "config": config,
                 "inputs": inputs,
+                "command": _COMMAND_LINE.get(),
                 "git_revision": git_revision(),
                 "versions": package_versions(),
                 "seconds": round(time.time() - start, 2),

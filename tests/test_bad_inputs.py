@@ -172,6 +172,7 @@ def test_eval_ensemble_is_a_stage_that_refuses_a_retrained_teacher(tmp_path, tmp
     assert set(doc["splits"]["dev"]["systems"]) >= {"teacher1", "teacher2", "ensemble_arithmetic"}
     inputs = read_marker(out)["inputs"]
     assert {str(t.resolve()) for t in teachers} <= set(inputs)
+    assert read_marker(out)["command"] == ["asr-kd", *args]  # the command that wrote it
     run_id = read_marker(out)["run_id"]
     assert _run(args).exit_code == 0 and read_marker(out)["run_id"] == run_id  # skipped
     _redo(teachers[1])  # teacher2 retrained

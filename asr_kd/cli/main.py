@@ -24,6 +24,7 @@ from asr_kd.cli import specialists as specialists_cmds
 from asr_kd.cli import train as train_cmds
 from asr_kd.cli import tree as tree_cmds
 from asr_kd.errors import AsrKdError
+from asr_kd.stage import set_command_line
 
 logger = logging.getLogger("asr_kd")
 
@@ -37,6 +38,10 @@ class _Cli(click.Group):
     The toolkit's own errors (:class:`AsrKdError`) say what is wrong and what to do;
     anything else escaped a library and is reported with its type, as a probable bug.
     """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        set_command_line(["asr-kd", *args])  # recorded in the stage's marker
+        return super().parse_args(ctx, args)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -67,6 +72,8 @@ class _Cli(click.Group):
             _log_to_files(f"asr-kd {name}: error: {message}", e)
             click.echo(f"asr-kd {name}: error: {message}", err=True)
             sys.exit(1)
+        finally:
+            set_command_line(None)  # a later library call in this process is no command
 
 
 def _log_to_files(message: str, e: BaseException) -> None:
