@@ -108,6 +108,7 @@ step train 150 $py "$root/bench/train.py" --work-dir "$work" --teachers 10 --ste
 #    one epoch, fused vs one after another (the rate the large run needs)
 for mode in fused loop; do
   fused=$([[ $mode == fused ]] && echo true || echo false)
+  rm -rf "/tmp/gpu_check_$mode"  # a warm machine may hold an earlier call's run
   step "frames_$mode" 90 $py "${kd[@]}" train-ensemble --config \
     "$root/recipes/synth/conf/small.yaml" --set ensemble.num_teachers=10 \
     --set ensemble.fused=$fused --set data_path=frames --set frame_batch_size=16384 \
