@@ -20,7 +20,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import SimpleCutSampler
 
-from asr_kd.errors import BadInputError
+from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.stage import atomic_write_text
 from asr_kd.train.checkpoint import ModelBuilder, check_compatible, load_model, registry_builder
 from asr_kd.train.config import resolve_amp
@@ -58,10 +58,19 @@ def forward_logits(
 
     Raises:
         ValueError: the model's output has another number of frames than its input.
+        ConfigError: a frame-level batch for a model without ``forward_windows``.
     """
     feats = batch["feats"].to(device, non_blocking=True)
     lengths = batch["lengths"].to(device, non_blocking=True)
     frames = batch.get("frame_window", False)
+    if frames:
+        inner = getattr(model, "module", model)  # under DDP
+        inner = getattr(inner, "_orig_mod", inner)  # under torch.compile
+        if not callable(getattr(inner, "forward_windows", None)):
+            raise ConfigError(
+                f"{type(inner).__name__} has no forward_windows: data_path: frames trains "
+                "frame classifiers (dnn, tdnn); train this model with data_path: utterances"
+            )
     with autocast(device, amp):
         logits, _ = model(feats, lengths, windows=True) if frames else model(feats, lengths)
     expected = (feats.shape[0], 1) if frames else tuple(feats.shape[:2])

@@ -197,7 +197,8 @@ class FrameBatches:
             yield self.batch(order[b * size : (b + 1) * size], on_device[b * size : (b + 1) * size])
 
     def batch(self, index: torch.Tensor, on_device: torch.Tensor | None = None) -> Batch:
-        """The batch of the frames ``index`` ``[N]`` (module doc)."""
+        """The batch of the frames ``index`` ``[N]`` (on the CPU; ``on_device``: the same
+        on the store's device), as the module doc lays it out."""
         store, (left, right) = self.store, self.context
         dev = on_device if on_device is not None else index.to(store.device)
         width = left + 1 + right

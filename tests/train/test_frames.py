@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from lhotse import NumpyHdf5Writer
-from train_toy import Kill, kill_at, state_dicts_equal, toy_train_config
+from train_toy import Kill, ToyModel, kill_at, state_dicts_equal, toy_train_config
 
 from asr_kd.distill import (
     CachedSoftTargets,
@@ -183,6 +183,11 @@ def test_sequence_models_and_per_cut_teachers_are_refused(data):
     with pytest.raises(ConfigError, match="attach_cuts.*cache-soft-targets"):
         _source(data, hooks=[attach_cuts])
     assert _source(data, batch=100_000).count(0) == 1  # one short batch
+    plug_in = ToyModel(6, S)  # a plug-in that claims a context but scores no windows
+    plug_in.frame_context = (1, 1)
+    batch = next(iter(_source(data, plug_in.frame_context)))
+    with pytest.raises(ConfigError, match="ToyModel has no forward_windows.*utterances"):
+        forward_logits(plug_in, batch, CPU, None)
     with pytest.raises(ConfigError, match="no batch of 100000 frames for each of 2 ranks"):
         _source(data, batch=100_000, world=2)
 
