@@ -252,6 +252,22 @@ class _Splits:
         return out
 
 
+def alignment_accuracy(exp_dir: Path | str, split: str = "dev") -> dict[str, float | None]:
+    """Word starts within 20 ms of the reference, per finished alignment under ``exp_dir``.
+
+    Returns:
+        ``{"mono_ali": 0.80, "tri1_ali": 0.84, ...}`` from each ``*_ali/summary.json``
+        (``None`` where the split has no reference word timings).
+    """
+    out: dict[str, float | None] = {}
+    for d in sorted(Path(exp_dir).glob("*_ali")):
+        if not (d / MARKER).is_file() or not (d / "summary.json").is_file():
+            continue
+        entry = json.loads((d / "summary.json").read_text()).get(split) or {}
+        out[d.name] = (entry.get("word_boundaries") or {}).get("start_within_20ms")
+    return out
+
+
 def _attach(cut: Cut, labels: np.ndarray, writer: NumpyHdf5Writer) -> Cut:
     """The cut with its (phone, state) array stored and attached as ``mono_ali``."""
     if len(labels) != cut.num_frames:

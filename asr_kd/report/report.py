@@ -36,7 +36,8 @@ Output ``<out>/`` (atomic; redone whenever an input file changed)::
 
     results.json   {"systems": {name: {"params", "dev": {"frame_acc", "wer"},
                     "test": {"frame_acc", "wer"}}}, "gain_kept": {"frame_acc", "wer"},
-                    "seed_spread": {"systems", split: {metric: {"mean", "std", "n"}}}}
+                    "seed_spread": {"systems", split: {metric: {"mean", "std", "n"}}},
+                    "alignments": {"<name>_ali": share of dev word starts within 20 ms}}
                    (percent; missing values null; the spread is over the baseline and
                    the teachers, single models that differ only in their seed)
     RESULTS.md     the table (with decoding RTF), the gain kept, where each number came from
@@ -56,6 +57,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from asr_kd.align.align import alignment_accuracy
 from asr_kd.errors import BadInputError
 from asr_kd.report.collect import (
     ROLES,
@@ -155,6 +157,8 @@ def report(
             return json.loads((out_dir / "results.json").read_text())
         results = collect(found, Path(data_dir).resolve() if data_dir else None, device)
         doc, on = results_document(results, roles)
+        if alignments := alignment_accuracy(exp_dir):  # exp/*_ali: dev starts within 20 ms
+            doc["alignments"] = alignments
         (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
         curves = {n: r.curve for n, r in results.items()}
         plots = [
