@@ -11,7 +11,8 @@
 #   riva-asrlib-decoder 0.4.4 (the CUDA decoder), lhotse 1.33.0 and its lilcom, cytoolz,
 #   intervaltree, audioread, soundfile (+ cffi, pycparser), kaldi-hmm-gmm 1.1.4,
 #   kaldifst 1.7.17, kaldi-decoder 0.2.11, kaldialign, kaldiio, jiwer (+ rapidfuzz).
-# The same set (riva, lhotse, kaldi-*) was carried for the H100 runs of bench/RESULTS.md.
+# (The H100 runs of bench/RESULTS.md ran riva, lhotse and the kaldi decoders there; this
+# list is what the code imports, not a record of what was carried then.)
 #
 # The work dir travels as .carry/work.tar.xz, trimmed to fit the 64 MiB a call may carry:
 # exp/graph, the senone targets (dev and train), the dev features and the first
