@@ -4,7 +4,7 @@
 # Usage: bench/gpu_check.sh WORK_DIR OUT_DIR
 #
 # On the device: run(command="bench/gpu_check.sh .carry/work $OUT", carry=[".carry"],
-# timeout_s=570), after bench/prepare_gpu_carry.sh here (wheels in .carry/whl, the work
+# timeout_s=600), after bench/prepare_gpu_carry.sh here (wheels in .carry/whl, the work
 # dir in .carry/work.tar.xz, unpacked to WORK_DIR when WORK_DIR has no exp/graph yet).
 # Runs anywhere else too (a CUDA machine with asr-kd and riva installed: no .carry).
 #
@@ -18,12 +18,17 @@
 #      model-included chain; the profile at batch 256                       240
 #   4. CPU/GPU agreement on 20 dev utterances, noisy oracle and model         120
 #   5. fbank on the CPU and the GPU (bench/fbank.py)                           30
+#      the paper DNN on 16k-128k-frame batches, bf16, fused Adam, eager and
+#      torch.compile: MFU (bench/mfu.py)                                       75
 #   6. training: presets, the paper DNN in bf16, 10 fused teachers vs 10 one after
 #      another (bench/train.py)                                               150
 #   7. the frame-level path, 10 teachers, one epoch, 16k-frame batches: fused vs
 #      one after another (train-ensemble; what the large run needs)       2 x 90
 # The steps share GPU_CHECK_BUDGET seconds (default 540): a step gets at most what is
-# left, and one that would get under 10 s is skipped. Prints a summary table and writes
+# left, and one that would get under 10 s is skipped; GPU_CHECK_SKIP=tests,decode_speed
+# leaves named steps out (a second call for the steps the first had no time for; the
+# names are those of the log: tests, baseline, decode_speed, decode_agreement, fbank,
+# mfu, train, frames_fused, frames_loop). Prints a summary table and writes
 # OUT_DIR/summary.json next to each step's JSON and OUT_DIR/log.txt (a device call
 # brings back 8 files at most).
 set -u -o pipefail
@@ -42,6 +47,11 @@ deadline=$((SECONDS + ${GPU_CHECK_BUDGET:-540}))  # the whole call, summary incl
 step() {  # step NAME SECONDS COMMAND...: run with a timeout, log, record the status
   local name=$1 limit=$2 start=$SECONDS
   shift 2
+  if [[ ,${GPU_CHECK_SKIP:-}, == *,$name,* ]]; then
+    say "$name: skipped (GPU_CHECK_SKIP)"
+    echo "$name skipped 0" >> "$out/.steps"
+    return
+  fi
   local left=$((deadline - SECONDS - 10))
   ((limit > left)) && limit=$left
   if ((limit < 10)); then
@@ -99,8 +109,9 @@ step decode_agreement 120 $py "$root/bench/decode.py" --work-dir "$work" --no-gr
   --model "$model" --cpu-jobs "$(nproc)" --max-utts 20 --parts agreement \
   --out "$out/decode_agreement"
 
-# 5. fbank; 6. training throughput, fused teachers
+# 5. fbank; the paper DNN's MFU on frame batches; 6. training throughput, fused teachers
 step fbank 30 $py "$root/bench/fbank.py" --batch 64 --seconds 3 --batches 8 --out "$out/fbank"
+step mfu 75 $py "$root/bench/mfu.py" --frames 16384,65536,131072 --compile --out "$out/mfu"
 step train 150 $py "$root/bench/train.py" --work-dir "$work" --teachers 10 --steps 60 \
   --out "$out/train"
 
@@ -129,7 +140,7 @@ def load(path):
     return json.loads(p.read_text()) if p.is_file() else {}
 
 speed, agree = load("decode_speed/decode.json"), load("decode_agreement/decode.json")
-train, fbank = load("train/train.json"), load("fbank/fbank.json")
+train, fbank, mfu = load("train/train.json"), load("fbank/fbank.json"), load("mfu/mfu.json")
 summary["gpu"] = speed.get("gpu") or train.get("gpu")
 rows = [(f"{r['scores'][:22]} | {r['decoder']} | batch {r['batch']}", f"{r['x_real_time']:.0f}x RT")
         for r in speed.get("rows", []) if "x_real_time" in r]
@@ -162,6 +173,11 @@ for mode in ("fused", "loop"):
 if len(rates) == 2:
     rows.append(("frames path fused / one after another", f"{rates['fused'] / rates['loop']:.2f}x"))
 summary["frames_path"] = rates
+for r in mfu.get("rows", []):
+    if "frames_per_s" in r:
+        share = f", MFU {100 * r['mfu']:.1f}%" if r.get("mfu") is not None else ""
+        rows.append((f"paper DNN {r['frames']} frames{' compiled' if r['compiled'] else ''}",
+                     f"{r['frames_per_s']:.0f} frames/s, {r['tflops']:.0f} TFLOP/s{share}"))
 for r in fbank.get("rows", []):
     rows.append((f"fbank {r['device']} batch {r['batch']}", f"{r['x_real_time']:.0f}x RT"))
 for b in speed.get("profile", []):

@@ -23,7 +23,7 @@
 # links that path to the unpacked copy.
 #
 # Then, from the repository root: run(command="bench/gpu_check.sh .carry/work $OUT",
-# carry=[".carry"], timeout_s=570).
+# carry=[".carry"], timeout_s=600).
 set -euo pipefail
 
 [[ $# -ge 1 ]] || { echo "usage: $0 WORK_DIR [MODEL_DIR] [TRAIN_FILES]" >&2; exit 2; }
