@@ -73,17 +73,27 @@ def main() -> None:
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peak = peak_flops()
-    rows = []
+    rows: list[dict] = []
+    gpu = torch.cuda.get_device_name() if device == "cuda" else None
+    doc = {"device": device, "gpu": gpu, "dtype": "bf16" if device == "cuda" else "fp32",
+           "rows": rows}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every row: a run cut by a timeout keeps what it measured
+        (args.out / "mfu.json").write_text(json.dumps(doc, indent=2) + "\n")
+
     for compiled in (False, True) if args.compile else (False,):
         for frames in [int(f) for f in args.frames.split(",")]:
             try:
                 rate, flops = step_rate(frames, device, compiled, args.steps)
             except (RuntimeError, torch.OutOfMemoryError) as e:
                 rows.append({"frames": frames, "compiled": compiled, "error": str(e)[:200]})
+                save()
                 continue
             mfu = flops / peak if peak else None
             rows.append({"frames": frames, "compiled": compiled, "frames_per_s": rate,
                          "tflops": flops / 1e12, "mfu": mfu})  # fmt: skip
+            save()
     print(f"{'frames':>8} {'compiled':>8} {'frames/s':>12} {'TFLOP/s':>8} {'MFU':>6}")
     for r in rows:
         if "error" in r:
@@ -92,11 +102,7 @@ def main() -> None:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else ""
         print(f"{r['frames']:>8} {r['compiled']!s:>8} {r['frames_per_s']:12.0f} "
               f"{r['tflops']:8.1f} {mfu:>6}")  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    gpu = torch.cuda.get_device_name() if device == "cuda" else None
-    doc = {"device": device, "gpu": gpu, "dtype": "bf16" if device == "cuda" else "fp32",
-           "rows": rows}  # fmt: skip
-    (args.out / "mfu.json").write_text(json.dumps(doc, indent=2) + "\n")
+    save()
     print(f"wrote {args.out / 'mfu.json'}")
 
 
