@@ -9,7 +9,8 @@ data_path=...`` runs). Prints training frames/s and dev frame accuracy per epoch
 both, side by side, and writes them as JSON.
 
     python bench/train_paths.py --work-dir /work/small [--epochs 3] [--threads 2] \
-        [--parallel] [--out bench/train_paths.json]
+        [--paths utterances,frames,frames:512] [--max-steps N] [--parallel] \
+        [--out bench/train_paths.json]
 
 ``--parallel`` trains the paths at the same time, one process each with ``--threads``
 threads: on a shared machine both then see the same load.
@@ -34,23 +35,27 @@ import torch
 from asr_kd.train import TrainConfig, train_model
 
 
-def path_config(args: argparse.Namespace, path: str) -> TrainConfig:
-    """The shared settings, on ``path`` (``utterances`` or ``frames``)."""
+def path_config(args: argparse.Namespace, variant: str) -> TrainConfig:
+    """The shared settings, on ``variant``: ``utterances``, ``frames`` or
+    ``frames:<frame_batch_size>``."""
+    path, _, size = variant.partition(":")
     model = {"arch": "dnn", "preset": "small", "options": {"dropout": args.dropout}}
     return TrainConfig(
-        model=model, seed=args.seed, max_epochs=args.epochs, optimizer="adam", lr=args.lr,
-        schedule="cosine", min_lr=args.min_lr, max_duration=args.max_duration, num_workers=0,
-        patience=0, log_interval=500, data_path=path, frame_batch_size=args.frame_batch_size,
+        model=model, seed=args.seed, max_epochs=args.epochs, max_steps=args.max_steps,
+        optimizer="adam", lr=args.lr, schedule="cosine", min_lr=args.min_lr,
+        max_duration=args.max_duration, num_workers=0, patience=0, log_interval=500,
+        data_path=path, frame_batch_size=int(size or args.frame_batch_size),
     )  # fmt: skip
 
 
-def run_path(args: argparse.Namespace, path: str, out: Path) -> dict:
-    """Train on one data path; its train.json epochs and the wall time of the whole run."""
+def run_path(args: argparse.Namespace, variant: str, out: Path) -> dict:
+    """Train one variant; its train.json and the wall time of the whole run."""
     work = Path(args.work_dir)
     start = time.time()
-    train_model(work / "data" / "senones", work / "data" / "fbank", out / path,
-                path_config(args, path), device=args.device, force=True)  # fmt: skip
-    doc = json.loads((out / path / "train.json").read_text())
+    name = variant.replace(":", "_")
+    train_model(work / "data" / "senones", work / "data" / "fbank", out / name,
+                path_config(args, variant), device=args.device, force=True)  # fmt: skip
+    doc = json.loads((out / name / "train.json").read_text())
     return {"wall_seconds": round(time.time() - start, 1), **doc}
 
 
@@ -82,7 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work-dir", required=True, help="a synth recipe run through stage 11")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--paths", default="utterances,frames")
+    parser.add_argument(
+        "--paths",
+        default="utterances,frames",
+        help="data paths to compare; frames:512 sets that path's batch size",
+    )
+    parser.add_argument("--max-steps", type=int, default=0, help="stop each run after N updates")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=1)
