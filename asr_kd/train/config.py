@@ -15,6 +15,7 @@ and keeps the state a resumed training needs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,10 @@ class TrainConfig:
             ``frames`` (Kaldi nnet1's: globally shuffled minibatches of spliced frames,
             for frame classifiers; :mod:`asr_kd.train.frames`).
         frame_batch_size: frames per minibatch of the ``frames`` path (Kaldi: 256).
+        updates_as_full: with ``train_fraction`` < 1, give the subset as many optimiser
+            updates as ``max_epochs`` epochs of the whole training set (the paper's 3%
+            experiment: same training, less data); the epochs become as many as that
+            takes (:func:`updates_for_fraction`).
     """
 
     model: dict[str, Any] = field(default_factory=_default_model)
@@ -118,6 +123,7 @@ class TrainConfig:
     subset_seed: int = 0
     data_path: str = "utterances"
     frame_batch_size: int = 256
+    updates_as_full: bool = False
 
     def __post_init__(self) -> None:
         model = dict(self.model or {})
@@ -166,6 +172,34 @@ class TrainConfig:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+def updates_for_fraction(
+    config: TrainConfig, subset_steps: int, subset_frames: int, total_frames: int
+) -> TrainConfig:
+    """``config`` with ``max_steps``/``max_epochs`` giving a subset the whole set's updates.
+
+    Args:
+        config: the training settings (unchanged unless ``updates_as_full`` and a
+            ``train_fraction`` below 1).
+        subset_steps: optimiser steps in one epoch of the subset.
+        subset_frames, total_frames: frames in the subset and in the whole set; one
+            epoch of the whole set is ``subset_steps * total_frames / subset_frames``
+            steps (exact on the frame path, where steps are frames / batch size).
+
+    Returns:
+        The config to train with: ``max_steps`` = the whole set's steps in
+        ``max_epochs`` epochs (or the given ``max_steps`` if smaller), ``max_epochs``
+        as many subset epochs as those steps need.
+    """
+    if not config.updates_as_full or config.train_fraction >= 1.0 or subset_frames <= 0:
+        return config
+    full_epoch = math.ceil(subset_steps * total_frames / subset_frames)
+    steps = full_epoch * config.max_epochs
+    if config.max_steps:
+        steps = min(steps, config.max_steps)
+    epochs = max(1, math.ceil(steps / max(subset_steps, 1)))
+    return dataclasses.replace(config, max_steps=steps, max_epochs=epochs)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

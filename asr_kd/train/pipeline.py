@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from asr_kd.train.checkpoint import (
     save_model,
     seed_everything,
 )
-from asr_kd.train.config import TrainConfig
+from asr_kd.train.config import TrainConfig, updates_for_fraction
 from asr_kd.train.dataset import TARGETS_STAGE, CollateHook, TrainingData, load_training_data
 from asr_kd.train.distributed import (
     DistContext,
@@ -226,6 +227,15 @@ def train_models(
                         git_revision())  # fmt: skip
             members = _build(config, ctx, data, outs, builders, loss_fn)
             source = make_source(data, config, ctx, members[0].model, collate_hooks)
+            config = updates_for_fraction(
+                config,
+                math.ceil(source.count(0) / config.accum_grad),
+                sum(c.num_frames or 0 for c in data.train),
+                data.train_total_frames,
+            )
+            if config.updates_as_full and config.train_fraction < 1.0:
+                logger.info("%s: %d updates, as on the whole training set, in %d epochs",
+                            stage, config.max_steps, config.max_epochs)  # fmt: skip
             trainer = Trainer(members, config, ctx, work, data, source, forward, callbacks)
             trainer.restore()
             m = members[0]
