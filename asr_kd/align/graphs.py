@@ -194,6 +194,11 @@ def viterbi_path(
     return path if len(path) == len(scores) else None
 
 
+def beam_failure(opts: ViterbiOptions) -> str:
+    """Why an utterance did not align (for ``failed_<split>.txt``)."""
+    return f"no alignment within beam {opts.beam} or retry beam {opts.retry_beam}"
+
+
 class GmmScorer:
     """Log-likelihoods of frames under the pdfs of an ``AmDiagGmm``.
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from lhotse.cut import Cut
 
-from asr_kd.align.graphs import GraphCompiler, viterbi_path
+from asr_kd.align.graphs import GraphCompiler, beam_failure, viterbi_path
 from asr_kd.align.mono import ShardResult, ViterbiOptions, _load_lang, min_lengths, transcript_ids
 from asr_kd.errors import BadInputError
 from asr_kd.graph.h import parse_topology
@@ -137,7 +137,7 @@ def run_model_shard(job: ModelShardJob) -> ShardResult:
         scores = v.acoustic_scale * log_likes[:, graph.labels.senone]
         path = viterbi_path(graph, scores, cut.id, v)
         if path is None:
-            failed[cut.id] = f"no alignment within beam {v.beam} or retry beam {v.retry_beam}"
+            failed[cut.id] = beam_failure(v)
             continue
         ali, senones = graph.frame_labels(path)
         alignments[cut.id] = ali

@@ -62,6 +62,18 @@ ALI_KEY = "mono_ali"
 """The custom field of an aligned cut: int32 ``[T, 2]`` (phone id, HMM state) per frame."""
 
 
+def check_training_config(config: Any) -> None:
+    """The checks a GMM training config's shared options get (``ValueError``)."""
+    if config.num_iters < 2:
+        raise ValueError(f"num_iters must be at least 2, got {config.num_iters}")
+    if config.cmvn not in ("speaker", "utterance"):
+        raise ValueError(f"cmvn must be 'speaker' or 'utterance', got {config.cmvn!r}")
+    if config.oov not in ("map", "skip", "error"):
+        raise ValueError(f"oov must be 'map', 'skip' or 'error', got {config.oov!r}")
+    if not 0.0 <= config.max_failed_share <= 1.0:
+        raise ValueError("max_failed_share must lie in [0, 1]")
+
+
 @dataclass(frozen=True)
 class MonoConfig:
     """Monophone training settings (the options of Kaldi's ``train_mono.sh``).
@@ -113,14 +125,7 @@ class MonoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_iters < 2:
-            raise ValueError(f"num_iters must be at least 2, got {self.num_iters}")
-        if self.cmvn not in ("speaker", "utterance"):
-            raise ValueError(f"cmvn must be 'speaker' or 'utterance', got {self.cmvn!r}")
-        if self.oov not in ("map", "skip", "error"):
-            raise ValueError(f"oov must be 'map', 'skip' or 'error', got {self.oov!r}")
-        if not 0.0 <= self.max_failed_share <= 1.0:
-            raise ValueError("max_failed_share must lie in [0, 1]")
+        check_training_config(self)
 
     def schedule(self) -> list[int]:
         """The realignment iterations (iteration 0 is the equal alignment)."""
@@ -184,16 +189,7 @@ class MonoModel:
     @classmethod
     def load(cls, path: Path | str) -> MonoModel:
         """Read a ``final.mdl`` written by ``train-mono``."""
-        path = Path(path)
-        if not path.is_file():
-            raise MissingInputError(f"{path} does not exist: run the '{STAGE}' stage first")
-        try:
-            state = pickle.loads(path.read_bytes())
-        except Exception as e:  # any unpickling failure means an unusable file
-            raise BadInputError(f"{path} is not a readable '{STAGE}' model: {e}") from None
-        if not isinstance(state, dict) or state.pop("format", None) != MODEL_FORMAT:
-            raise BadInputError(f"{path} is not a model written by '{STAGE}'")
-        return cls(**state)
+        return cls(**load_model_state(path, MODEL_FORMAT, STAGE))
 
     def features(self, cut: Cut, speaker_stats: dict[str, FeatureStats] | None) -> np.ndarray:
         """The cut's GMM features, normalised as in training (see :func:`gmm_features`)."""
@@ -210,6 +206,25 @@ class MonoModel:
             phone, hmm_state, _, _ = tm.tuples[tm.id2state[tid] - 1].__getstate__()
             table[tid] = (phone, hmm_state)
         return table
+
+
+def load_model_state(path: Path | str, model_format: str, stage: str) -> dict[str, Any]:
+    """The pickled state of a ``final.mdl`` of ``model_format``, written by ``stage``.
+
+    Raises:
+        MissingInputError: no such file.
+        BadInputError: it is not such a model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path} does not exist: run the '{stage}' stage first")
+    try:
+        state = pickle.loads(path.read_bytes())
+    except Exception as e:  # any unpickling failure means an unusable file
+        raise BadInputError(f"{path} is not a readable '{stage}' model: {e}") from None
+    if not isinstance(state, dict) or state.pop("format", None) != model_format:
+        raise BadInputError(f"{path} is not a model written by '{stage}'")
+    return state
 
 
 def _topology(text: str) -> khg.HmmTopology:

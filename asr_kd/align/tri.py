@@ -46,7 +46,7 @@ import numpy as np
 from lhotse.cut import Cut
 
 from asr_kd.align.feats import gmm_features
-from asr_kd.align.graphs import GmmScorer, GraphCompiler, viterbi_path
+from asr_kd.align.graphs import GmmScorer, GraphCompiler, beam_failure, viterbi_path
 from asr_kd.align.mixup import mix_up
 from asr_kd.align.mono import (
     ALI_KEY,
@@ -56,6 +56,8 @@ from asr_kd.align.mono import (
     _check_failures,
     _load_lang,
     accumulate,
+    check_training_config,
+    load_model_state,
     min_lengths,
     shards,
     transcript_ids,
@@ -129,14 +131,7 @@ class TriConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_iters < 2:
-            raise ValueError(f"num_iters must be at least 2, got {self.num_iters}")
-        if self.cmvn not in ("speaker", "utterance"):
-            raise ValueError(f"cmvn must be 'speaker' or 'utterance', got {self.cmvn!r}")
-        if self.oov not in ("map", "skip", "error"):
-            raise ValueError(f"oov must be 'map', 'skip' or 'error', got {self.oov!r}")
-        if not 0.0 <= self.max_failed_share <= 1.0:
-            raise ValueError("max_failed_share must lie in [0, 1]")
+        check_training_config(self)
         if not 0.0 < self.transition_floor < 0.5:
             raise ValueError("transition_floor must lie in (0, 0.5)")
 
@@ -176,16 +171,7 @@ class TriModel:
     @classmethod
     def load(cls, path: Path | str) -> TriModel:
         """Read a ``final.mdl`` written by ``train-tri``."""
-        path = Path(path)
-        if not path.is_file():
-            raise MissingInputError(f"{path} does not exist: run the '{STAGE}' stage first")
-        try:
-            state = pickle.loads(path.read_bytes())
-        except Exception as e:  # any unpickling failure means an unusable file
-            raise BadInputError(f"{path} is not a readable '{STAGE}' model: {e}") from None
-        if not isinstance(state, dict) or state.pop("format", None) != MODEL_FORMAT:
-            raise BadInputError(f"{path} is not a model written by '{STAGE}'")
-        return cls(**state)
+        return cls(**load_model_state(path, MODEL_FORMAT, STAGE))
 
     def features(self, cut: Cut, speaker_stats: dict[str, FeatureStats] | None) -> np.ndarray:
         """The cut's GMM features, normalised as in training."""
@@ -325,7 +311,7 @@ def run_tri_shard(job: TriShardJob) -> ShardResult:
                 scores[:, is_sil] += v.acoustic_scale * np.log(v.boost_silence)
             path = viterbi_path(graph, scores, cut.id, v)
             if path is None:
-                failed[cut.id] = f"no alignment within beam {v.beam} or retry beam {v.retry_beam}"
+                failed[cut.id] = beam_failure(v)
                 continue
             ali, senones = graph.frame_labels(path)
         alignments[cut.id] = ali
