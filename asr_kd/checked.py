@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextvars
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asr_kd.errors import BadInputError, MissingInputError
+from asr_kd.stage import is_done, note_file, read_marker
 
 if TYPE_CHECKING:
     import h5py
@@ -64,6 +66,7 @@ def existing_file(path: Path | str, maker: str, reader: str | None = None) -> Pa
         raise BadInputError(f"{who}: {path} is a directory, expected a file made by '{maker}'")
     if path.stat().st_size == 0:
         raise BadInputError(f"{who}: {path} is empty; rerun '{maker}' (with --force) to rewrite it")
+    note_file(path, maker)  # the stage's marker lists the files it read
     return path
 
 
@@ -134,8 +137,48 @@ def read_json(path: Path | str, maker: str, reader: str | None = None) -> Any:
         raise unreadable(path, maker, e, reader, "JSON file") from None
 
 
+def check_storage(cuts: Iterable[Any], maker: str, reader: str | None = None) -> int:
+    """Check every archive the cuts' features and arrays are stored in, once each: present,
+    non-empty, an HDF5 one opening (a deleted or truncated archive is named here, not by
+    Lhotse in the middle of a stage). Returns how many archives were checked.
+
+    Args:
+        cuts: the cuts of a manifest.
+        maker: the stage that wrote the manifest (named when an archive's own directory
+            has no completion marker saying which stage wrote it).
+        reader: the stage reading them (default: the running command).
+    """
+    found: dict[str, str] = {}
+    for cut in cuts:
+        stored = [getattr(cut, "features", None)]  # Features, Array, TemporalArray.array
+        stored += [getattr(v, "array", v) for v in (getattr(cut, "custom", None) or {}).values()]
+        for s in stored:
+            kind, where = getattr(s, "storage_type", None), getattr(s, "storage_path", None)
+            if kind and where and "memory" not in kind:
+                found.setdefault(where, kind)
+    for path, kind in found.items():
+        owner = _maker_of(Path(path), maker)
+        if kind.endswith("_files"):  # one file per array, in a directory
+            if not Path(path).is_dir():
+                raise MissingInputError(f"{_who(reader)}: {path} does not exist: run '{owner}'")
+        elif "hdf5" in kind:
+            check_h5(path, owner, reader, deep=False)
+        else:
+            existing_file(path, owner, reader)
+    return len(found)
+
+
+def _maker_of(path: Path, default: str) -> str:
+    """The stage that wrote the finished output holding ``path`` (its marker), else ``default``."""
+    for d in (path.parent, path.parent.parent):
+        if is_done(d):
+            return str(read_marker(d).get("stage") or default)
+    return default
+
+
 def read_manifest(path: Path | str, maker: str, reader: str | None = None) -> CutSet:
-    """Read a cut manifest eagerly; an empty one is refused."""
+    """Read a cut manifest eagerly and check its archives (:func:`check_storage`); an
+    empty one is refused."""
     from lhotse import CutSet
 
     path = existing_file(path, maker, reader)
@@ -146,4 +189,5 @@ def read_manifest(path: Path | str, maker: str, reader: str | None = None) -> Cu
         raise unreadable(path, maker, e, reader, "cut manifest") from None
     if cuts is None or len(cuts) == 0:
         raise BadInputError(f"{_who(reader)}: {path} holds no cuts; rerun '{maker}'")
+    check_storage(cuts, maker, reader)
     return cuts

@@ -156,9 +156,25 @@ def recorded_inputs() -> dict[str, dict[str, str]]:
     return dict(_INPUTS.get() or {})
 
 
+# The files opened through asr_kd.checked since the current stage began: path -> maker.
+_FILES: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "asr_kd_stage_files", default=None
+)
+
+
+def note_file(path: Path | str, maker: str) -> None:
+    """Record a file the running stage read (``asr_kd.checked`` does, for every open)."""
+    files = _FILES.get()
+    if files is None:
+        files = {}
+        _FILES.set(files)
+    files[str(Path(path).resolve())] = maker
+
+
 def reset_inputs() -> None:
-    """Forget the recorded inputs (a new stage begins)."""
+    """Forget the recorded inputs and files (a new stage begins)."""
     _INPUTS.set({})
+    _FILES.set({})
 
 
 def require_done(path: Path | str, stage: str) -> Path:
@@ -398,17 +414,22 @@ def stage_output(
         start = time.time()
         try:
             yield tmp
-            inside = str(out_dir.resolve()) + os.sep
+            own = str(out_dir.resolve())
+            mine = (own + os.sep, own + ".tmp-", own + ".work" + os.sep)  # its own files
             inputs = {
                 k: v
                 for k, v in sorted(recorded_inputs().items())
-                if k != str(out_dir.resolve()) and not k.startswith(inside)
+                if k != own and not k.startswith(mine)
+            }
+            files = {
+                k: v for k, v in sorted((_FILES.get() or {}).items()) if not k.startswith(mine)
             }
             marker = {
                 "stage": stage,
                 "run_id": uuid.uuid4().hex,  # a redo changes the marker even within a second
                 "config": config,
                 "inputs": inputs,
+                "files": files,
                 "command": _COMMAND_LINE.get(),
                 "git_revision": git_revision(),
                 "versions": package_versions(),
@@ -446,9 +467,13 @@ def json_stage(
     """
     with stage_output(out_dir, stage, config, force) as tmp:
         if tmp is None:
-            from asr_kd.checked import read_json
-
-            return read_json(Path(out_dir) / name, stage)
+            path = Path(out_dir) / name
+            try:
+                return json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise BadInputError(
+                    f"{stage}: {path} cannot be read ({e}); rerun '{stage}' with --force"
+                ) from None
         doc = compute()
         (tmp / name).write_text(json.dumps(doc, indent=2) + "\n")
     return doc

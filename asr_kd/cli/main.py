@@ -24,7 +24,7 @@ from asr_kd.cli import specialists as specialists_cmds
 from asr_kd.cli import train as train_cmds
 from asr_kd.cli import tree as tree_cmds
 from asr_kd.errors import AsrKdError
-from asr_kd.stage import set_command_line
+from asr_kd.stage import reset_inputs, set_command_line
 
 logger = logging.getLogger("asr_kd")
 
@@ -49,6 +49,7 @@ class _Cli(click.Group):
         return name, cmd, rest
 
     def invoke(self, ctx: click.Context):
+        reset_inputs()  # one command, one stage: nothing recorded before it is its input
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
