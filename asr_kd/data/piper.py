@@ -110,6 +110,31 @@ class PiperEngine:
         )
         self.voice = PiperVoice(session=session, config=config)
         self.sample_rate = int(config.sample_rate)
+        # (channels, columns per phoneme id or per output frame) of each noise input,
+        # from one probe run with generous noise tensors
+        self._noise_dims = [(_NOISE_CHANNELS, False)] * len(self.noise_inputs)
+        probe = self.voice.phonemes_to_ids(list("hɛlˈoʊ"))
+        shapes = self._run(probe, NeuralSettings(length_scale=2.0), np.random.default_rng(0))[2:]
+        self._noise_dims = [(int(s[1]), int(s[2]) == len(probe)) for s in shapes]
+
+    def _run(
+        self, ids: list[int], settings: NeuralSettings, rng: np.random.Generator
+    ) -> list[np.ndarray]:
+        """The model's outputs (audio, frames per id, noise shapes) for one sentence."""
+        feeds = {
+            "input": np.asarray([ids], np.int64),
+            "input_lengths": np.asarray([len(ids)], np.int64),
+            "scales": np.asarray(
+                [settings.noise_scale, settings.length_scale, settings.noise_w], np.float32
+            ),
+        }
+        for name, (channels, per_id) in zip(self.noise_inputs, self._noise_dims, strict=True):
+            columns = len(ids) if per_id else max(len(ids), 8) * _MAX_FRAMES_PER_ID
+            # (columns, channels) drawn row by row, so a column's values do not depend on
+            # how many columns were drawn.
+            noise = rng.standard_normal((columns, channels), dtype=np.float32)
+            feeds[name] = noise.T[None].copy()
+        return self.voice.session.run(None, feeds)
 
     def synthesize(
         self, text: str, settings: NeuralSettings, seed: int
@@ -131,20 +156,7 @@ class PiperEngine:
             if not phonemes:
                 continue
             ids = self.voice.phonemes_to_ids(phonemes)
-            feeds = {
-                "input": np.asarray([ids], np.int64),
-                "input_lengths": np.asarray([len(ids)], np.int64),
-                "scales": np.asarray(
-                    [settings.noise_scale, settings.length_scale, settings.noise_w], np.float32
-                ),
-            }
-            columns = max(len(ids), 8) * _MAX_FRAMES_PER_ID
-            for name in self.noise_inputs:
-                # (columns, channels) drawn row by row, so a column's values do not depend
-                # on how many columns were drawn.
-                noise = rng.standard_normal((columns, _NOISE_CHANNELS), dtype=np.float32)
-                feeds[name] = noise.T[None].copy()
-            audio, frames = self.voice.session.run(None, feeds)[:2]
+            audio, frames = self._run(ids, settings, rng)[:2]
             audio = audio.reshape(-1)
             offset = sum(len(c) for c in chunks)
             hop = self.voice.config.hop_length
@@ -204,7 +216,8 @@ def _seeded_graph(model: Path) -> tuple[bytes, list[str]]:
     """The model with each ``RandomNormalLike`` fed from a new input ``noise_<k>``.
 
     Each node ``y = RandomNormalLike(x)`` becomes ``y = Slice(noise_k, 0, Shape(x))``,
-    where ``noise_k`` is a (1, channels, columns) float input at least as large as ``x``.
+    where ``noise_k`` is a (1, channels, columns) float input at least as large as ``x``;
+    ``Shape(x)`` is added to the outputs (after the audio and the frames per id).
     """
     import onnx
     from onnx import TensorProto, helper
@@ -224,12 +237,13 @@ def _seeded_graph(model: Path) -> tuple[bytes, list[str]]:
         k = len(names)
         name = f"noise_{k}"
         names.append(name)
-        graph.input.append(
-            helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, _NOISE_CHANNELS, None])
-        )
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, None, None]))
         zeros = helper.make_tensor(f"noise_zeros_{k}", TensorProto.INT64, [3], [0, 0, 0])
         graph.initializer.append(zeros)
         nodes.append(helper.make_node("Shape", [node.input[0]], [f"noise_shape_{k}"]))
+        graph.output.append(
+            helper.make_tensor_value_info(f"noise_shape_{k}", TensorProto.INT64, [3])
+        )
         nodes.append(
             helper.make_node(
                 "Slice", [name, zeros.name, f"noise_shape_{k}"], [node.output[0]], name=node.name
