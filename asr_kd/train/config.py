@@ -88,8 +88,10 @@ class TrainConfig:
         frame_batch_size: frames per minibatch of the ``frames`` path (Kaldi: 256).
         updates_as_full: with ``train_fraction`` < 1, give the subset as many optimiser
             updates as ``max_epochs`` epochs of the whole training set (the paper's 3%
-            experiment: same training, less data); the epochs become as many as that
-            takes (:func:`updates_for_fraction`).
+            experiment: same training, less data; :func:`updates_for_fraction`).
+        frame_passes: shuffled passes over the training frames in one epoch of the frame
+            path (set by ``updates_as_full``: a subset's epoch then has a whole-set
+            epoch's updates, and the dev set is scored as often).
     """
 
     model: dict[str, Any] = field(default_factory=_default_model)
@@ -124,6 +126,7 @@ class TrainConfig:
     data_path: str = "utterances"
     frame_batch_size: int = 256
     updates_as_full: bool = False
+    frame_passes: int = 1
 
     def __post_init__(self) -> None:
         model = dict(self.model or {})
@@ -152,7 +155,8 @@ class TrainConfig:
                 f"need 0 <= newbob_stop <= newbob_start, got {self.newbob_stop}, "
                 f"{self.newbob_start}"
             )
-        for name in ("max_epochs", "accum_grad", "log_interval", "frame_batch_size"):
+        for name in ("max_epochs", "accum_grad", "log_interval", "frame_batch_size",
+                     "frame_passes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_duration <= 0:
@@ -175,31 +179,45 @@ class TrainConfig:
 
 
 def updates_for_fraction(
-    config: TrainConfig, subset_steps: int, subset_frames: int, total_frames: int
+    config: TrainConfig,
+    subset_frames: int,
+    total_frames: int,
+    subset_steps: int | None = None,
+    world_size: int = 1,
 ) -> TrainConfig:
-    """``config`` with ``max_steps``/``max_epochs`` giving a subset the whole set's updates.
+    """``config`` changed so that a data subset gets the whole set's optimiser updates.
+
+    Unchanged unless ``updates_as_full`` and ``train_fraction`` < 1. On the frame path
+    an epoch becomes ``frame_passes`` = ceil(total / subset) shuffled passes over the
+    subset, at least as many updates as a whole-set epoch, and ``max_steps`` stops the
+    training at exactly the whole set's updates in ``max_epochs`` epochs: the dev set is
+    scored as often as for a full-data model. On the utterance path the epochs are
+    multiplied instead (one subset epoch is ``subset_steps`` updates; a whole-set epoch
+    ``subset_steps * total_frames / subset_frames``).
 
     Args:
-        config: the training settings (unchanged unless ``updates_as_full`` and a
-            ``train_fraction`` below 1).
-        subset_steps: optimiser steps in one epoch of the subset.
-        subset_frames, total_frames: frames in the subset and in the whole set; one
-            epoch of the whole set is ``subset_steps * total_frames / subset_frames``
-            steps (exact on the frame path, where steps are frames / batch size).
-
-    Returns:
-        The config to train with: ``max_steps`` = the whole set's steps in
-        ``max_epochs`` epochs (or the given ``max_steps`` if smaller), ``max_epochs``
-        as many subset epochs as those steps need.
+        config: the training settings.
+        subset_frames, total_frames: frames in the subset and in the whole set.
+        subset_steps: the utterance path's optimiser steps in one subset epoch.
+        world_size: data-parallel ranks (the frame path deals batches out to them).
     """
     if not config.updates_as_full or config.train_fraction >= 1.0 or subset_frames <= 0:
         return config
-    full_epoch = math.ceil(subset_steps * total_frames / subset_frames)
-    steps = full_epoch * config.max_epochs
+    if config.data_path == "frames":
+        full_epoch = -(-total_frames // config.frame_batch_size) // world_size
+        steps = full_epoch * config.max_epochs
+        passes = math.ceil(total_frames / subset_frames)
+        epochs = config.max_epochs
+    else:
+        if subset_steps is None:
+            raise ValueError("the utterance path needs subset_steps")
+        steps = math.ceil(subset_steps * total_frames / subset_frames) * config.max_epochs
+        passes, epochs = config.frame_passes, 0
     if config.max_steps:
         steps = min(steps, config.max_steps)
-    epochs = max(1, math.ceil(steps / max(subset_steps, 1)))
-    return dataclasses.replace(config, max_steps=steps, max_epochs=epochs)
+    if not epochs:
+        epochs = max(1, math.ceil(steps / max(subset_steps or 1, 1)))
+    return dataclasses.replace(config, max_steps=steps, max_epochs=epochs, frame_passes=passes)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -169,8 +169,10 @@ class FrameBatches:
         rank: int = 0,
         world_size: int = 1,
         rows: dict[str, torch.Tensor] | None = None,
+        passes: int = 1,
     ):
         self.store, self.context = store, (int(context[0]), int(context[1]))
+        self.passes = passes
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.rows = dict(rows or {})
@@ -182,11 +184,15 @@ class FrameBatches:
 
     def count(self, epoch: int = 0) -> int:
         """This rank's batches in ``epoch`` (the same in every epoch)."""
-        return -(-self.store.num_frames // self.batch_size) // self.world_size
+        return -(-self.passes * self.store.num_frames // self.batch_size) // self.world_size
 
     def order(self, epoch: int) -> np.ndarray:
-        """The epoch's permutation of the store's frames."""
-        return np.random.default_rng([self.seed, epoch]).permutation(self.store.num_frames)
+        """The epoch's order of the store's frames: ``passes`` permutations, one after
+        the other (the first depends on ``(seed, epoch)``, pass ``p > 0`` on
+        ``(seed, epoch, p)``)."""
+        n = self.store.num_frames
+        seeds = [[self.seed, epoch]] + [[self.seed, epoch, p] for p in range(1, self.passes)]
+        return np.concatenate([np.random.default_rng(s).permutation(n) for s in seeds])
 
     def __iter__(self) -> Iterator[Batch]:
         order = torch.from_numpy(self.order(self.epoch))
@@ -267,7 +273,10 @@ def frame_source(
         for name, value in hook.frame_rows(data.train).items():
             rows[name] = torch.as_tensor(value).to(store.device)
     batch_size = int(getattr(config, "frame_batch_size", 256))
-    source = FrameBatches(store, context, batch_size, int(config.seed), rank, world_size, rows)
+    passes = int(getattr(config, "frame_passes", 1))
+    source = FrameBatches(
+        store, context, batch_size, int(config.seed), rank, world_size, rows, passes
+    )
     if source.count() < 1:
         raise ConfigError(
             f"{store.num_frames} training frames make no batch of {batch_size} frames for "

@@ -226,16 +226,19 @@ def train_models(
                         ctx.rank, ctx.world_size, ctx.device, json.dumps(configs[0]),
                         git_revision())  # fmt: skip
             members = _build(config, ctx, data, outs, builders, loss_fn)
+            subset_frames = sum(c.num_frames or 0 for c in data.train)
+            config = updates_for_fraction(config, subset_frames, data.train_total_frames,
+                                          world_size=ctx.world_size) \
+                if config.data_path == "frames" else config  # fmt: skip
             source = make_source(data, config, ctx, members[0].model, collate_hooks)
             config = updates_for_fraction(
-                config,
+                config, subset_frames, data.train_total_frames,
                 math.ceil(source.count(0) / config.accum_grad),
-                sum(c.num_frames or 0 for c in data.train),
-                data.train_total_frames,
-            )
+            ) if config.data_path != "frames" else config  # fmt: skip
             if config.updates_as_full and config.train_fraction < 1.0:
-                logger.info("%s: %d updates, as on the whole training set, in %d epochs",
-                            stage, config.max_steps, config.max_epochs)  # fmt: skip
+                logger.info("%s: %d updates, as on the whole training set, in %d epochs of "
+                            "%d passes", stage, config.max_steps, config.max_epochs,
+                            config.frame_passes)  # fmt: skip
             trainer = Trainer(members, config, ctx, work, data, source, forward, callbacks)
             trainer.restore()
             m = members[0]

@@ -49,15 +49,21 @@ def test_remainders_go_to_the_largest_shares_and_the_total_is_exact():
 
 
 def test_updates_for_fraction_gives_the_whole_sets_steps():
-    config = _frames_config(train_fraction=0.03, updates_as_full=True, max_epochs=8)
-    # 3% of 400,000 frames: 12,000 frames, 47 steps an epoch at 256 frames.
-    out = updates_for_fraction(config, 47, 12_000, 400_000)
+    # 3% of 400,000 frames on the frame path: epochs of ceil(1/0.03) = 34 passes over the
+    # subset, stopped at the whole set's ceil(400,000 / 256) = 1563 steps an epoch.
+    config = _frames_config(train_fraction=0.03, updates_as_full=True, max_epochs=8,
+                            frame_batch_size=256)  # fmt: skip
+    out = updates_for_fraction(config, 12_000, 400_000)
+    assert (out.max_steps, out.max_epochs, out.frame_passes) == (1563 * 8, 8, 34)
+    # The utterance path: 47 steps a subset epoch -> ceil(47 / 0.03) a whole-set epoch.
+    utts = dataclasses.replace(config, data_path="utterances")
+    out = updates_for_fraction(utts, 12_000, 400_000, subset_steps=47)
     assert out.max_steps == math.ceil(47 * 400_000 / 12_000) * 8
-    assert out.max_epochs == math.ceil(out.max_steps / 47)
+    assert out.max_epochs == math.ceil(out.max_steps / 47) and out.frame_passes == 1
     off = dataclasses.replace(config, updates_as_full=False)
-    assert updates_for_fraction(off, 47, 12_000, 400_000) is off
+    assert updates_for_fraction(off, 12_000, 400_000) is off
     capped = dataclasses.replace(config, max_steps=100)
-    assert updates_for_fraction(capped, 47, 12_000, 400_000).max_steps == 100
+    assert updates_for_fraction(capped, 12_000, 400_000).max_steps == 100
 
 
 @pytest.mark.parametrize("fraction", [0.25, 0.5])
@@ -71,10 +77,7 @@ def test_a_subset_trains_as_many_updates_as_the_whole_set(toy_data, tmp_path, fr
     train_model(data_dir, feature_dir, tmp_path / "sub", sub, device="cpu")
     full_doc = json.loads((tmp_path / "full" / "train.json").read_text())
     sub_doc = json.loads((tmp_path / "sub" / "train.json").read_text())
+    assert sub_doc["total_steps"] == full_doc["total_steps"]
+    assert sub_doc["num_epochs"] == full_doc["num_epochs"] == 2  # dev scored as often
     data = load_training_data(data_dir, feature_dir, train_fraction=fraction)
-    sub_frames = sum(c.num_frames for c in data.train)
-    per_epoch = math.ceil(sub_frames / 64)
-    expected = math.ceil(per_epoch * data.train_total_frames / sub_frames) * 2
-    assert abs(expected - full_doc["total_steps"]) <= 2  # rounding of partial batches
-    assert sub_doc["total_steps"] == expected
-    assert sub_doc["num_epochs"] == math.ceil(expected / per_epoch) > 2
+    assert sub_doc["train_cuts"] == len(data.train) < data.train_total
