@@ -1,7 +1,8 @@
 """Fault injection generated from what the stages record of their inputs.
 
-A short chain of stages runs once on the toy task through the CLI (``train``, then
-``eval-ensemble`` on the trained model). Every finished output's marker lists the files
+A short chain of stages runs once through the CLI: ``compute-features`` on the tiny
+synthesised corpus's manifests, ``train`` on the toy task, ``eval-ensemble`` on the
+trained model. Every finished output's marker lists the files
 the stage read through :mod:`asr_kd.checked` and the command line that wrote it. For
 each of those files and each damage, the file is damaged in place and the recorded
 command is rerun with ``--force``: it must exit 1 with one line that names the command
@@ -35,8 +36,9 @@ def _damage(path: Path, how: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    """The toy data, a trained model and its evaluation, each written by an asr-kd command."""
+def chain(tmp_path_factory, tiny_manifests):
+    """MFCCs of the tiny corpus, a model trained on the toy data and its evaluation, each
+    written by an asr-kd command."""
     import train_toy
 
     root = tmp_path_factory.mktemp("faults")
@@ -49,6 +51,8 @@ def chain(tmp_path_factory):
     )
     model = root / "exp" / "teacher1"
     commands = [
+        ["compute-features", "--section", "mfcc", "--set", "kind=mfcc", "--set", "device=cpu",
+         str(tiny_manifests), str(root / "mfcc")],
         ["train", "--config", str(conf), "--section", "teacher", "--device", "cpu",
          str(data), str(feats), str(model)],
         ["eval-ensemble", str(data), str(model), "--device", "cpu", "--split", "dev",
@@ -57,7 +61,7 @@ def chain(tmp_path_factory):
     for args in commands:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
-    return [model, root / "exp" / "eval" / "teacher1"]
+    return [root / "mfcc", model, root / "exp" / "eval" / "teacher1"]
 
 
 def _rows(outputs: list[Path]) -> list[tuple[Path, Path, str]]:
@@ -72,7 +76,7 @@ def _rows(outputs: list[Path]) -> list[tuple[Path, Path, str]]:
 def test_every_file_a_stage_read_is_named_when_damaged(chain):
     rows = _rows(chain)
     stages = {read_marker(out)["stage"] for out, _, _ in rows}
-    assert stages == {"train", "eval-ensemble"}  # both stages recorded what they read
+    assert stages == {"compute-features", "train", "eval-ensemble"}  # each recorded its reads
     assert any(p.name == "model.pt" for _, p, _ in rows)  # eval-ensemble read the model
     failures = []
     for out, path, how in rows:

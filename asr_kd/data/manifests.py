@@ -22,6 +22,7 @@ from asr_kd.checked import read_manifest
 from asr_kd.errors import MissingInputError
 
 _CUTS = re.compile(r"^(?P<corpus>.+)_cuts_(?P<split>[^_]+)\.jsonl\.gz$")
+_PARTS = re.compile(r"^(?P<corpus>.+)_(?:recordings|supervisions)_(?P<split>[^_]+)\.jsonl\.gz$")
 
 
 def manifest_path(directory: Path | str, corpus: str, kind: str, split: str) -> Path:
@@ -39,6 +40,14 @@ def find_cut_manifests(directory: Path | str, stage: str) -> dict[str, tuple[str
         m = _CUTS.match(path.name)
         if m:
             found[m["split"]] = (m["corpus"], path)
+    for path in sorted(directory.glob("*_*_*.jsonl.gz")):  # a split's cuts lost, the rest kept
+        m = _PARTS.match(path.name)
+        if m and m["split"] not in found:
+            cuts = manifest_path(directory, m["corpus"], "cuts", m["split"])
+            raise MissingInputError(
+                f"{cuts} does not exist but {path.name} does: split {m['split']} lost its cut "
+                f"manifest; rerun the '{stage}' stage with --force"
+            )
     if not found:
         raise MissingInputError(
             f"{directory} holds no <corpus>_cuts_<split>.jsonl.gz manifests: "
