@@ -7,7 +7,7 @@ CONFIG ?= small
 WORK_DIR ?= recipes/synth
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install bench clean-demo
+.PHONY: demo experiment test lint install bench clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ install: $(VENV)/.installed
 
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" recipes/synth/run.sh --config $(CONFIG) --work-dir $(WORK_DIR)
+
+# The paper's protocol with converged models (conf/converge.yaml, ~2.5 h on 2 cores);
+# its report is exp/report/RESULTS.md under the work dir (default recipes/synth/converge).
+EXPERIMENT_DIR = $(if $(filter command line environment,$(origin WORK_DIR)),$(WORK_DIR),recipes/synth/converge)
+experiment: install
+	PATH="$(abspath $(BIN)):$$PATH" recipes/synth/run.sh --config converge --work-dir $(EXPERIMENT_DIR)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -51,6 +51,7 @@ SECTIONS: dict[str, str] = {
     "hard_3pct": "train --section hard_3pct",
     "student_3pct": "distill --train-section student_3pct",
     "specialists": "train-specialists",
+    "protocol": "protocol (the recipe's systems, seeds and data fractions)",
 }
 """Every config section the toolkit reads, and the command that reads it."""
 

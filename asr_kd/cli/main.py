@@ -19,6 +19,7 @@ from asr_kd.cli import distill as distill_cmds
 from asr_kd.cli import ensemble as ensemble_cmds
 from asr_kd.cli import graph as graph_cmds
 from asr_kd.cli import lang as lang_cmds
+from asr_kd.cli import protocol as protocol_cmds
 from asr_kd.cli import scoring as scoring_cmds
 from asr_kd.cli import specialists as specialists_cmds
 from asr_kd.cli import train as train_cmds
@@ -139,6 +140,7 @@ cli.add_command(tree_cmds.senone_targets)
 cli.add_command(graph_cmds.make_graph)
 cli.add_command(decode_cmds.decode)
 cli.add_command(scoring_cmds.compare_wer)
+cli.add_command(protocol_cmds.protocol)
 cli.add_command(train_cmds.train)
 cli.add_command(train_cmds.eval_frame_acc)
 cli.add_command(ensemble_cmds.train_ensemble)

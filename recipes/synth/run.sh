@@ -7,9 +7,12 @@
 # Usage: recipes/synth/run.sh [--stage N] [--stop-stage M] [--config tiny|small|large|FILE]
 #                             [--work-dir DIR] [--nj N] [--dask-scheduler ADDR]
 #                             [--specialists yes|no] [--sweeps yes|no] [--alignment NAME]
-# --specialists: stages 19-21 (generalist + specialists, their student); default yes
-#   for tiny and large, no for small (they add ~10 min to make demo's 30 on 2 cores).
-# --sweeps: optional stages 22-23 (ensemble size; temperature and alpha); default no.
+# --specialists: stages 19-21 (generalist + specialists, their student); default: the
+#   config's protocol.specialists (yes for tiny and large, no for small).
+# --sweeps: optional stages 22-23 (ensemble size; temperature and alpha); default: the
+#   config's protocol.sweeps.
+# Which students, data fractions and seeds are trained and decoded is the config's
+# protocol: section (asr-kd protocol --config C KEY; see asr_kd/protocol.py).
 # --alignment: the alignment the senone targets (stage 9) come from, exp/NAME_ali:
 #   tri1 (default), mono, or a model's alignment (asr-kd align --model).
 set -euo pipefail
@@ -22,7 +25,7 @@ work_dir=$recipe_dir
 nj=2
 dask_scheduler=
 specialists=auto
-sweeps=no
+sweeps=auto
 alignment=tri1
 
 while [[ $# -gt 0 ]]; do
@@ -41,11 +44,15 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-if [[ $specialists == auto ]]; then
-  case ${config##*/} in small|small.yaml) specialists=no ;; *) specialists=yes ;; esac
-fi
 source "$recipe_dir/../check_args.sh"
 config=$(check_recipe_args "$0" "$stage" "$stop_stage" "$config" "$recipe_dir/conf" "$work_dir")
+protocol() { asr-kd protocol --config "$config" "$@" 2>/dev/null; }
+[[ $specialists == auto ]] && specialists=$(protocol specialists)
+[[ $sweeps == auto ]] && sweeps=$(protocol sweeps)
+read -ra student_seeds <<< "$(protocol student_seeds)"
+read -ra fractions <<< "$(protocol fractions)"
+read -ra subset_seeds <<< "$(protocol subset_seeds)"
+read -ra decode_fractions <<< "$(protocol decode_fractions)"
 data=$work_dir/data
 exp=$work_dir/exp
 mkdir -p "$data" "$exp/log"
@@ -200,30 +207,46 @@ fi
 
 current=16
 if [[ $stage -le 16 && $stop_stage -ge 16 ]]; then
-  log "Stage 16: distil the ensemble into one student of the same size"
-  timed "${kd[@]}" distill --config "$config" --cache-dir "$data/soft" "${teacher_args[@]}" \
-    "$data/senones" "$data/fbank" "$exp/student"
+  log "Stage 16: distil the ensemble into students of the same size (protocol.student_seeds)"
+  for seed in "${student_seeds[@]}"; do
+    timed "${kd[@]}" distill --config "$config" --set "student.seed=$seed" \
+      --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
+      "$exp/$(protocol "system:student::$seed")"
+  done
 fi
 
 current=17
 if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
-  log "Stage 17: 3% of the training data: hard targets vs the ensemble's soft targets"
-  timed "${kd[@]}" train --config "$config" --section hard_3pct --set seed=0 \
-    "$data/senones" "$data/fbank" "$exp/hard_3pct"
-  timed "${kd[@]}" distill --config "$config" --train-section student_3pct \
-    --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" "$exp/soft_3pct"
+  log "Stage 17: fractions of the training data: hard targets vs the ensemble's soft targets"
+  for f in "${fractions[@]}"; do
+    for s in "${subset_seeds[@]}"; do
+      subset=(--set "train_fraction=$f" --set "subset_seed=$s")
+      timed "${kd[@]}" train --config "$config" --section hard_3pct "${subset[@]}" \
+        "$data/senones" "$data/fbank" "$exp/$(protocol "system:hard:$f:$s")"
+      timed "${kd[@]}" distill --config "$config" --train-section student_3pct \
+        --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" \
+        --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
+        "$exp/$(protocol "system:soft:$f:$s")"
+    done
+  done
 fi
 
 current=18
 if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
   log "Stage 18: decode dev (LM weight tuned) and test (dev's LM weight) for every system"
-  for sys in baseline "${teachers[@]##*/}" ensemble student hard_3pct soft_3pct; do
+  systems=(baseline "${teachers[@]##*/}" ensemble)
+  for seed in "${student_seeds[@]}"; do systems+=("$(protocol "system:student::$seed")"); done
+  for f in "${decode_fractions[@]}"; do
+    systems+=("$(protocol "system:hard:$f:${subset_seeds[0]}")")
+    systems+=("$(protocol "system:soft:$f:${subset_seeds[0]}")")
+  done
+  for sys in "${systems[@]}"; do
     model=$exp/$sys
     [[ $sys == ensemble ]] && model=$ensemble_spec
     # Models trained on 3% of the data are weak: a lattice search without max-active
     # takes >1 s per utterance; they get the 1-best decoder (LM weight 10, no sweep).
     weak=()
-    [[ $sys == *_3pct ]] && weak=(--set lattice=false --set max_active=2000)
+    [[ $sys == hard_*pct* || $sys == soft_*pct* ]] && weak=(--set lattice=false --set max_active=2000)
     decode_system "$model" "$exp/$sys" "${weak[@]}"
   done
 fi

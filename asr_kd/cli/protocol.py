@@ -1,0 +1,37 @@
+"""``asr-kd protocol``: the recipe's experiment policy (the config's ``protocol:``)."""
+
+from __future__ import annotations
+
+import click
+
+from asr_kd.cli.options import config_option, set_option
+
+
+@click.command("protocol")
+@config_option
+@set_option
+@click.argument("key")
+def protocol(config_path, overrides, key: str) -> None:
+    """Print the protocol's KEY (a list space-separated, a flag yes/no).
+
+    KEY ``system:KIND[:FRACTION[:SEED]]`` prints the exp/ name of that system, e.g.
+    ``system:hard:0.03:1`` -> ``hard_3pct_s1``.
+    """
+    from asr_kd.config import load_section
+    from asr_kd.errors import ConfigError
+    from asr_kd.protocol import ProtocolConfig, system_name
+
+    config = load_section(config_path, "protocol", ProtocolConfig, overrides)
+    if key.startswith("system:"):
+        parts = key.split(":")[1:]
+        try:
+            fraction = float(parts[1]) if len(parts) > 1 and parts[1] else None
+            seed = int(parts[2]) if len(parts) > 2 else 0
+        except ValueError:
+            raise ConfigError(f"expected system:KIND[:FRACTION[:SEED]], got {key!r}") from None
+        click.echo(system_name(parts[0], fraction, seed))
+        return
+    try:
+        click.echo(config.value(key))
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None

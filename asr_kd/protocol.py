@@ -1,0 +1,85 @@
+"""The experiment protocol: which systems a recipe trains, decodes and reports.
+
+Recipe policy lives in the config, not in shell (the ``protocol:`` section); the
+recipe asks for it with ``asr-kd protocol --config C KEY`` and loops over the answer.
+The paper's protocol (Hinton et al. 2015, section 4) as config values:
+
+- ``teacher`` / ``ensemble.num_teachers``: the baseline and N teachers, trained
+  identically, differing in seed (the ensemble's gain is measured against the mean of
+  these single models, with their spread);
+- ``student_seeds``: students trained from the same soft targets with these seeds
+  (``exp/student``, ``exp/student_s1``, ...): the share of the gain kept gets an
+  interval over seeds;
+- ``fractions`` x ``subset_seeds``: models on a speaker-stratified fraction of the
+  training data, hard targets (section ``hard_3pct``) and soft targets (section
+  ``student_3pct``), each given the whole set's number of updates
+  (``updates_as_full``): ``exp/hard_<P>pct[_s<seed>]``, ``exp/soft_<P>pct[_s<seed>]``;
+  the full-data pair is the baseline and the student;
+- ``decode_fractions``: which of those fractions' models are decoded (seed 0);
+- ``specialists``, ``sweeps``: the optional stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ProtocolConfig", "fraction_tag", "system_name"]
+
+
+def fraction_tag(fraction: float) -> str:
+    """``0.03`` -> ``3pct``, ``0.005`` -> ``0.5pct``."""
+    pct = round(100 * fraction, 6)
+    return f"{int(pct) if pct == int(pct) else pct}pct"
+
+
+def system_name(kind: str, fraction: float | None = None, seed: int = 0) -> str:
+    """``student``/``student_s1``, ``hard_3pct``/``hard_3pct_s1``: the exp/ directory name."""
+    name = kind if fraction is None else f"{kind}_{fraction_tag(fraction)}"
+    return name if seed == 0 else f"{name}_s{seed}"
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """The ``protocol:`` section (see the module docstring).
+
+    Attributes:
+        student_seeds: seeds of the distilled students (the first is ``exp/student``).
+        fractions: data fractions (< 1) for the hard-vs-soft comparison.
+        subset_seeds: seeds of the subsets (the first is the unsuffixed name).
+        decode_fractions: fractions whose (first-seed) models are decoded.
+        specialists: run the specialist stages.
+        sweeps: run the optional sweep stages (ensemble size, T, alpha).
+    """
+
+    student_seeds: tuple[int, ...] = (0,)
+    fractions: tuple[float, ...] = (0.03,)
+    subset_seeds: tuple[int, ...] = (0,)
+    decode_fractions: tuple[float, ...] = (0.03,)
+    specialists: bool = False
+    sweeps: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("student_seeds", "subset_seeds"):
+            seeds = getattr(self, name)
+            if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+                raise ValueError(f"{name} must be distinct non-negative seeds, got {seeds}")
+        if any(not 0.0 < f < 1.0 for f in (*self.fractions, *self.decode_fractions)):
+            raise ValueError(
+                f"fractions must lie in (0, 1) (the full set is the baseline and the student), "
+                f"got {self.fractions} / {self.decode_fractions}"
+            )
+        missing = sorted(set(self.decode_fractions) - set(self.fractions))
+        if missing:
+            raise ValueError(f"decode_fractions {missing} are not among fractions {self.fractions}")
+
+    def value(self, key: str) -> str:
+        """One field as the shell reads it: a list space-separated, a bool ``yes``/``no``."""
+        if key not in self.__dataclass_fields__:
+            known = ", ".join(self.__dataclass_fields__)
+            raise KeyError(f"protocol has no {key!r} (known: {known})")
+        value = getattr(self, key)
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, tuple):
+            return " ".join(str(v) for v in value)
+        return str(value)

@@ -1,0 +1,64 @@
+"""The recipe's protocol section: names, values for the shell, refusals."""
+
+import pytest
+from click.testing import CliRunner
+
+from asr_kd.cli.main import cli
+from asr_kd.config import load_section
+from asr_kd.errors import ConfigError
+from asr_kd.protocol import ProtocolConfig, fraction_tag, system_name
+
+
+def test_system_names():
+    assert fraction_tag(0.03) == "3pct" and fraction_tag(0.1) == "10pct"
+    assert fraction_tag(0.005) == "0.5pct"
+    assert system_name("student") == "student" and system_name("student", None, 1) == "student_s1"
+    assert system_name("hard", 0.03) == "hard_3pct"
+    assert system_name("soft", 0.3, 2) == "soft_30pct_s2"
+
+
+def test_values_for_the_shell():
+    p = ProtocolConfig(student_seeds=(0, 1), fractions=(0.03, 0.1), specialists=True)
+    assert p.value("student_seeds") == "0 1" and p.value("fractions") == "0.03 0.1"
+    assert p.value("specialists") == "yes" and p.value("sweeps") == "no"
+    with pytest.raises(KeyError, match="known: student_seeds"):
+        p.value("students")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"fractions": [1.0]}, "fractions must lie in"),
+        ({"student_seeds": [0, 0]}, "distinct"),
+        ({"decode_fractions": [0.1]}, "not among fractions"),
+        ({"fractions": ["three"]}, "fractions must be"),
+    ],
+)
+def test_bad_protocols_are_refused(tmp_path, values, message):
+    import yaml
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump({"protocol": values}))
+    with pytest.raises(ConfigError, match=message):
+        load_section(conf, "protocol", ProtocolConfig)
+
+
+@pytest.mark.parametrize("name", ["small", "tiny", "large", "converge"])
+def test_every_recipe_config_has_a_valid_protocol(name):
+    from pathlib import Path
+
+    conf = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf" / f"{name}.yaml"
+    p = load_section(conf, "protocol", ProtocolConfig)
+    assert p.student_seeds and p.fractions
+
+
+def test_cli_prints_values_and_names(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("protocol:\n  student_seeds: [0, 3]\n")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), "student_seeds"])
+    assert res.exit_code == 0 and res.output.splitlines()[-1] == "0 3"
+    res = runner.invoke(cli, ["protocol", "system:hard:0.1:1"])
+    assert res.output.splitlines()[-1] == "hard_10pct_s1"
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), "nope"])
+    assert res.exit_code != 0 and "protocol has no 'nope'" in res.output
