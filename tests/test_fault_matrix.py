@@ -1,14 +1,14 @@
 """Fault injection generated from what the stages record of their inputs.
 
 A short chain of stages runs once through the CLI: ``compute-features`` on the tiny
-synthesised corpus's manifests, ``train`` on the toy task, ``eval-ensemble`` on the
-trained model. Every finished output's marker lists the files
-the stage read through :mod:`asr_kd.checked` and the command line that wrote it. For
-each of those files and each damage, the file is damaged in place and the recorded
-command is rerun with ``--force``: it must exit 1 with one line that names the command
-and the file, and leave the finished output as it was (no temporary directories). A new
-stage gets its rows by reading its inputs through ``asr_kd.checked``; nothing here
-names a file.
+synthesised corpus's manifests; on the toy task ``train``, ``eval-ensemble`` on the
+trained model, ``cache-soft-targets`` of it and ``distill`` from that cache. Every
+finished output's marker lists the files the stage read through :mod:`asr_kd.checked`
+and the command line that wrote it. For each of those files and each damage, the file
+is damaged in place and the recorded command is rerun with ``--force``: it must exit 1
+with one line that names the command and the file, and leave the finished output as it
+was (no temporary directories). A new stage gets its rows by reading its inputs through
+``asr_kd.checked``; nothing here names a file.
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ def chain(tmp_path_factory, tiny_manifests):
     conf.write_text(
         "teacher:\n  model: {arch: dnn, options: {num_layers: 1, hidden_dim: 8}}\n"
         "  max_epochs: 1\n  max_duration: 3.0\n  num_workers: 0\n"
+        "student:\n  model: {arch: dnn, options: {num_layers: 1, hidden_dim: 8}}\n"
+        "  max_epochs: 1\n  max_duration: 3.0\n  num_workers: 0\n"
+        "distill:\n  temperature: 2.0\n  k: 4\n"
     )
-    model = root / "exp" / "teacher1"
+    model, cache = root / "exp" / "teacher1", root / "soft"
     commands = [
         ["compute-features", "--section", "mfcc", "--set", "kind=mfcc", "--set", "device=cpu",
          str(tiny_manifests), str(root / "mfcc")],
@@ -57,11 +60,16 @@ def chain(tmp_path_factory, tiny_manifests):
          str(data), str(feats), str(model)],
         ["eval-ensemble", str(data), str(model), "--device", "cpu", "--split", "dev",
          "--out-dir", str(root / "exp" / "eval" / "teacher1")],
+        ["cache-soft-targets", "--config", str(conf), "--teacher", str(model), "--device", "cpu",
+         "--max-duration", "3", "--num-workers", "0", str(data), str(feats), str(cache)],
+        ["distill", "--config", str(conf), "--teacher", str(model), "--cache-dir", str(cache),
+         "--device", "cpu", str(data), str(feats), str(root / "exp" / "student")],
     ]  # fmt: skip
     for args in commands:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
-    return [root / "mfcc", model, root / "exp" / "eval" / "teacher1"]
+    return [root / "mfcc", model, root / "exp" / "eval" / "teacher1", cache,
+            root / "exp" / "student"]  # fmt: skip
 
 
 def _rows(outputs: list[Path]) -> list[tuple[Path, Path, str]]:
@@ -76,7 +84,8 @@ def _rows(outputs: list[Path]) -> list[tuple[Path, Path, str]]:
 def test_every_file_a_stage_read_is_named_when_damaged(chain):
     rows = _rows(chain)
     stages = {read_marker(out)["stage"] for out, _, _ in rows}
-    assert stages == {"compute-features", "train", "eval-ensemble"}  # each recorded its reads
+    assert stages == {"compute-features", "train", "eval-ensemble", "cache-soft-targets",
+                      "distill"}  # each recorded what it read  # fmt: skip
     assert any(p.name == "model.pt" for _, p, _ in rows)  # eval-ensemble read the model
     failures = []
     for out, path, how in rows:

@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from asr_kd.checked import open_checkpoint
 from asr_kd.errors import ConfigError
-from asr_kd.stage import file_digest
+from asr_kd.stage import file_digest, is_done
 from asr_kd.teachers.combine import METHODS
 from asr_kd.train.checkpoint import MODEL_FILE
 
@@ -67,8 +68,8 @@ def teacher_model_file(spec: Any) -> Path | None:
     path = Path(spec)
     if is_specialist_dir(path):  # the generalist's architecture
         return teacher_model_file(json.loads((path / SPECIALISTS_FILE).read_text())["generalist"])
-    if path.is_dir() and (path / MODEL_FILE).is_file():
-        return path / MODEL_FILE
+    if path.is_dir() and ((path / MODEL_FILE).is_file() or is_done(path)):
+        return path / MODEL_FILE  # a finished training's, even if lost: named when opened
     return path if path.is_file() and path.suffix == ".pt" else None
 
 
@@ -88,6 +89,9 @@ def teacher_digests(specs: Sequence[Any]) -> list[str | None]:
     for s in specs:
         if isinstance(s, str | Path) and is_specialist_dir(s):
             out.append(file_digest(Path(s) / SPECIALISTS_FILE))
+        elif (p := teacher_model_file(s)) is not None:
+            open_checkpoint(p, maker="train")  # a damaged teacher is named, not a stale cache
+            out.append(file_digest(p))
         else:
-            out.append(file_digest(p) if (p := teacher_model_file(s)) else None)
+            out.append(None)
     return out
