@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from asr_kd.report.collect import ROLES, SPLITS, TEACHER_N, SystemResult
+from asr_kd.report.paper import protocol_markdown
 
 
 def gain_kept(
@@ -125,7 +126,8 @@ def results_markdown(
         )
     b, e, s = (roles[r] for r in ROLES)
     gains = doc["gain_kept"]
-    lines += ["", f"Share of the ensemble's ({e}) gain over the baseline ({b}) kept by {s}:"]
+    reference = gains.get("reference") or f"the baseline ({b})"
+    lines += ["", f"Share of the ensemble's ({e}) gain over {reference} kept by {s}:"]
     for metric, label in (("frame_acc", "frame accuracy"), ("wer", "WER")):
         value = gains[metric]
         where = f" (on {on[metric]})" if on[metric] else ""
@@ -141,6 +143,7 @@ def results_markdown(
                     cells.append(f"{split} {label} {v['mean']:.2f} ± {v['std']:.2f}")
         lines += ["", f"Seed spread of the single models ({', '.join(spread['systems'])}; mean "
                   f"± sample sd, %): {'; '.join(cells)}."]  # fmt: skip
+    lines += protocol_markdown(doc)
     scored = [n for n, r in results.items() if r.in_clusters]
     if scored:
         lines += [

@@ -105,3 +105,24 @@ def plot_ensemble_size(points: Mapping[int, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_data_fraction(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Test (else dev) frame accuracy against the share of training data, hard vs soft."""
+    if len(rows) < 2:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [100 * r["fraction"] for r in rows]
+    for kind, label in (("hard", "hard targets"), ("soft", "soft targets (ensemble)")):
+        y = [r[kind]["test"]["frame_acc"] or r[kind]["dev"]["frame_acc"] for r in rows]
+        ax.plot(x, [float("nan") if v is None else v for v in y], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set(xlabel="training data (%)", ylabel="test frame accuracy (%)",
+           title="soft targets as a regulariser")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

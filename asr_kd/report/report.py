@@ -69,6 +69,7 @@ from asr_kd.report.collect import (
     systems_from_mapping,
 )
 from asr_kd.report.document import results_document, results_markdown
+from asr_kd.report.paper import add_protocol_results
 from asr_kd.stage import is_done, read_marker, stage_output, stale_inputs, upstream
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,12 @@ def report(
     Returns:
         The ``results.json`` document.
     """
-    from asr_kd.report.plots import plot_ensemble_size, plot_learning_curves, plot_systems
+    from asr_kd.report.plots import (
+        plot_data_fraction,
+        plot_ensemble_size,
+        plot_learning_curves,
+        plot_systems,
+    )
 
     exp_dir, out_dir = Path(exp_dir).resolve(), Path(out_dir).resolve()
     found = (
@@ -157,6 +163,7 @@ def report(
             return json.loads((out_dir / "results.json").read_text())
         results = collect(found, Path(data_dir).resolve() if data_dir else None, device)
         doc, on = results_document(results, roles)
+        add_protocol_results(doc, found)
         if alignments := alignment_accuracy(exp_dir):  # exp/*_ali: dev starts within 20 ms
             doc["alignments"] = alignments
         (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
@@ -165,6 +172,7 @@ def report(
             plot_systems(doc["systems"], tmp / "systems.png"),
             plot_learning_curves(curves, tmp / "learning_curves.png"),
             plot_ensemble_size(ensemble_size_points(results, found), tmp / "ensemble_size.png"),
+            plot_data_fraction(doc["data_fraction"], tmp / "data_fraction.png"),
         ]
         dropped = dropped_upstream(Path(data_dir)) if data_dir else {}
         markdown = results_markdown(doc, results, roles, on, [p.name for p in plots if p], dropped)

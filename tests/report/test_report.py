@@ -84,25 +84,37 @@ def test_results_json_has_the_exact_schema_and_the_gain_kept(exp):
     out = exp / "report"
     doc = report(exp, out, device="cpu")
     assert json.loads((out / "results.json").read_text()) == doc
-    assert set(doc) == {"systems", "gain_kept", "seed_spread"}
-    assert set(doc["gain_kept"]) == {"frame_acc", "wer"}
+    assert set(doc) == {"systems", "gain_kept", "seed_spread", "ensemble_gain", "comparisons",
+                        "data_fraction"}  # fmt: skip
+    assert {"frame_acc", "wer", "frame_acc_interval", "reference"} <= set(doc["gain_kept"])
     names = ["baseline", "teacher1", "teacher2", "ensemble", "student", "hard_3pct"]
     assert list(doc["systems"]) == names
     for row in doc["systems"].values():
-        assert set(row) == {"params", "dev", "test"}
-        assert set(row["dev"]) == set(row["test"]) == {"frame_acc", "wer"}
+        assert set(row) == {"params", "dev", "test", "train"}
+        assert set(row["dev"]) == set(row["test"]) == {"frame_acc", "wer", "wer_interval"}
+
+    def plain(row):
+        return {k: ({m: v for m, v in x.items() if m != "wer_interval"} if k in ("dev", "test")
+                    else x) for k, x in row.items() if k != "train"}  # fmt: skip
+
     s = doc["systems"]
-    assert s["baseline"] == {"params": 1000, "dev": {"frame_acc": 50.0, "wer": 19.0},
-                             "test": {"frame_acc": 48.0, "wer": 20.0}}  # fmt: skip
+    assert plain(s["baseline"]) == {"params": 1000, "dev": {"frame_acc": 50.0, "wer": 19.0},
+                                    "test": {"frame_acc": 48.0, "wer": 20.0}}  # fmt: skip
+    assert s["baseline"]["train"] == {"frame_acc": 55.0}  # train.json, epoch 2 (the last)
     assert s["ensemble"]["params"] == 2000  # the sum of its teachers
     params = sum(p.numel() for p in torch.load(exp / "student" / "model.pt")["state_dict"].values())
-    assert s["student"] == {"params": params, "dev": {"frame_acc": 57.0, "wer": 16.0},
-                            "test": {"frame_acc": 53.0, "wer": 17.0}}  # fmt: skip
-    assert s["hard_3pct"] == {"params": None, "dev": {"frame_acc": None, "wer": 30.0},
-                              "test": {"frame_acc": None, "wer": None}}  # fmt: skip
-    # On test: frame accuracy 100 (53 - 48) / (58 - 48); WER 100 (20 - 17) / (20 - 15).
-    assert doc["gain_kept"]["frame_acc"] == pytest.approx(50.0)
-    assert doc["gain_kept"]["wer"] == pytest.approx(60.0)
+    assert plain(s["student"]) == {"params": params, "dev": {"frame_acc": 57.0, "wer": 16.0},
+                                   "test": {"frame_acc": 53.0, "wer": 17.0}}  # fmt: skip
+    assert plain(s["hard_3pct"]) == {"params": None, "dev": {"frame_acc": None, "wer": 30.0},
+                                     "test": {"frame_acc": None, "wer": None}}  # fmt: skip
+    assert s["student"]["test"]["wer_interval"] is None  # no errs.txt: no interval
+    # The gain is measured from the mean of the single models (baseline, teachers), test:
+    # frame accuracy 48, 54, 55 -> 52.33; ensemble 58; student 53: 100 * 0.67 / 5.67.
+    # WER 20, 19, 20 -> 19.67; ensemble 15; student 17: 100 * 2.67 / 4.67.
+    assert doc["ensemble_gain"]["test"]["frame_acc"]["gain"] == pytest.approx(5.6667, abs=1e-4)
+    assert doc["gain_kept"]["frame_acc"] == pytest.approx(100 * (53 - 157 / 3) / (58 - 157 / 3))
+    assert doc["gain_kept"]["wer"] == pytest.approx(100 * (59 / 3 - 17) / (59 / 3 - 15))
+    assert doc["gain_kept"]["frame_acc_interval"] == [pytest.approx(11.7647, abs=1e-3)] * 2
     # The single models that differ in their seed: baseline 50, teachers 55 and 56 (dev).
     spread = doc["seed_spread"]
     assert spread["systems"] == ["baseline", "teacher1", "teacher2"]
@@ -112,12 +124,21 @@ def test_results_json_has_the_exact_schema_and_the_gain_kept(exp):
     assert spread["test"]["wer"]["n"] == 3
 
     pngs = {p.name for p in out.glob("*.png")}
-    assert pngs == {"systems.png", "learning_curves.png", "ensemble_size.png"}
+    assert pngs == {"systems.png", "learning_curves.png", "ensemble_size.png",
+                    "data_fraction.png"}  # fmt: skip
+    # hard_3pct (no soft_3pct) and the full-data pair: the baseline and the student.
+    rows = doc["data_fraction"]
+    assert [r["fraction"] for r in rows] == [0.03, 1.0]
+    assert rows[0]["hard"]["systems"] == ["hard_3pct"] and rows[0]["soft"]["systems"] == []
+    assert rows[0]["hard"]["dev"]["wer"] == 30.0
+    assert rows[1]["hard"]["test"]["frame_acc"] == 48.0 and rows[1]["soft"]["dev"]["wer"] == 16.0
+    assert rows[1]["hard"]["dev"]["frame_acc_final"] == 50.0  # train.json's last epoch
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     md = (out / "RESULTS.md").read_text()
     assert "| student | " in md and "| 57.00 | 53.00 | 16.00 | 17.00 | 0.020 |" in md
     assert "dev frame acc 53.67 ± 3.21" in md
-    assert "- frame accuracy: 50.0% (on test)" in md and "- WER: 60.0% (on test)" in md
+    assert "- frame accuracy: 11.8% (on test)" in md and "- WER: 57.1% (on test)" in md
+    assert "over mean of the single models baseline, teacher1, teacher2" in md
     assert "from the test sweep at dev's point lm_weight=10" in md
 
 
@@ -142,17 +163,18 @@ def test_reruns_skip_until_an_input_changes_and_roles_can_be_renamed(exp, tmp_pa
     _decode(exp / "student", "test", 16.0, given=True)
     doc = report(exp, out, device="cpu")
     assert doc["systems"]["student"]["test"]["wer"] == 16.0
-    assert doc["gain_kept"]["wer"] == pytest.approx(80.0)
+    assert doc["gain_kept"]["wer"] == pytest.approx(100 * (59 / 3 - 16) / (59 / 3 - 15))
 
     systems = {"base": "baseline", "ens": {"dir": "ensemble", "members": ["t1", "t2"]},
                "t1": "teacher1", "t2": "teacher2", "kd": str(exp / "student")}  # fmt: skip
     roles = {"baseline": "base", "ensemble": "ens", "student": "kd"}
     doc = report(exp, tmp_path / "r2", systems=systems, roles=roles, device="cpu")
     assert set(doc["systems"]) == set(systems) and doc["systems"]["ens"]["params"] == 2000
+    # Renamed roles: no single models named baseline/teacher<N>: gain over the baseline.
     assert doc["gain_kept"]["wer"] == pytest.approx(80.0)
     # Missing roles: null, not an error.
     doc = report(exp, tmp_path / "r3", systems={"baseline": "baseline"}, device="cpu")
-    assert doc["gain_kept"] == {"frame_acc": None, "wer": None}
+    assert doc["gain_kept"]["frame_acc"] is None and doc["gain_kept"]["wer"] is None
 
 
 def test_an_eval_ensemble_document_is_read_for_the_ensemble(exp, tmp_path):
@@ -170,7 +192,8 @@ def test_an_eval_ensemble_document_is_read_for_the_ensemble(exp, tmp_path):
     row = doc["systems"]["ensemble"]
     assert row["dev"]["frame_acc"] == 61.0 and row["test"]["frame_acc"] == 59.0
     assert row["params"] == 1000  # its one member
-    assert doc["gain_kept"]["frame_acc"] == pytest.approx(100 * 5 / 11)
+    # against the mean of the single models (48, 54, 55 on test)
+    assert doc["gain_kept"]["frame_acc"] == pytest.approx(100 * (53 - 157 / 3) / (59 - 157 / 3))
 
 
 def test_frame_accuracy_missing_from_eval_files_is_evaluated_on_the_data(tmp_path):
@@ -217,7 +240,8 @@ def test_evaluation_stage_outputs_under_exp_eval_are_read(exp, tmp_path):
     assert "eval" not in doc["systems"]
     assert doc["systems"]["ensemble"]["test"]["frame_acc"] == 60.0
     row = doc["systems"]["ensemble_2"]
-    assert row["dev"] == {"frame_acc": 59.0, "wer": None} and row["params"] == 2000
+    assert row["dev"] == {"frame_acc": 59.0, "wer": None, "wer_interval": None}
+    assert row["params"] == 2000
     assert list(doc["systems"]).index("ensemble_2") < list(doc["systems"]).index("ensemble")
 
 
