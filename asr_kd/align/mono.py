@@ -694,12 +694,27 @@ def _update(
     ``split_by_count`` (seeded from ``std::random_device``: never reproducible).
     """
     model.trans_model.mle_update(trans, khg.MleTransitionUpdateConfig())
+    update_gmms(model.am, stats, min_occupancy, target, config, rng)
+
+
+def update_gmms(
+    am: khg.AmDiagGmm,
+    stats: GmmStats,
+    min_occupancy: float,
+    target: int,
+    config: Any,
+    rng: np.random.Generator,
+) -> None:
+    """ML re-estimation of every pdf's GMM, then mixing up towards ``target`` Gaussians.
+
+    ``config`` gives ``perturb_factor``, ``power`` and ``min_count`` (a training config).
+    """
     opts = khg.MleDiagGmmOptions(min_gaussian_occupancy=min_occupancy)
     flags = int(khg.GmmUpdateFlags.kGmmAll)
-    khg.mle_am_diag_gmm_update(opts, stats.to_kaldi(model.am), flags, model.am)
-    if target > model.am.num_gauss:
+    khg.mle_am_diag_gmm_update(opts, stats.to_kaldi(am), flags, am)
+    if target > am.num_gauss:
         occs = np.asarray([o.sum() for o in stats.occ], np.float32)
-        mix_up(model.am, occs, target, config.perturb_factor, config.power, config.min_count, rng)
+        mix_up(am, occs, target, config.perturb_factor, config.power, config.min_count, rng)
 
 
 def _check_failures(failed: dict[str, str], total: int, max_share: float, it: int) -> None:

@@ -47,7 +47,6 @@ from lhotse.cut import Cut
 
 from asr_kd.align.feats import gmm_features
 from asr_kd.align.graphs import GmmScorer, GraphCompiler, beam_failure, viterbi_path
-from asr_kd.align.mixup import mix_up
 from asr_kd.align.mono import (
     ALI_KEY,
     GmmStats,
@@ -61,6 +60,7 @@ from asr_kd.align.mono import (
     min_lengths,
     shards,
     transcript_ids,
+    update_gmms,
 )
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
@@ -527,9 +527,4 @@ def _update(
     model.topos = update_topos(model.topos, trans, config.transition_floor,
                                config.transition_min_count)  # fmt: skip
     min_occ = config.min_gaussian_occupancy if min_occupancy is None else min_occupancy
-    opts = khg.MleDiagGmmOptions(min_gaussian_occupancy=min_occ)
-    flags = int(khg.GmmUpdateFlags.kGmmAll)
-    khg.mle_am_diag_gmm_update(opts, stats.to_kaldi(model.am), flags, model.am)
-    if target > model.am.num_gauss:
-        occs = np.asarray([o.sum() for o in stats.occ], np.float32)
-        mix_up(model.am, occs, target, config.perturb_factor, config.power, config.min_count, rng)
+    update_gmms(model.am, stats, min_occ, target, config, rng)
