@@ -7,8 +7,8 @@ so that ``asr_kd.align.align`` stays the module.)
 """
 
 from asr_kd.align.align import ALI_KEY, AlignConfig
-from asr_kd.align.feats import add_deltas, gmm_features
 from asr_kd.align.mono import MonoConfig, MonoModel, train_mono
+from asr_kd.data.gmm_features import add_deltas, gmm_features
 
 __all__ = [
     "ALI_KEY",

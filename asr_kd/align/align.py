@@ -41,13 +41,13 @@ from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.cut import Cut
 
 from asr_kd.align.model_ali import AlignmentModel, ModelShardJob, check_tree, run_model_shard
-from asr_kd.align.mono import ALI_KEY, MonoModel, ShardJob, ViterbiOptions, run_shard, shards
 from asr_kd.align.mono import STAGE as TRAIN_STAGE
+from asr_kd.align.mono import MonoModel, ShardJob, ViterbiOptions, run_shard, shards
 from asr_kd.align.tri import STAGE as TRI_STAGE
 from asr_kd.align.tri import TriModel, TriShardJob, run_tri_shard
 from asr_kd.config import to_dict
 from asr_kd.data.features import load_stats
-from asr_kd.data.manifests import find_cut_manifests, relocate_storage
+from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, relocate_storage
 from asr_kd.errors import AsrKdError, BadInputError
 from asr_kd.lang import Lang
 from asr_kd.parallel import map_progress

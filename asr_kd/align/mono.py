@@ -42,10 +42,10 @@ import numpy as np
 from lhotse import CutSet
 from lhotse.cut import Cut
 
-from asr_kd.align.feats import gmm_features
 from asr_kd.align.mixup import mix_up
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
+from asr_kd.data.gmm_features import gmm_features
 from asr_kd.data.manifests import find_cut_manifests
 from asr_kd.errors import AsrKdError, BadInputError, MissingInputError
 from asr_kd.lang import Lang
@@ -58,7 +58,6 @@ STAGE = "train-mono"
 KALDI_REALIGN_ITERS = (*range(1, 11), 12, 14, 16, 18, 20, 23, 26, 29, 32, 35, 38)
 """``train_mono.sh``'s realignment iterations for its 40 iterations."""
 MODEL_FORMAT = "asr-kd mono 1"
-ALI_KEY = "mono_ali"
 """The custom field of an aligned cut: int32 ``[T, 2]`` (phone id, HMM state) per frame."""
 
 

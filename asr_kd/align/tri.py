@@ -45,10 +45,8 @@ import kaldi_hmm_gmm as khg
 import numpy as np
 from lhotse.cut import Cut
 
-from asr_kd.align.feats import gmm_features
 from asr_kd.align.graphs import GmmScorer, GraphCompiler, beam_failure, viterbi_path
 from asr_kd.align.mono import (
-    ALI_KEY,
     GmmStats,
     ShardResult,
     ViterbiOptions,
@@ -64,7 +62,8 @@ from asr_kd.align.mono import (
 )
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
-from asr_kd.data.manifests import find_cut_manifests, load_cuts
+from asr_kd.data.gmm_features import gmm_features
+from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, load_cuts
 from asr_kd.errors import BadInputError, MissingInputError
 from asr_kd.graph.h import HmmTopo, parse_topology
 from asr_kd.lang import Lang

@@ -21,6 +21,11 @@ from lhotse.utils import fastcopy
 from asr_kd.checked import read_manifest
 from asr_kd.errors import MissingInputError
 
+ALI_KEY = "mono_ali"
+"""The cut field holding a forced alignment, per-frame (phone, HMM state) labels (a Lhotse
+TemporalArray written by ``asr-kd align``; the name predates tri-phone alignments and
+is kept so that existing work dirs read)."""
+
 _CUTS = re.compile(r"^(?P<corpus>.+)_cuts_(?P<split>[^_]+)\.jsonl\.gz$")
 _PARTS = re.compile(r"^(?P<corpus>.+)_(?:recordings|supervisions)_(?P<split>[^_]+)\.jsonl\.gz$")
 

@@ -13,7 +13,7 @@ They describe the tree that ``asr-kd build-tree`` builds by default
 (:class:`asr_kd.tree.TreeConfig`): one root per HMM state of every phone
 (``not-shared``), split by questions for nonsilence phones and never for silence
 (``not-split``); the questions are the ARPAbet classes of
-:data:`asr_kd.tree.questions.ARPABET_CLASSES` with the silence phones as one set
+:data:`asr_kd.lang.phone_classes.ARPABET_CLASSES` with the silence phones as one set
 (``extra_questions``), and every single phone (``sets``).
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from asr_kd.tree.questions import arpabet_phone_sets
+from asr_kd.lang.phone_classes import arpabet_phone_sets
 
 
 def phone_questions(phones: Mapping[str, int], silence: Sequence[str]) -> list[list[str]]:

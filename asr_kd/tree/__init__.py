@@ -9,10 +9,11 @@ Typical use::
     write_priors("exp/tree/priors.json", senone_priors(all_targets, tree.num_senones))
 """
 
+from asr_kd.lang.phone_classes import ARPABET_CLASSES
 from asr_kd.tree.build import TreeConfig, build_tree, variance_floor
 from asr_kd.tree.context_tree import ContextTree, UnknownContextError
 from asr_kd.tree.priors import log_priors, read_priors, senone_priors, write_priors
-from asr_kd.tree.questions import ARPABET_CLASSES, Question
+from asr_kd.tree.questions import Question
 from asr_kd.tree.stats import TreeStats, accumulate_stats, frame_contexts
 
 __all__ = [

@@ -26,14 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from asr_kd.errors import BadInputError, ConfigError
+from asr_kd.lang.phone_classes import arpabet_phone_sets
 from asr_kd.tree.context_tree import ContextTree
-from asr_kd.tree.questions import (
-    Question,
-    arpabet_phone_sets,
-    auto_phone_sets,
-    make_questions,
-    state_sets,
-)
+from asr_kd.tree.questions import Question, auto_phone_sets, make_questions, state_sets
 from asr_kd.tree.stats import CENTRE, LEFT, RIGHT, STATE, TreeStats, gauss_objf
 
 logger = logging.getLogger(__name__)

@@ -34,11 +34,10 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.cut import Cut
 
-from asr_kd.align.align import ALI_KEY
-from asr_kd.align.feats import gmm_features
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
-from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
+from asr_kd.data.gmm_features import gmm_features
+from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.errors import BadInputError
 from asr_kd.lang import Lang
 from asr_kd.parallel import map_progress

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from lhotse import CutSet
 
-from asr_kd.align.feats import add_deltas, gmm_features
 from asr_kd.align.mono import KALDI_REALIGN_ITERS, MonoConfig, MonoModel, train_mono
 from asr_kd.data.features import load_stats
+from asr_kd.data.gmm_features import add_deltas, gmm_features
 from asr_kd.errors import AsrKdError, MissingInputError
 from asr_kd.lang import prepare_lang
 from asr_kd.testing.synth import FAST_MONO

@@ -11,7 +11,8 @@ from kaldi_validate_lang import validate_lang
 from asr_kd.errors import BadInputError
 from asr_kd.lang import Lang, prepare_lang, train_lm
 from asr_kd.lang.lm import import_lm
-from asr_kd.tree.questions import arpabet_phone_sets, make_questions
+from asr_kd.lang.phone_classes import arpabet_phone_sets
+from asr_kd.tree.questions import make_questions
 
 # RED and READ (past tense) share R EH D: homophones need #1, #2 in L_disambig.
 VOCAB = "THE RED READ CAT A AN SAT ON MAT".split()
