@@ -150,7 +150,7 @@ def prepare_lang(
     """
     if not 0.0 <= sil_prob < 1.0:
         raise BadInputError(f"{STAGE}: --sil-prob must be in [0, 1), got {sil_prob}")
-    counts = Counter(words)
+    counts = Counter(list(words))  # a mapping (e.g. a lexicon) counts its keys once
     if not counts:
         raise BadInputError(f"{STAGE}: the vocabulary is empty (no words in the given texts)")
     out_dir = Path(out_dir)
