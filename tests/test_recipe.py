@@ -19,7 +19,7 @@ RUN = ROOT / "recipes" / "synth" / "run.sh"
 def run_recipe(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     return subprocess.run(
-        ["bash", str(RUN), *args], env=env, capture_output=True, text=True, timeout=600
+        ["bash", str(RUN), *args], env=env, capture_output=True, text=True, timeout=1800
     )
 
 
