@@ -150,7 +150,19 @@ def test_tiny_recipe_report_has_every_system_with_sane_numbers(tiny_run):
             assert 5.0 < entry[split]["frame_acc"] < 80.0, (name, split, entry)
             assert 0.0 <= entry[split]["wer"] <= 150.0, (name, split, entry)
     assert systems["ensemble"]["params"] == 2 * systems["teacher1"]["params"]
-    assert set(results["gain_kept"]) == {"frame_acc", "wer"}
+    assert {"frame_acc", "wer", "frame_acc_interval", "reference"} <= set(results["gain_kept"])
+    # The protocol's fields: the ensemble against the singles' mean, data fractions (10%
+    # and the full set), bootstrap WER intervals around each system's WER.
+    assert results["ensemble_gain"]["singles"] == ["baseline", "teacher1", "teacher2"]
+    assert [r["fraction"] for r in results["data_fraction"]] == [0.1, 1.0]
+    assert results["data_fraction"][0]["hard"]["systems"] == ["hard_10pct"]
+    for name in expected - {"ensemble"}:
+        low, high = systems[name]["test"]["wer_interval"]
+        assert low <= systems[name]["test"]["wer"] <= high, name
+    # A data fraction trains as many updates as the full-data model.
+    steps = {n: json.loads((work / "exp" / n / "train.json").read_text())["total_steps"]
+             for n in ("baseline", "hard_10pct", "soft_10pct")}  # fmt: skip
+    assert steps["hard_10pct"] == steps["soft_10pct"] == steps["baseline"], steps
     assert "| student |" in res.stdout  # the run ends by printing the report table
     for png in ("systems.png", "learning_curves.png"):
         assert (work / "exp" / "report" / png).stat().st_size > 1000
