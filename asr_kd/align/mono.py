@@ -30,7 +30,7 @@ import pickle
 import shutil
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -628,31 +628,85 @@ def _train(
         "oov": config.oov,
         "seed": config.seed,
     }
-    parts = shards(list(cuts), 1 if executor is None else 2 * num_jobs)
-    realign = set(config.schedule())
-    max_iter_inc = max(1, round(config.num_iters * 0.75))  # train_mono.sh: 30 of 40
-    num_gauss = model.am.num_gauss
+    rng = np.random.default_rng(config.seed)  # the mixing-up perturbations
+
+    def update(it: int, r: ShardResult, num_gauss: int) -> None:
+        min_occ = 3.0 if it == 0 else config.min_gaussian_occupancy
+        _update(model, r.stats, r.trans_stats, min_occ, num_gauss, config, rng)
+
+    return em_iterations(
+        model,
+        list(cuts),
+        config,
+        first_mode="equal",
+        realign=set(config.schedule()),
+        max_iter_inc=max(1, round(config.num_iters * 0.75)),  # train_mono.sh: 30 of 40
+        num_gauss=model.am.num_gauss,
+        make_job=lambda part, mode, ali: ShardJob(
+            part, model, mode=mode, alignments=ali, **common
+        ),  # fmt: skip
+        run=run_shard,
+        update=update,
+        stage=STAGE,
+        num_jobs=num_jobs,
+        executor=executor,
+    )
+
+
+def em_iterations(
+    model: Any,
+    cuts: list[Cut],
+    config: Any,
+    *,
+    first_mode: str | None,
+    realign: set[int],
+    max_iter_inc: int,
+    num_gauss: int,
+    make_job: Callable[[list[Cut], str, dict[str, np.ndarray]], Any],
+    run: Callable[[Any], Any],
+    update: Callable[[int, ShardResult, int], None],
+    stage: str,
+    num_jobs: int,
+    executor: Executor | None,
+    alignments: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Kaldi's GMM-HMM training loop (``train_mono.sh``, ``train_deltas.sh``), shared by
+    the monophone and tri-phone stages: per iteration, accumulate statistics over the
+    shards (aligning anew on ``realign`` iterations and on the first, ``first_mode``),
+    re-estimate (``update(it, result, num_gauss)``) and raise the Gaussian target
+    towards ``config.total_gaussians`` until ``max_iter_inc``.
+
+    Args:
+        model: the model; ``make_job(part, mode, alignments)`` builds a shard's job
+            for ``run`` (``alignments``: the part's, for mode ``given``).
+        config: ``num_iters``, ``total_gaussians`` and ``max_failed_share``.
+        alignments: the alignments before the first iteration (tri-phone training
+            starts from the monophone ones).
+
+    Returns:
+        What ``info.json`` needs: log-likelihood and seconds per iteration, how many
+        utterances aligned, the frames, the failures.
+    """
+    parts = shards(cuts, 1 if executor is None else 2 * num_jobs)
     inc_gauss = max(0, (config.total_gaussians - num_gauss) // max_iter_inc)
-    alignments: dict[str, np.ndarray] = {}
+    alignments = dict(alignments or {})
     failed: dict[str, str] = {}
     log_like, seconds = [], []
-    rng = np.random.default_rng(config.seed)  # the mixing-up perturbations
     for it in range(config.num_iters):
         t0 = time.time()
-        mode = "equal" if it == 0 else "viterbi" if it in realign else "given"
-        jobs = [
-            ShardJob(part, model, mode=mode, alignments=_subset(alignments, part, mode), **common)
-            for part in parts
-        ]
-        r = ShardResult.merge(map_progress(run_shard, jobs, executor, f"{STAGE} {it}"), model)
+        mode = "viterbi" if it in realign else "given"
+        if it == 0 and first_mode:
+            mode = first_mode
+        jobs = [make_job(part, mode, _subset(alignments, part) if mode == "given" else {})
+                for part in parts]  # fmt: skip
+        r = ShardResult.merge(map_progress(run, jobs, executor, f"{stage} {it}"), model)
         if mode != "given":
             alignments, failed = r.alignments, r.failed
             for utt, reason in sorted(failed.items()):
-                logger.debug("%s: iteration %d: %s not aligned: %s", STAGE, it, utt, reason)
+                logger.debug("%s: iteration %d: %s not aligned: %s", stage, it, utt, reason)
             if not alignments:
                 _check_failures(failed, len(cuts), 0.0, it)
-        min_occ = 3.0 if it == 0 else config.min_gaussian_occupancy
-        _update(model, r.stats, r.trans_stats, min_occ, num_gauss, config, rng)
+        update(it, r, num_gauss)
         if 0 < it <= max_iter_inc:
             num_gauss += inc_gauss
         log_like.append(round(r.log_like / max(r.frames, 1), 4))
@@ -660,7 +714,7 @@ def _train(
         logger.info(
             "%s: iteration %d (%s): log-likelihood per frame %.3f over %d frames, "
             "%d Gaussians, %d utterances not aligned, %.1f s",
-            STAGE, it, mode, log_like[-1], r.frames, model.am.num_gauss, len(failed), seconds[-1],
+            stage, it, mode, log_like[-1], r.frames, model.am.num_gauss, len(failed), seconds[-1],
         )  # fmt: skip
     _check_failures(failed, len(cuts), config.max_failed_share, config.num_iters - 1)
     return {
@@ -672,9 +726,7 @@ def _train(
     }
 
 
-def _subset(alignments: dict[str, np.ndarray], part: list[Cut], mode: str) -> dict:
-    if mode != "given":
-        return {}
+def _subset(alignments: dict[str, np.ndarray], part: list[Cut]) -> dict[str, np.ndarray]:
     return {c.id: alignments[c.id] for c in part if c.id in alignments}
 
 

@@ -50,13 +50,12 @@ from asr_kd.align.mono import (
     GmmStats,
     ShardResult,
     ViterbiOptions,
-    _check_failures,
     _load_lang,
     accumulate,
     check_training_config,
+    em_iterations,
     load_model_state,
     min_lengths,
-    shards,
     transcript_ids,
     update_gmms,
 )
@@ -67,7 +66,6 @@ from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, load_cuts
 from asr_kd.errors import BadInputError, MissingInputError
 from asr_kd.graph.h import HmmTopo, parse_topology
 from asr_kd.lang import Lang
-from asr_kd.parallel import map_progress
 from asr_kd.stage import MARKER, require_done, require_file, stage_output
 from asr_kd.tree import ContextTree, UnknownContextError
 from asr_kd.tree.context_tree import tree_id
@@ -467,50 +465,35 @@ def _train(
 ) -> dict[str, Any]:
     """The EM iterations; updates ``model`` in place and returns what info.json needs."""
     viterbi = ViterbiOptions.of(config)
-    parts = shards(cuts, 1 if executor is None else 2 * num_jobs)
     realign = set(config.schedule())
-    num_gauss = model.am.num_pdfs
-    inc_gauss = max(0, (config.total_gaussians - num_gauss) // config.max_iter_inc())
-    failed: dict[str, str] = {}
-    log_like, seconds = [], []
     rng = np.random.default_rng(config.seed)
-    for it in range(config.num_iters):
-        t0 = time.time()
-        mode = "viterbi" if it in realign else "given"
-        jobs = [
-            TriShardJob(part, model, str(lang_dir), speaker_stats, mode, viterbi,
-                        {} if mode == "viterbi" else _subset(alignments, part), oov=config.oov,
-                        inter_word_silence=config.inter_word_silence)
-            for part in parts
-        ]  # fmt: skip
-        r = ShardResult.merge(map_progress(run_tri_shard, jobs, executor, f"{STAGE} {it}"), model)
-        if mode == "viterbi":
-            alignments, failed = r.alignments, r.failed
-            if not alignments:
-                _check_failures(failed, len(cuts), 0.0, it)
-        _update(model, r.stats, r.trans_stats, 3.0 if it == 0 else None, num_gauss, config, rng)
-        if 0 < it <= config.max_iter_inc():
-            num_gauss += inc_gauss
-        log_like.append(round(r.log_like / max(r.frames, 1), 4))
-        seconds.append(round(time.time() - t0, 2))
-        logger.info(
-            "%s: iteration %d (%s): log-likelihood per frame %.3f over %d frames, "
-            "%d Gaussians, %d utterances not aligned, %.1f s",
-            STAGE, it, mode, log_like[-1], r.frames, model.am.num_gauss, len(failed), seconds[-1],
+
+    def make_job(part: list[Cut], mode: str, ali: dict[str, np.ndarray]) -> TriShardJob:
+        return TriShardJob(
+            part, model, str(lang_dir), speaker_stats, mode, viterbi, ali,
+            oov=config.oov, inter_word_silence=config.inter_word_silence,
         )  # fmt: skip
-    _check_failures(failed, len(cuts), config.max_failed_share, config.num_iters - 1)
-    return {
-        "log_like": log_like,
-        "utterances_aligned": len(alignments),
-        "frames": r.frames,
-        "failed": failed,
-        "realign_iters": sorted(realign),
-        "seconds_per_iteration": seconds,
-    }
 
+    def update(it: int, r: ShardResult, num_gauss: int) -> None:
+        _update(model, r.stats, r.trans_stats, 3.0 if it == 0 else None, num_gauss, config, rng)
 
-def _subset(alignments: dict[str, np.ndarray], part: list[Cut]) -> dict[str, np.ndarray]:
-    return {c.id: alignments[c.id] for c in part if c.id in alignments}
+    result = em_iterations(
+        model,
+        cuts,
+        config,
+        first_mode=None,
+        realign=realign,
+        max_iter_inc=config.max_iter_inc(),
+        num_gauss=model.am.num_pdfs,
+        make_job=make_job,
+        run=run_tri_shard,
+        update=update,
+        stage=STAGE,
+        num_jobs=num_jobs,
+        executor=executor,
+        alignments=alignments,
+    )
+    return {**result, "realign_iters": sorted(realign)}
 
 
 def _update(
