@@ -15,6 +15,8 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
   ``student_3pct``), each given the whole set's number of updates
   (``updates_as_full``): ``exp/hard_<P>pct[_s<seed>]``, ``exp/soft_<P>pct[_s<seed>]``;
   the full-data pair is the baseline and the student;
+- ``seeded_fractions``: the fractions trained with every subset seed (default: all); the
+  others (points of the data-fraction curve) with the first seed only;
 - ``decode_fractions``: which of those fractions' models are decoded (seed 0);
 - ``specialists``, ``sweeps``: the optional stages.
 """
@@ -46,6 +48,8 @@ class ProtocolConfig:
         student_seeds: seeds of the distilled students (the first is ``exp/student``).
         fractions: data fractions (< 1) for the hard-vs-soft comparison.
         subset_seeds: seeds of the subsets (the first is the unsuffixed name).
+        seeded_fractions: fractions trained with every subset seed (None: all of them);
+            the other fractions with the first seed only.
         decode_fractions: fractions whose (first-seed) models are decoded.
         specialists: run the specialist stages.
         sweeps: run the optional sweep stages (ensemble size, T, alpha).
@@ -54,6 +58,7 @@ class ProtocolConfig:
     student_seeds: tuple[int, ...] = (0,)
     fractions: tuple[float, ...] = (0.03,)
     subset_seeds: tuple[int, ...] = (0,)
+    seeded_fractions: tuple[float, ...] | None = None
     decode_fractions: tuple[float, ...] = (0.03,)
     specialists: bool = False
     sweeps: bool = False
@@ -68,9 +73,18 @@ class ProtocolConfig:
                 f"fractions must lie in (0, 1) (the full set is the baseline and the student), "
                 f"got {self.fractions} / {self.decode_fractions}"
             )
-        missing = sorted(set(self.decode_fractions) - set(self.fractions))
-        if missing:
-            raise ValueError(f"decode_fractions {missing} are not among fractions {self.fractions}")
+        for name in ("decode_fractions", "seeded_fractions"):
+            missing = sorted(set(getattr(self, name) or ()) - set(self.fractions))
+            if missing:
+                raise ValueError(f"{name} {missing} are not among fractions {self.fractions}")
+
+    def seeds_for(self, fraction: float) -> tuple[int, ...]:
+        """The subset seeds that ``fraction`` is trained with."""
+        if fraction not in self.fractions:
+            raise KeyError(f"{fraction} is not among protocol.fractions {self.fractions}")
+        if self.seeded_fractions is None or fraction in self.seeded_fractions:
+            return self.subset_seeds
+        return self.subset_seeds[:1]
 
     def value(self, key: str) -> str:
         """One field as the shell reads it: a list space-separated, a bool ``yes``/``no``."""
@@ -80,6 +94,8 @@ class ProtocolConfig:
         value = getattr(self, key)
         if isinstance(value, bool):
             return "yes" if value else "no"
+        if value is None:
+            return ""
         if isinstance(value, tuple):
             return " ".join(str(v) for v in value)
         return str(value)

@@ -31,6 +31,7 @@ def test_values_for_the_shell():
         ({"fractions": [1.0]}, "fractions must lie in"),
         ({"student_seeds": [0, 0]}, "distinct"),
         ({"decode_fractions": [0.1]}, "not among fractions"),
+        ({"seeded_fractions": [0.5]}, "seeded_fractions .* not among fractions"),
         ({"fractions": ["three"]}, "fractions must be"),
     ],
 )
@@ -52,6 +53,14 @@ def test_every_recipe_config_has_a_valid_protocol(name):
     assert p.student_seeds and p.fractions
 
 
+def test_seeded_fractions_get_every_subset_seed_the_others_the_first():
+    p = ProtocolConfig(fractions=(0.03, 0.1, 0.3), subset_seeds=(0, 1), seeded_fractions=(0.03,))
+    assert p.seeds_for(0.03) == (0, 1) and p.seeds_for(0.1) == (0,) and p.seeds_for(0.3) == (0,)
+    assert ProtocolConfig(fractions=(0.03, 0.1), subset_seeds=(0, 1)).seeds_for(0.1) == (0, 1)
+    with pytest.raises(KeyError, match="not among protocol.fractions"):
+        p.seeds_for(0.5)
+
+
 def test_cli_prints_values_and_names(tmp_path):
     conf = tmp_path / "c.yaml"
     conf.write_text("protocol:\n  student_seeds: [0, 3]\n")
@@ -60,5 +69,14 @@ def test_cli_prints_values_and_names(tmp_path):
     assert res.exit_code == 0 and res.output.splitlines()[-1] == "0 3"
     res = runner.invoke(cli, ["protocol", "system:hard:0.1:1"])
     assert res.output.splitlines()[-1] == "hard_10pct_s1"
+    conf.write_text(
+        "protocol:\n  fractions: [0.03, 0.1]\n  subset_seeds: [0, 1]\n  seeded_fractions: [0.03]\n"
+    )
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), "subset_seeds:0.1"])
+    assert res.exit_code == 0 and res.output.splitlines()[-1] == "0"
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), "subset_seeds:0.03"])
+    assert res.output.splitlines()[-1] == "0 1"
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), "subset_seeds:0.5"])
+    assert res.exit_code != 0 and "not among protocol.fractions" in res.output
     res = runner.invoke(cli, ["protocol", "--config", str(conf), "nope"])
     assert res.exit_code != 0 and "protocol has no 'nope'" in res.output

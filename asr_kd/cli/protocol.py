@@ -15,7 +15,8 @@ def protocol(config_path, overrides, key: str) -> None:
     """Print the protocol's KEY (a list space-separated, a flag yes/no).
 
     KEY ``system:KIND[:FRACTION[:SEED]]`` prints the exp/ name of that system, e.g.
-    ``system:hard:0.03:1`` -> ``hard_3pct_s1``.
+    ``system:hard:0.03:1`` -> ``hard_3pct_s1``; KEY ``subset_seeds:FRACTION`` the subset
+    seeds that fraction is trained with (``seeded_fractions``).
     """
     from asr_kd.config import load_section
     from asr_kd.errors import ConfigError
@@ -30,6 +31,13 @@ def protocol(config_path, overrides, key: str) -> None:
         except ValueError:
             raise ConfigError(f"expected system:KIND[:FRACTION[:SEED]], got {key!r}") from None
         click.echo(system_name(parts[0], fraction, seed))
+        return
+    if key.startswith("subset_seeds:"):
+        try:
+            seeds = config.seeds_for(float(key.split(":", 1)[1]))
+        except (ValueError, KeyError) as e:
+            raise ConfigError(f"{key!r}: {e.args[0] if e.args else e}") from None
+        click.echo(" ".join(str(s) for s in seeds))
         return
     try:
         click.echo(config.value(key))

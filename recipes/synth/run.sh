@@ -219,7 +219,8 @@ current=17
 if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
   log "Stage 17: fractions of the training data: hard targets vs the ensemble's soft targets"
   for f in "${fractions[@]}"; do
-    for s in "${subset_seeds[@]}"; do
+    read -ra seeds <<< "$(protocol "subset_seeds:$f")"
+    for s in "${seeds[@]}"; do
       subset=(--set "train_fraction=$f" --set "subset_seed=$s")
       timed "${kd[@]}" train --config "$config" --section hard_3pct "${subset[@]}" \
         "$data/senones" "$data/fbank" "$exp/$(protocol "system:hard:$f:$s")"
