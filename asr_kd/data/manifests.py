@@ -26,8 +26,10 @@ ALI_KEY = "mono_ali"
 TemporalArray written by ``asr-kd align``; the name predates tri-phone alignments and
 is kept so that existing work dirs read)."""
 
-_CUTS = re.compile(r"^(?P<corpus>.+)_cuts_(?P<split>[^_]+)\.jsonl\.gz$")
-_PARTS = re.compile(r"^(?P<corpus>.+)_(?:recordings|supervisions)_(?P<split>[^_]+)\.jsonl\.gz$")
+# The corpus name ends at the first ``_cuts_`` (``_recordings_``...): split names may hold
+# ``_`` and ``-`` (``test_piper``, ``dev-clean``); corpus names may not hold the kind.
+_CUTS = re.compile(r"^(?P<corpus>.+?)_cuts_(?P<split>.+)\.jsonl\.gz$")
+_PARTS = re.compile(r"^(?P<corpus>.+?)_(?:recordings|supervisions)_(?P<split>.+)\.jsonl\.gz$")
 
 
 def manifest_path(directory: Path | str, corpus: str, kind: str, split: str) -> Path:
