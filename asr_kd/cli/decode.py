@@ -10,6 +10,7 @@ import click
 
 from asr_kd.cli.options import config_option, force_option, jobs_option, set_option
 from asr_kd.config import load_section
+from asr_kd.errors import ConfigError
 from asr_kd.parallel import make_executor
 
 
@@ -22,10 +23,30 @@ def _tuned_point(tuned_on: str | None, lm_weight, wip) -> tuple[float | None, fl
     return wer["lm_weight"], wer["word_ins_penalty"]
 
 
+def _split_paths(paths, dev, test, lm_weight, tuned_on) -> tuple[str | None, str, str]:
+    """(CUTS or None, GRAPH_DIR, OUT_DIR) of the positional form or the --dev/--test form."""
+    if dev is None and test is None:
+        if len(paths) != 3:
+            raise ConfigError("decode takes CUTS GRAPH_DIR OUT_DIR (or --dev D --test T "
+                              f"GRAPH_DIR OUT_DIR), got {len(paths)} paths")  # fmt: skip
+        return paths[0], paths[1], paths[2]
+    if dev is None or test is None:
+        raise ConfigError("--dev and --test go together (tune on dev, apply to test)")
+    if len(paths) != 2:
+        raise ConfigError(f"with --dev/--test, decode takes GRAPH_DIR OUT_DIR, got {len(paths)} "
+                          "paths")  # fmt: skip
+    if lm_weight is not None or tuned_on is not None:
+        raise ConfigError("--dev/--test tune the LM weight on dev: no --lm-weight or --tuned-on")
+    return None, paths[0], paths[1]
+
+
 @click.command("decode")
-@click.argument("cuts", type=click.Path(dir_okay=False))
-@click.argument("graph_dir", type=click.Path(file_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, metavar="[CUTS] GRAPH_DIR OUT_DIR")
+@click.option("--dev", "dev_cuts", default=None, type=click.Path(dir_okay=False),
+              help="Dev cuts: tune the LM weight and penalty on them (OUT_DIR/decode_dev), "
+              "then decode --test at that point (OUT_DIR/decode_test).")  # fmt: skip
+@click.option("--test", "test_cuts", default=None, type=click.Path(dir_okay=False),
+              help="Test cuts, with --dev.")  # fmt: skip
 @click.option("--oracle", "senone_dir", default=None, type=click.Path(file_okay=False),
               help="Score with the reference senone targets of CUTS (the oracle check); "
               "SENONE_DIR is the senone-targets output holding priors.json.")  # fmt: skip
@@ -48,21 +69,22 @@ def _tuned_point(tuned_on: str | None, lm_weight, wip) -> tuple[float | None, fl
 @jobs_option
 @force_option
 def decode(
-    cuts, graph_dir, out_dir, senone_dir, model_spec, priors_dir, device, lang_dir, lm_weight,
-    word_ins_penalty, tuned_on, config_path, overrides, num_jobs, force,
+    paths, dev_cuts, test_cuts, senone_dir, model_spec, priors_dir, device,
+    lang_dir, lm_weight, word_ins_penalty, tuned_on, config_path, overrides, num_jobs, force,
 ) -> None:  # fmt: skip
     """Decode the cut manifest CUTS with the HCLG in GRAPH_DIR; write OUT_DIR.
 
     Without --lm-weight/--tuned-on, the LM weight x insertion penalty grid is swept and
     the best point on CUTS is selected (do that on dev, then --tuned-on it for test).
+    With --dev D --test T instead of CUTS, both in one go: OUT_DIR/decode_dev (tuned)
+    and OUT_DIR/decode_test (at dev's point).
     """
     from asr_kd.data.manifests import load_cuts
-    from asr_kd.decode.base import DecodeConfig, decoder_log_priors
-    from asr_kd.decode.stage import decode_cuts, oracle_score_fn
-    from asr_kd.errors import ConfigError
-    from asr_kd.tree.priors import read_priors
+    from asr_kd.decode.base import DecodeConfig
+    from asr_kd.decode.stage import decode_cuts, decode_dev_test
     from asr_kd.tree.targets import read_targets_info
 
+    cuts, graph_dir, out_dir = _split_paths(paths, dev_cuts, test_cuts, lm_weight, tuned_on)
     if (senone_dir is None) == (model_spec is None):
         raise ConfigError("give the scores to decode: --oracle SENONE_DIR or --model SPEC")
     if model_spec is not None and priors_dir is None:
@@ -71,21 +93,35 @@ def decode(
     lm_weight, word_ins_penalty = _tuned_point(tuned_on, lm_weight, word_ins_penalty)
     senone_dir = senone_dir or priors_dir
     info = read_targets_info(senone_dir)
-    cut_set = load_cuts(cuts, "senone-targets")
+    splits = [load_cuts(c, "senone-targets") for c in ([cuts] if cuts else [dev_cuts, test_cuts])]
+    score_fn, scores_id = _score_fn(model_spec, senone_dir, info, splits[0], device, config)
+    options = dict(config=config, num_jobs=num_jobs, force=force, lang_dir=lang_dir,
+                   tree_id=info["tree_id"], scores_id=scores_id)  # fmt: skip
+    priors = Path(senone_dir) / "priors.json"
+    with make_executor(num_jobs) as executor:
+        if cuts is not None:
+            decode_cuts(
+                splits[0], score_fn, graph_dir, priors, out_dir, executor=executor,
+                lm_weight=lm_weight, word_ins_penalty=word_ins_penalty, **options,
+            )  # fmt: skip
+        else:
+            decode_dev_test(*splits, score_fn, graph_dir, priors, out_dir, executor=executor,
+                            **options)  # fmt: skip
+
+
+def _score_fn(model_spec, senone_dir, info, cut_set, device, config):
+    """The scores to decode (a model's or the oracle's) and what makes them."""
+    from asr_kd.decode.base import decoder_log_priors
+    from asr_kd.decode.stage import oracle_score_fn
+    from asr_kd.tree.priors import read_priors
+
     if model_spec is not None:
         from asr_kd.teachers import load
 
         shift = next(iter(cut_set)).frame_shift  # that of the features (None: no features)
         teacher = load(model_spec, info["tree_id"], int(info["num_senones"]), shift, device)
-        score_fn, scores_id = teacher.log_probs, teacher.source
-    else:
-        counts = read_priors(Path(senone_dir) / "priors.json")
-        log_priors = decoder_log_priors(counts, config.prior_floor)
-        score_fn = partial(oracle_score_fn, num_senones=info["num_senones"], log_priors=log_priors)
-        scores_id = "oracle"
-    with make_executor(num_jobs) as executor:
-        decode_cuts(
-            cut_set, score_fn, graph_dir, Path(senone_dir) / "priors.json", out_dir, config,
-            num_jobs, executor, lm_weight, word_ins_penalty, force, lang_dir, info["tree_id"],
-            scores_id=scores_id,
-        )  # fmt: skip
+        return teacher.log_probs, teacher.source
+    counts = read_priors(Path(senone_dir) / "priors.json")
+    log_priors = decoder_log_priors(counts, config.prior_floor)
+    oracle = partial(oracle_score_fn, num_senones=info["num_senones"], log_priors=log_priors)
+    return oracle, "oracle"

@@ -8,6 +8,7 @@ Typical use::
     hyps[0].words, hyps[0].sweep[(10.0, 0.5)]       # word ids: decode point, any sweep point
 
     decode_cuts(cuts, score_fn, graph_dir, priors_path, "exp/dnn/decode_dev", config)
+    decode_dev_test(dev_cuts, test_cuts, score_fn, graph_dir, priors_path, "exp/dnn")
 
 Modules: :mod:`~.base` (config, decoder interface, scores, graph checks),
 :mod:`~.lattice` (lattices as arrays, the sweep's rescoring), :mod:`~.cpu` and
@@ -25,7 +26,7 @@ from asr_kd.decode.base import (
 )
 from asr_kd.decode.cpu import CpuDecoder
 from asr_kd.decode.lattice import Lattice
-from asr_kd.decode.stage import decode_cuts, oracle_score_fn, reference_text
+from asr_kd.decode.stage import decode_cuts, decode_dev_test, oracle_score_fn, reference_text
 
 __all__ = [
     "CpuDecoder",
@@ -35,6 +36,7 @@ __all__ = [
     "Lattice",
     "check_graph",
     "decode_cuts",
+    "decode_dev_test",
     "decoder_log_priors",
     "make_decoder",
     "oracle_score_fn",

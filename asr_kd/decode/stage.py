@@ -48,7 +48,7 @@ from asr_kd.decode.base import (
 )
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.scoring.wer import WerResult, compute_wer, format_errs, format_hyps
-from asr_kd.stage import require_file, stage_output
+from asr_kd.stage import note_input, recorded_inputs, require_file, stage_output
 from asr_kd.tree.priors import read_priors
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,42 @@ def decode_cuts(
             report["selected_by"], len(cuts), report["rtf"] or 0.0, out_dir,
         )  # fmt: skip
     return report
+
+
+def decode_dev_test(
+    dev_cuts: Iterable[Cut],
+    test_cuts: Iterable[Cut],
+    score_fn: ScoreFn | None,
+    graph_dir: Path | str,
+    priors_path: Path | str,
+    out_dir: Path | str,
+    **options: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tune the LM weight and insertion penalty on dev, apply dev's point to test.
+
+    Writes ``out_dir/decode_dev`` (the sweep, best point on dev) and
+    ``out_dir/decode_test`` (dev's point, never tuned on test), each a
+    :func:`decode_cuts` output with its own marker: the same two directories as a
+    decode of dev and then of test with dev's ``lm_weight`` and ``word_ins_penalty``.
+    ``options``: the further arguments of :func:`decode_cuts` (not ``lm_weight``).
+
+    Returns:
+        The ``wer.json`` contents of dev and of test.
+    """
+    if "lm_weight" in options or "word_ins_penalty" in options:
+        raise ConfigError(f"{STAGE}: the test split gets dev's LM weight; give none")
+    out_dir = Path(out_dir)
+    inputs = recorded_inputs()  # e.g. the model and the senone targets, checked by the caller
+    dev = decode_cuts(dev_cuts, score_fn, graph_dir, priors_path, out_dir / "decode_dev",
+                      **options)  # fmt: skip
+    for path, entry in inputs.items():  # the dev stage's marker took them: the test's too
+        note_input(path, entry["stage"])
+    require_file(out_dir / "decode_dev" / "wer.json", STAGE)  # test depends on dev's point
+    test = decode_cuts(
+        test_cuts, score_fn, graph_dir, priors_path, out_dir / "decode_test",
+        lm_weight=dev["lm_weight"], word_ins_penalty=dev["word_ins_penalty"], **options,
+    )  # fmt: skip
+    return dev, test
 
 
 def _given_point(lm_weight: float | None, word_ins_penalty: float | None) -> Point | None:

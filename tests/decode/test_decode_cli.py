@@ -1,0 +1,120 @@
+"""``asr-kd decode`` on the tiny hand-built graph: dev and test in one command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from lhotse import CutSet
+from test_decode import (
+    NUM_SENONES,
+    PRONS,
+    WORD_COST,
+    TinyGraph,
+    make_cuts,
+    word_loop_fst,
+    write_words,
+)
+
+import asr_kd.decode.stage as decode_stage
+from asr_kd.cli.main import cli
+from asr_kd.stage import read_marker, stage_output
+from asr_kd.tree.priors import write_priors
+
+TIMING = {"rtf", "rtf_search", "score_seconds", "search_seconds", "frames_per_second"}
+
+
+@pytest.fixture()
+def decode_inputs(tmp_path: Path, monkeypatch) -> dict[str, str]:
+    """A finished senone-targets dir, dev and test cut manifests, a graph dir, a lang dir."""
+    graph = TinyGraph(word_loop_fst(PRONS, WORD_COST))
+    graph_dir = tmp_path / "graph"
+    graph_dir.mkdir()
+    graph.fst.write(str(graph_dir / "HCLG.fst"))
+    monkeypatch.setattr(decode_stage, "_load_graph", lambda _: graph)
+    senones = tmp_path / "senones"
+    with stage_output(senones, "senone-targets", {}) as tmp:
+        write_priors(tmp / "priors.json", np.array([10.0, 20.0, 10.0, 5.0]))
+        info = {"num_senones": NUM_SENONES, "tree_id": graph.tree_id}
+        (tmp / "info.json").write_text(json.dumps(info))
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "test").mkdir()
+    dev = CutSet.from_cuts(make_cuts(tmp_path / "dev", [[1, 2], [3, 1, 2]]))
+    test = CutSet.from_cuts(make_cuts(tmp_path / "test", [[2], [2, 3], [1]]))
+    test = test.modify_ids(lambda i: f"t{i}")
+    paths = {"dev": tmp_path / "dev.jsonl.gz", "test": tmp_path / "test.jsonl.gz"}
+    dev.to_file(paths["dev"])
+    test.to_file(paths["test"])
+    lang = write_words(tmp_path / "lang", graph.words)
+    return {
+        "senones": str(senones), "graph": str(graph_dir), "lang": str(lang),
+        "dev": str(paths["dev"]), "test": str(paths["test"]),
+    }  # fmt: skip
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def fails(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code != 0
+    return result.output
+
+
+def contents(decode_dir: Path) -> dict:
+    """What a user reads in a decode dir: the files, wer.json without timings, the config."""
+    wer = {k: v for k, v in json.loads((decode_dir / "wer.json").read_text()).items()
+           if k not in TIMING}  # fmt: skip
+    files = {n: (decode_dir / n).read_text() for n in ("hyp.txt", "errs.txt", "wer_summary.txt")}
+    return {"wer": wer, "files": files, "config": read_marker(decode_dir)["config"]}
+
+
+def test_dev_and_test_in_one_command_equal_the_two_calls(decode_inputs, tmp_path):
+    d = decode_inputs
+    common = ["--oracle", d["senones"], "--lang", d["lang"], "--set", "lm_weights=[7, 9]"]
+    run("decode", *common, "--dev", d["dev"], "--test", d["test"], d["graph"],
+        str(tmp_path / "one"))  # fmt: skip
+    run("decode", *common, d["dev"], d["graph"], str(tmp_path / "two" / "decode_dev"))
+    run("decode", *common, "--tuned-on", str(tmp_path / "two" / "decode_dev"), d["test"],
+        d["graph"], str(tmp_path / "two" / "decode_test"))  # fmt: skip
+    for split in ("dev", "test"):
+        one = contents(tmp_path / "one" / f"decode_{split}")
+        two = contents(tmp_path / "two" / f"decode_{split}")
+        assert one["wer"] == two["wer"] and one["files"] == two["files"]
+        assert {k: v for k, v in one["config"].items() if k != "cut_ids_sha"} == {
+            k: v for k, v in two["config"].items() if k != "cut_ids_sha"}  # fmt: skip
+    test = json.loads((tmp_path / "one" / "decode_test" / "wer.json").read_text())
+    assert test["selected_by"] == "given" and test["lm_weight"] == 7.0
+    assert test["num_utts"] == 3 and test["wer"] == 0.0
+    test_marker = read_marker(tmp_path / "one" / "decode_test")
+    assert {str(tmp_path / "one" / "decode_dev"), d["senones"]} <= set(test_marker["inputs"])
+    # a rerun skips both splits: the markers are untouched
+    before = [read_marker(tmp_path / "one" / f"decode_{s}")["run_id"] for s in ("dev", "test")]
+    run("decode", *common, "--dev", d["dev"], "--test", d["test"], d["graph"],
+        str(tmp_path / "one"))  # fmt: skip
+    after = [read_marker(tmp_path / "one" / f"decode_{s}")["run_id"] for s in ("dev", "test")]
+    assert before == after
+
+
+def test_dev_test_form_refuses_mixed_arguments(decode_inputs, tmp_path):
+    d = decode_inputs
+    out = str(tmp_path / "out")
+    oracle = ["--oracle", d["senones"]]
+    assert "--dev and --test go together" in fails(
+        "decode", *oracle, "--dev", d["dev"], d["graph"], out
+    )
+    assert "with --dev/--test, decode takes GRAPH_DIR OUT_DIR, got 3" in fails(
+        "decode", *oracle, "--dev", d["dev"], "--test", d["test"], d["dev"], d["graph"], out
+    )
+    assert "no --lm-weight or --tuned-on" in fails(
+        "decode", *oracle, "--dev", d["dev"], "--test", d["test"], "--lm-weight", "9",
+        d["graph"], out,
+    )  # fmt: skip
+    assert "decode takes CUTS GRAPH_DIR OUT_DIR" in fails("decode", *oracle, d["graph"], out)
+    assert not (tmp_path / "out").exists()
