@@ -42,6 +42,8 @@ SECTIONS: dict[str, str] = {
     "align": "align",
     "tree": "build-tree",
     "tri1": "train-tri",
+    "lda": "estimate-lda",
+    "tri2": "train-tri --section tri2 --transform",
     "graph": "make-graph",
     "decode": "decode",
     "teacher": "train, train-ensemble",
