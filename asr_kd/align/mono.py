@@ -238,26 +238,36 @@ def _topology(text: str) -> khg.HmmTopology:
 
 @dataclass
 class GmmStats:
-    """Zeroth, first and second order statistics per pdf and Gaussian (float64)."""
+    """Zeroth, first and second order statistics per pdf and Gaussian (float64).
+
+    ``xx`` (full second-order statistics ``[g, D, D]`` per pdf) is kept only where
+    asked for: the MLLT estimation needs it (:mod:`asr_kd.align.lda_mllt`).
+    """
 
     occ: list[np.ndarray]
     x: list[np.ndarray]
     x2: list[np.ndarray]
+    xx: list[np.ndarray] | None = None
 
     @classmethod
-    def zeros(cls, am: khg.AmDiagGmm) -> GmmStats:
+    def zeros(cls, am: khg.AmDiagGmm, full: bool = False) -> GmmStats:
         sizes = [am.num_gauss_in_pdf(p) for p in range(am.num_pdfs)]
         return cls(
             [np.zeros(g) for g in sizes],
             [np.zeros((g, am.dim)) for g in sizes],
             [np.zeros((g, am.dim)) for g in sizes],
+            [np.zeros((g, am.dim, am.dim)) for g in sizes] if full else None,
         )
 
     def add(self, other: GmmStats) -> None:
+        if self.xx is None and other.xx is not None:
+            self.xx = [np.zeros_like(xx) for xx in other.xx]
         for p in range(len(self.occ)):
             self.occ[p] += other.occ[p]
             self.x[p] += other.x[p]
             self.x2[p] += other.x2[p]
+            if other.xx is not None:
+                self.xx[p] += other.xx[p]
 
     def to_kaldi(self, am: khg.AmDiagGmm) -> khg.AccumAmDiagGmm:
         """Kaldi accumulators holding these statistics.
@@ -419,16 +429,21 @@ def viterbi_align(
 
 
 def accumulate(
-    am: khg.AmDiagGmm, feats: list[np.ndarray], pdfs: list[np.ndarray], with_stats: bool = True
+    am: khg.AmDiagGmm,
+    feats: list[np.ndarray],
+    pdfs: list[np.ndarray],
+    with_stats: bool = True,
+    full: bool = False,
 ) -> tuple[float, GmmStats | None]:
     """Total log-likelihood of the frames given their pdfs, and the GMM statistics.
 
     Frames of all utterances are grouped by pdf, so that each GMM is evaluated once
-    per shard on a matrix (``gmm-acc-stats-ali``, vectorised).
+    per shard on a matrix (``gmm-acc-stats-ali``, vectorised). ``full`` also keeps
+    each Gaussian's full second-order statistics (``GmmStats.xx``).
     """
     x = np.concatenate(feats).astype(np.float32)
     pdf = np.concatenate(pdfs)
-    stats = GmmStats.zeros(am) if with_stats else None
+    stats = GmmStats.zeros(am, full) if with_stats else None
     order = np.argsort(pdf, kind="stable")
     bounds = np.searchsorted(pdf[order], np.arange(am.num_pdfs + 1))
     total = 0.0
@@ -446,6 +461,8 @@ def accumulate(
             # slower when the cores are busy (worker processes, other jobs).
             stats.x[p] += np.einsum("ng,nd->gd", post, x64)
             stats.x2[p] += np.einsum("ng,nd->gd", post, x64 * x64)
+            if stats.xx is not None:
+                stats.xx[p] += np.einsum("ng,nd,ne->gde", post, x64, x64)
     return float(total), stats
 
 
@@ -642,7 +659,7 @@ def _train(
         realign=set(config.schedule()),
         max_iter_inc=max(1, round(config.num_iters * 0.75)),  # train_mono.sh: 30 of 40
         num_gauss=model.am.num_gauss,
-        make_job=lambda part, mode, ali: ShardJob(
+        make_job=lambda part, mode, ali, _it: ShardJob(
             part, model, mode=mode, alignments=ali, **common
         ),  # fmt: skip
         run=run_shard,
@@ -662,7 +679,7 @@ def em_iterations(
     realign: set[int],
     max_iter_inc: int,
     num_gauss: int,
-    make_job: Callable[[list[Cut], str, dict[str, np.ndarray]], Any],
+    make_job: Callable[[list[Cut], str, dict[str, np.ndarray], int], Any],
     run: Callable[[Any], Any],
     update: Callable[[int, ShardResult, int], None],
     stage: str,
@@ -677,8 +694,9 @@ def em_iterations(
     towards ``config.total_gaussians`` until ``max_iter_inc``.
 
     Args:
-        model: the model; ``make_job(part, mode, alignments)`` builds a shard's job
-            for ``run`` (``alignments``: the part's, for mode ``given``).
+        model: the model; ``make_job(part, mode, alignments, it)`` builds a shard's
+            job for ``run`` (``alignments``: the part's, for mode ``given``) at
+            iteration ``it``.
         config: ``num_iters``, ``total_gaussians`` and ``max_failed_share``.
         alignments: the alignments before the first iteration (tri-phone training
             starts from the monophone ones).
@@ -697,7 +715,7 @@ def em_iterations(
         mode = "viterbi" if it in realign else "given"
         if it == 0 and first_mode:
             mode = first_mode
-        jobs = [make_job(part, mode, _subset(alignments, part) if mode == "given" else {})
+        jobs = [make_job(part, mode, _subset(alignments, part) if mode == "given" else {}, it)
                 for part in parts]  # fmt: skip
         r = ShardResult.merge(map_progress(run, jobs, executor, f"{stage} {it}"), model)
         if mode != "given":

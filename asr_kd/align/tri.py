@@ -17,6 +17,14 @@ the transition model (one set of probabilities per phone and HMM state, pooled o
 senones, re-estimated by counting as ``MleUpdate`` does, floored at 0.01), the
 accumulation along alignments and the seeded mixing-up (:mod:`asr_kd.align.mixup`).
 
+With ``transform_dir`` (an ``estimate-lda`` output) this is Kaldi's
+``steps/train_lda_mllt.sh`` instead: the features are spliced MFCCs projected by LDA,
+and on the MLLT iterations (Kaldi's 2, 4, 6, 12 of 35, scaled) the statistics keep each
+Gaussian's full scatter, a semi-tied transform is estimated from them, and the
+statistics and the means are carried into the new space before the GMM update
+(:mod:`asr_kd.align.lda_mllt`). The composed transform is part of ``final.mdl``, so
+``align`` applies it.
+
 Output (``asr-kd train-tri``, one directory written atomically)::
 
     <out_dir>/final.mdl              pickled dict: tree, topology, transition probabilities,
@@ -25,6 +33,7 @@ Output (``asr-kd train-tri``, one directory written atomically)::
     <out_dir>/log_likelihood.json    average log-likelihood per frame of each iteration
     <out_dir>/phones.txt             the lang directory's phones.txt
     <out_dir>/info.json              senones, Gaussians, frames, utterances, failures
+    <out_dir>/transform.npz          with a transform: the final LDA+MLLT matrix
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import numpy as np
 from lhotse.cut import Cut
 
 from asr_kd.align.graphs import GmmScorer, GraphCompiler, beam_failure, viterbi_path
+from asr_kd.align.lda_mllt import estimate_mllt, gaussian_covariances
 from asr_kd.align.mono import (
     GmmStats,
     ShardResult,
@@ -61,7 +71,7 @@ from asr_kd.align.mono import (
 )
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
-from asr_kd.data.gmm_features import gmm_features
+from asr_kd.data.gmm_features import FeatureTransform, gmm_features, load_transform
 from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, load_cuts
 from asr_kd.errors import BadInputError, MissingInputError
 from asr_kd.graph.h import HmmTopo, parse_topology
@@ -77,6 +87,7 @@ MODEL_FORMAT = "asr-kd tri 1"
 KALDI_NUM_ITERS = 35
 KALDI_REALIGN_ITERS = (10, 20, 30)
 KALDI_MAX_ITER_INC = 25
+KALDI_MLLT_ITERS = (2, 4, 6, 12)
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,9 @@ class TriConfig:
         oov: words outside the lexicon: ``"map"`` to ``<UNK>``, ``"skip"`` or ``"error"``.
         max_failed_share: fail when the last alignment loses more of the utterances.
         seed: seed of the mixing-up perturbations.
+        mllt: with an LDA transform, re-estimate an MLLT on ``mllt_iters``.
+        mllt_iters: iterations that re-estimate the MLLT; empty gives Kaldi's 2, 4, 6,
+            12 of 35, scaled to ``num_iters``.
     """
 
     num_iters: int = KALDI_NUM_ITERS
@@ -126,6 +140,8 @@ class TriConfig:
     oov: str = "map"
     max_failed_share: float = 0.1
     seed: int = 0
+    mllt: bool = True
+    mllt_iters: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_training_config(self)
@@ -138,6 +154,16 @@ class TriConfig:
             return sorted(i for i in set(self.realign_iters) if 0 < i < self.num_iters)
         scale = self.num_iters / KALDI_NUM_ITERS
         scaled = {max(1, round(i * scale)) for i in KALDI_REALIGN_ITERS}
+        return sorted(i for i in scaled if i < self.num_iters)
+
+    def mllt_schedule(self) -> list[int]:
+        """The MLLT iterations (used only with an LDA transform)."""
+        if not self.mllt:
+            return []
+        if self.mllt_iters:
+            return sorted(i for i in set(self.mllt_iters) if 0 < i < self.num_iters)
+        scale = self.num_iters / KALDI_NUM_ITERS
+        scaled = {max(1, round(i * scale)) for i in KALDI_MLLT_ITERS}
         return sorted(i for i in scaled if i < self.num_iters)
 
     def max_iter_inc(self) -> int:
@@ -156,6 +182,7 @@ class TriModel:
     phones: dict[str, int]
     cmvn: str = "speaker"
     norm_vars: bool = False
+    transform: FeatureTransform | None = None
 
     @functools.cached_property
     def tree(self) -> ContextTree:
@@ -171,7 +198,9 @@ class TriModel:
         return cls(**load_model_state(path, MODEL_FORMAT, STAGE))
 
     def features(self, cut: Cut, speaker_stats: dict[str, FeatureStats] | None) -> np.ndarray:
-        """The cut's GMM features, normalised as in training."""
+        """The cut's GMM features, normalised (and transformed) as in training."""
+        if self.transform is not None:
+            return self.transform.features(cut, speaker_stats)
         stats = speaker_stats if self.cmvn == "speaker" else None
         return gmm_features(cut, stats, norm_vars=self.norm_vars)
 
@@ -250,6 +279,7 @@ class TriShardJob:
     accumulate: bool = True
     oov: str = "skip"
     inter_word_silence: bool = True
+    full_stats: bool = False
 
 
 def run_tri_shard(job: TriShardJob) -> ShardResult:
@@ -318,7 +348,7 @@ def run_tri_shard(job: TriShardJob) -> ShardResult:
     trans = np.zeros(shape)
     if not alignments:
         return ShardResult({}, failed, 0.0, 0, None, trans)
-    log_like, stats = accumulate(model.am, feats, pdfs, job.accumulate)
+    log_like, stats = accumulate(model.am, feats, pdfs, job.accumulate, job.full_stats)
     for ali in alignments.values():
         trans += transition_counts(ali, model.topos, shape)
     return ShardResult(alignments, failed, log_like, sum(len(f) for f in feats), stats, trans)
@@ -338,6 +368,7 @@ def train_tri(
     num_jobs: int = 1,
     executor: Executor | None = None,
     force: bool = False,
+    transform_dir: Path | str | None = None,
 ) -> Path:
     """Train a tri-phone GMM-HMM on a tree from alignments (``asr-kd train-tri``).
 
@@ -354,10 +385,13 @@ def train_tri(
             ``executor`` is given.
         executor: runs the shards; ``None`` works in-process.
         force: redo a finished output.
+        transform_dir: an ``estimate-lda`` output: train on its LDA features, with MLLT
+            (``train_lda_mllt.sh``); ``None``: MFCC + deltas (``train_deltas.sh``).
 
     Raises:
         AsrKdError: the last alignment lost more than ``config.max_failed_share``.
-        BadInputError: the tree was built with another phone set than the lang directory.
+        BadInputError: the tree was built with another phone set than the lang
+            directory, or the transform with another normalisation than ``config``'s.
     """
     ali_dir = require_done(Path(ali_dir).resolve(), "align")
     feature_dir = require_done(Path(feature_dir).resolve(), "compute-features")
@@ -365,11 +399,16 @@ def train_tri(
     tree_dir = require_done(Path(tree_dir).resolve(), "build-tree")
     tree_path = require_file(tree_dir / "tree.json", "build-tree")
     out_dir = Path(out_dir)
+    transform = None
+    if transform_dir is not None:
+        transform_dir, transform = load_transform(transform_dir)
+        _check_transform(transform, config, transform_dir)
     stage_config = {
         "ali_dir": str(ali_dir),
         "feature_dir": str(feature_dir),
         "lang_dir": str(lang_dir),
         "tree_id": tree_id(tree_path),
+        **({"transform_dir": str(transform_dir)} if transform is not None else {}),
         **to_dict(config),
     }
     with stage_output(out_dir, STAGE, stage_config, force) as tmp:
@@ -379,6 +418,7 @@ def train_tri(
         lang = Lang.load(lang_dir)
         tree_json = tree_path.read_text()
         model = _init_model(lang, tree_json, config)
+        model.transform = transform
         cuts, alignments = _training_alignments(ali_dir, config.split)
         speaker_stats = load_stats(feature_dir)[1] if config.cmvn == "speaker" else None
         _set_global_gaussian(model, cuts, speaker_stats)
@@ -389,12 +429,15 @@ def train_tri(
         shutil.copy(lang_dir / "phones.txt", tmp / "phones.txt")
         ll = history.pop("log_like")
         (tmp / "log_likelihood.json").write_text(json.dumps(ll) + "\n")
+        if model.transform is not None:
+            np.savez(tmp / "transform.npz", **model.transform.to_npz())
         info = {
             "num_pdfs": model.am.num_pdfs,
             "num_gaussians": model.am.num_gauss,
             "feature_dim": model.am.dim,
             "tree_id": stage_config["tree_id"],
             "cmvn": config.cmvn,
+            "feature_transform": "deltas" if transform is None else "lda_mllt",
             "utterances": len(cuts),
             **history,
             "seconds": round(time.time() - start, 1),
@@ -466,15 +509,19 @@ def _train(
     """The EM iterations; updates ``model`` in place and returns what info.json needs."""
     viterbi = ViterbiOptions.of(config)
     realign = set(config.schedule())
+    mllt = set(config.mllt_schedule()) if model.transform is not None else set()
+    mllt_gains: dict[int, float] = {}
     rng = np.random.default_rng(config.seed)
 
-    def make_job(part: list[Cut], mode: str, ali: dict[str, np.ndarray]) -> TriShardJob:
+    def make_job(part: list[Cut], mode: str, ali: dict[str, np.ndarray], it: int) -> TriShardJob:
         return TriShardJob(
             part, model, str(lang_dir), speaker_stats, mode, viterbi, ali,
-            oov=config.oov, inter_word_silence=config.inter_word_silence,
+            oov=config.oov, inter_word_silence=config.inter_word_silence, full_stats=it in mllt,
         )  # fmt: skip
 
     def update(it: int, r: ShardResult, num_gauss: int) -> None:
+        if it in mllt:
+            mllt_gains[it] = apply_mllt(model, r.stats)
         _update(model, r.stats, r.trans_stats, 3.0 if it == 0 else None, num_gauss, config, rng)
 
     result = em_iterations(
@@ -493,7 +540,49 @@ def _train(
         executor=executor,
         alignments=alignments,
     )
-    return {**result, "realign_iters": sorted(realign)}
+    extra = {"mllt_iters": sorted(mllt), "mllt_gain_per_frame": mllt_gains} if mllt else {}
+    return {**result, "realign_iters": sorted(realign), **extra}
+
+
+def apply_mllt(model: TriModel, stats: GmmStats) -> float:
+    """Estimate an MLLT from full statistics and move model, statistics and transform.
+
+    The semi-tied transform ``A`` (:func:`estimate_mllt`) is composed into the model's
+    feature transform; the statistics become those of ``A x`` (so the ML update that
+    follows is in the new space) and every Gaussian's mean ``A mu`` with variance
+    ``diag(A diag(var) A^T)`` (``gmm-transform-means``; Gaussians the update skips keep
+    these).
+
+    Returns:
+        The log-likelihood gain per frame the transform gives the statistics' Gaussians.
+    """
+    occ = np.concatenate(stats.occ)
+    cov = gaussian_covariances(occ, np.concatenate(stats.x), np.concatenate(stats.xx))
+    a, history = estimate_mllt(occ, cov)
+    for p in range(len(stats.occ)):
+        stats.x[p] = stats.x[p] @ a.T
+        stats.xx[p] = np.einsum("ij,gjk,lk->gil", a, stats.xx[p], a)
+        stats.x2[p] = np.einsum("gii->gi", stats.xx[p]).copy()
+        gmm = model.am.get_pdf(p)  # a live reference
+        means = np.asarray(gmm.means, np.float64) @ a.T
+        var = (1.0 / np.asarray(gmm.inv_vars, np.float64)) @ (a * a).T
+        gmm.set_invvars_and_means((1.0 / var).astype(np.float32), means.astype(np.float32))
+        gmm.compute_gconsts()
+    stats.xx = None
+    model.transform = model.transform.then(a)
+    gain = (history[-1] - history[0]) / max(float(occ.sum()), 1.0)
+    logger.info("%s: MLLT: log-likelihood per frame +%.3f", STAGE, gain)
+    return round(gain, 4)
+
+
+def _check_transform(transform: FeatureTransform, config: TriConfig, where: Path) -> None:
+    """Refuse a transform estimated on features normalised otherwise than ``config``."""
+    if (transform.cmvn, transform.norm_vars) != (config.cmvn, config.norm_vars):
+        raise BadInputError(
+            f"{where}: the LDA was estimated with cmvn={transform.cmvn!r}, "
+            f"norm_vars={transform.norm_vars}, but this training section has "
+            f"cmvn={config.cmvn!r}, norm_vars={config.norm_vars}; make them agree"
+        )
 
 
 def _update(

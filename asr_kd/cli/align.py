@@ -11,16 +11,35 @@ from asr_kd.config import load_section
 from asr_kd.parallel import make_executor
 
 
+def parallel_stage_options(command):
+    """``--config``, ``--set``, ``--num-jobs``, ``--dask-scheduler`` and ``--force``."""
+    for option in (force_option, dask_option, jobs_option, set_option, config_option):
+        command = option(command)
+    return command
+
+
+def tree_stage_arguments(command):
+    """ALI_DIR FEATURE_DIR LANG_DIR TREE_DIR OUT_DIR (the stages after a tree)."""
+    for name in ("out_dir", "tree_dir", "lang_dir", "feature_dir", "ali_dir"):
+        command = click.argument(name, type=click.Path(file_okay=False))(command)
+    return command
+
+
+transform_option = click.option(
+    "--transform",
+    "transform_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="An estimate-lda output: its LDA(+MLLT) features instead of MFCC + deltas.",
+)
+
+
 @click.command("train-mono")
 @click.argument("feature_dir", type=click.Path(file_okay=False))
 @click.argument("lang_dir", type=click.Path(file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--section", default="mono", show_default=True, help="Config section to read.")
-@config_option
-@set_option
-@jobs_option
-@dask_option
-@force_option
+@parallel_stage_options
 def train_mono(
     feature_dir, lang_dir, out_dir, section, config_path, overrides, num_jobs, dask_scheduler, force
 ) -> None:
@@ -34,20 +53,13 @@ def train_mono(
 
 
 @click.command("train-tri")
-@click.argument("ali_dir", type=click.Path(file_okay=False))
-@click.argument("feature_dir", type=click.Path(file_okay=False))
-@click.argument("lang_dir", type=click.Path(file_okay=False))
-@click.argument("tree_dir", type=click.Path(file_okay=False))
-@click.argument("out_dir", type=click.Path(file_okay=False))
+@tree_stage_arguments
 @click.option("--section", default="tri1", show_default=True, help="Config section to read.")
-@config_option
-@set_option
-@jobs_option
-@dask_option
-@force_option
+@transform_option
+@parallel_stage_options
 def train_tri(
-    ali_dir, feature_dir, lang_dir, tree_dir, out_dir, section, config_path, overrides,
-    num_jobs, dask_scheduler, force,
+    ali_dir, feature_dir, lang_dir, tree_dir, out_dir, section, transform_dir, config_path,
+    overrides, num_jobs, dask_scheduler, force,
 ) -> None:  # fmt: skip
     """Train a tri-phone GMM-HMM on TREE_DIR's senones, starting from ALI_DIR's alignments.
 
@@ -59,6 +71,29 @@ def train_tri(
     config = load_section(config_path, section, TriConfig, overrides)
     with make_executor(num_jobs, dask_scheduler) as executor:
         run(
+            Path(ali_dir), Path(feature_dir), Path(lang_dir), Path(tree_dir), Path(out_dir),
+            config, num_jobs, executor, force, transform_dir,
+        )  # fmt: skip
+
+
+@click.command("estimate-lda")
+@tree_stage_arguments
+@click.option("--section", default="lda", show_default=True, help="Config section to read.")
+@parallel_stage_options
+def estimate_lda(
+    ali_dir, feature_dir, lang_dir, tree_dir, out_dir, section, config_path, overrides,
+    num_jobs, dask_scheduler, force,
+) -> None:  # fmt: skip
+    """Estimate an LDA of spliced MFCCs with ALI_DIR's senones (on TREE_DIR) as classes.
+
+    FEATURE_DIR is the MFCC feature directory the alignments used; OUT_DIR is read by
+    build-tree --transform and train-tri --transform.
+    """
+    from asr_kd.align.lda_stage import LdaConfig, estimate_lda_stage
+
+    config = load_section(config_path, section, LdaConfig, overrides)
+    with make_executor(num_jobs, dask_scheduler) as executor:
+        estimate_lda_stage(
             Path(ali_dir), Path(feature_dir), Path(lang_dir), Path(tree_dir), Path(out_dir),
             config, num_jobs, executor, force,
         )  # fmt: skip
@@ -80,11 +115,7 @@ def train_tri(
 )
 @click.option("--device", default="cpu", show_default=True, help="With --model: cpu, cuda, auto.")
 @click.option("--section", default="align", show_default=True, help="Config section to read.")
-@config_option
-@set_option
-@jobs_option
-@dask_option
-@force_option
+@parallel_stage_options
 def align(
     feature_dir, lang_dir, model_dir, out_dir, model_spec, device, section, config_path,
     overrides, num_jobs, dask_scheduler, force,

@@ -36,7 +36,7 @@ from lhotse.cut import Cut
 
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
-from asr_kd.data.gmm_features import gmm_features
+from asr_kd.data.gmm_features import FeatureTransform, gmm_features, load_transform
 from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.errors import BadInputError
 from asr_kd.lang import Lang
@@ -61,10 +61,15 @@ def load_alignment(cut: Cut) -> np.ndarray:
     return np.rint(cut.load_custom(ALI_KEY)).astype(np.int32)
 
 
-def _shard_stats(cuts: list[Cut], speaker_stats: dict[str, FeatureStats]) -> TreeStats:
-    return accumulate_stats(
-        (cut.id, load_alignment(cut), gmm_features(cut, speaker_stats)) for cut in cuts
-    )
+def _shard_stats(
+    cuts: list[Cut], speaker_stats: dict[str, FeatureStats], transform: FeatureTransform | None
+) -> TreeStats:
+    def features(cut: Cut) -> np.ndarray:
+        if transform is not None:
+            return transform.features(cut, speaker_stats)
+        return gmm_features(cut, speaker_stats)
+
+    return accumulate_stats((cut.id, load_alignment(cut), features(cut)) for cut in cuts)
 
 
 def build_tree_stage(
@@ -77,6 +82,7 @@ def build_tree_stage(
     num_jobs: int = 1,
     executor: Executor | None = None,
     force: bool = False,
+    transform_dir: Path | str | None = None,
 ) -> Path:
     """Build the senone tree from the ``split`` alignments (``asr-kd build-tree``).
 
@@ -91,12 +97,19 @@ def build_tree_stage(
         num_jobs: shards for ``executor``.
         executor: runs the statistics accumulation; ``None`` works in-process.
         force: redo a finished output.
+        transform_dir: an ``estimate-lda`` output: the statistics are of its LDA
+            features (``train_lda_mllt.sh``'s tree), not of MFCC + deltas.
     """
     ali_dir = require_done(Path(ali_dir).resolve(), "align")
+    transform = None
+    if transform_dir is not None:
+        transform_dir, transform = load_transform(transform_dir)
     feature_dir = require_done(Path(feature_dir).resolve(), "compute-features")
     lang = Lang.load(lang_dir)
     out_dir = Path(out_dir).resolve()
     stage_config = {"ali_dir": str(ali_dir), "split": split, **to_dict(config)}
+    if transform is not None:
+        stage_config["transform_dir"] = str(transform_dir)
     with stage_output(out_dir, TREE_STAGE, stage_config, force) as tmp:
         if tmp is None:
             return out_dir
@@ -107,7 +120,7 @@ def build_tree_stage(
         cuts = list(load_cuts(manifests[split][1], "align"))
         _, speaker_stats = load_stats(feature_dir)
         parts = [cuts[i :: max(num_jobs, 1)] for i in range(max(num_jobs, 1))]
-        work = functools.partial(_shard_stats, speaker_stats=speaker_stats)
+        work = functools.partial(_shard_stats, speaker_stats=speaker_stats, transform=transform)
         stats = functools.reduce(TreeStats.merge, map_progress(work, parts, executor, TREE_STAGE))
         tree, added = build_tree(stats, lang.phones, config).with_all_states(num_states(lang))
         if added:
