@@ -23,6 +23,7 @@ from asr_kd.cli import protocol as protocol_cmds
 from asr_kd.cli import scoring as scoring_cmds
 from asr_kd.cli import specialists as specialists_cmds
 from asr_kd.cli import train as train_cmds
+from asr_kd.cli import transfer as transfer_cmds
 from asr_kd.cli import tree as tree_cmds
 from asr_kd.errors import AsrKdError
 from asr_kd.stage import reset_inputs, set_command_line
@@ -151,3 +152,7 @@ cli.add_command(distill_cmds.distill)
 cli.add_command(specialists_cmds.train_specialists)
 cli.add_command(specialists_cmds.eval_specialists)
 cli.add_command(distill_cmds.report)
+cli.add_command(transfer_cmds.transfer_config)
+cli.add_command(transfer_cmds.synth_unlabelled)
+cli.add_command(transfer_cmds.unlabelled_set)
+cli.add_command(transfer_cmds.eval_omitted_phone)
