@@ -54,6 +54,7 @@ SECTIONS: dict[str, str] = {
     "student_3pct": "distill --train-section student_3pct",
     "specialists": "train-specialists",
     "protocol": "protocol (the recipe's systems, seeds and data fractions)",
+    "transfer": "transfer-config, synth-unlabelled, eval-omitted-phone",
 }
 """Every config section the toolkit reads, and the command that reads it."""
 

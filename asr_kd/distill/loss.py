@@ -6,9 +6,11 @@ senone targets ``y`` of the valid frames::
     loss = alpha * T^2 * KL(p_T || q_T) + (1 - alpha) * CE(softmax(z), y),  q_T = softmax(z / T)
 
 summed over the frames whose hard target is not ``PAD_TARGET`` (the training loop divides
-by the frame count). The ``T^2`` keeps the soft term's gradient, ``alpha * T * (q_T - p_T)``
-with respect to ``z``, on the scale of the hard term's ``softmax(z) - onehot(y)`` when
-the temperature changes (the paper's section 2). The paper's speech experiment weights
+by the frame count); the CE term leaves out the frames of untranscribed audio
+(``UNLABELLED_TARGET``, :mod:`asr_kd.train.dataset`), which learn from the teacher alone.
+The ``T^2`` keeps the soft term's gradient, ``alpha * T * (q_T - p_T)`` with respect to
+``z``, on the scale of the hard term's ``softmax(z) - onehot(y)`` when the temperature
+changes (the paper's section 2). The paper's speech experiment weights
 the hard term by 0.5 (``alpha = 0.5``) and tries ``T`` in {1, 2, 5, 10}.
 
 The teacher side comes dense (``[B, T, S]`` log-probabilities, e.g. an ensemble run on
@@ -84,7 +86,9 @@ def kd_loss(
         teacher: ``[B, T, S]`` the teacher's log-probabilities already at
             ``temperature`` (``log_softmax(z_teacher / T)``, or an ensemble's), or
             :class:`SparseTargets` (top-k at ``temperature``).
-        hard_targets: ``[B, T]`` senone ids, ``PAD_TARGET`` (-100) on padding frames.
+        hard_targets: ``[B, T]`` senone ids, ``PAD_TARGET`` (-100) on padding frames,
+            ``UNLABELLED_TARGET`` (-1) on frames of untranscribed audio: the soft term
+            covers them, the hard term does not.
         temperature: ``T > 0``, the temperature of both softmaxes in the soft term.
         alpha: weight of the soft term in ``[0, 1]``; the hard term gets ``1 - alpha``.
 
@@ -132,7 +136,9 @@ def kd_loss(
         cross = -(p * log_q).sum()
         entropy = torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum()
     kl = cross + entropy
-    ce = F.cross_entropy(z, hard_targets[valid].long(), reduction="sum")
+    hard = hard_targets[valid].long()
+    labelled = hard >= 0  # UNLABELLED_TARGET (-1): untranscribed audio, soft term only
+    ce = F.cross_entropy(z[labelled], hard[labelled], reduction="sum")
     loss = alpha * temperature**2 * kl + (1.0 - alpha) * ce
     return loss, {"kl": kl.detach(), "ce": ce.detach()}
 

@@ -92,6 +92,9 @@ class TrainConfig:
         frame_passes: shuffled passes over the training frames in one epoch of the frame
             path (set by ``updates_as_full``: a subset's epoch then has a whole-set
             epoch's updates, and the dev set is scored as often).
+        omit_phone: leave every training frame whose senone belongs to this phone (a
+            name of the lang's phone set, e.g. ``AH``) out of the training, frame path
+            only (the paper's omitted "3"; :mod:`asr_kd.transfer.omit`). Dev is unchanged.
     """
 
     model: dict[str, Any] = field(default_factory=_default_model)
@@ -127,6 +130,7 @@ class TrainConfig:
     frame_batch_size: int = 256
     updates_as_full: bool = False
     frame_passes: int = 1
+    omit_phone: str | None = None
 
     def __post_init__(self) -> None:
         model = dict(self.model or {})
@@ -144,6 +148,11 @@ class TrainConfig:
         _choice("amp", self.amp, AMP_MODES)
         _choice("select", self.select, SELECTS)
         _choice("data_path", self.data_path, DATA_PATHS)
+        if self.omit_phone is not None and self.data_path != "frames":
+            raise ValueError(
+                f"omit_phone ({self.omit_phone}) masks frames of the frame path: set "
+                "data_path: frames"
+            )
         if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
             raise ValueError("nesterov needs momentum > 0 (set nesterov: false or momentum)")
         if not 0.0 < self.train_fraction <= 1.0:

@@ -45,6 +45,11 @@ TARGETS_KEY = "senones"
 """The cuts' custom TemporalArray with the senone targets (``asr_kd.tree.targets.SENONE_KEY``)."""
 PAD_TARGET = -100
 """Target of padded frames (``torch.nn.functional.cross_entropy``'s ``ignore_index``)."""
+UNLABELLED_KEY = "unlabelled"
+"""A cut's custom flag: untranscribed audio, no senone targets (``asr_kd.transfer.unlabelled``)."""
+UNLABELLED_TARGET = -1
+"""Target of an unlabelled cut's frames: a real frame that only soft terms train on
+(the hard cross-entropy and frame accuracy leave it out; ``asr_kd.distill.loss``)."""
 
 Batch = dict[str, Any]
 CollateHook = Callable[[CutSet, Batch], None]
@@ -126,6 +131,8 @@ class SenoneDataset(torch.utils.data.Dataset):
         return self.normalizer(feats)
 
     def _targets(self, cut: Cut, num_frames: int) -> np.ndarray:
+        if is_unlabelled(cut):
+            return np.full(num_frames, UNLABELLED_TARGET, dtype=np.int64)
         if not cut.has_custom(TARGETS_KEY):
             raise BadInputError(
                 f"cut {cut.id} has no '{TARGETS_KEY}' targets: run '{TARGETS_STAGE}' first"
@@ -144,6 +151,11 @@ class SenoneDataset(torch.utils.data.Dataset):
                 f"(rerun '{TARGETS_STAGE}')"
             )
         return targets
+
+
+def is_unlabelled(cut: Cut) -> bool:
+    """Whether a cut is untranscribed audio (custom ``unlabelled: true``), without targets."""
+    return bool((cut.custom or {}).get(UNLABELLED_KEY, False))
 
 
 def read_targets_info(data_dir: Path | str) -> dict[str, Any]:
@@ -180,6 +192,8 @@ def check_cuts(cuts: CutSet, feat_dim: int, split: str) -> None:
                 f"cut {cut.id} ({split}) has {cut.num_features}-dim features but the "
                 f"statistics {feat_dim}: pass the feature directory the targets were made on"
             )
+        if is_unlabelled(cut):
+            continue
         if not cut.has_custom(TARGETS_KEY):
             raise BadInputError(
                 f"cut {cut.id} ({split}) has no '{TARGETS_KEY}' targets: run '{TARGETS_STAGE}'"
@@ -348,6 +362,8 @@ class TrainingData:
         num_senones, tree_id: the senone inventory of the targets.
         frame_shift: seconds per frame.
         train_total: training cuts before sub-sampling.
+        drop_senones: senones whose training frames the frame path leaves out (a
+            ``TrainConfig.omit_phone``'s senones).
     """
 
     train: CutSet
@@ -358,6 +374,7 @@ class TrainingData:
     frame_shift: float
     train_total: int
     train_total_frames: int = 0
+    drop_senones: tuple[int, ...] = ()
 
     @property
     def feat_dim(self) -> int:

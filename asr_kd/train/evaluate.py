@@ -84,8 +84,9 @@ def forward_logits(
 
 
 def count_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames whose arg-max is the target, and non-padding frames (0-dim tensors)."""
-    valid = targets != PAD_TARGET
+    """Frames whose arg-max is the target, and labelled frames (0-dim tensors; padding and
+    unlabelled frames, negative targets, are left out)."""
+    valid = targets >= 0
     correct = ((logits.argmax(-1) == targets) & valid).sum()
     return correct, valid.sum()
 

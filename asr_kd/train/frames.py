@@ -158,6 +158,8 @@ class FrameBatches:
         rank, world_size: this process's place in a data-parallel training.
         rows: per-frame rows of the collate hooks, ``{name: [M, ...]}`` on the store's
             device.
+        keep: ``[M]`` bool, the frames trained on (``None``: all); the others still
+            appear in their neighbours' windows (``TrainConfig.omit_phone``).
     """
 
     def __init__(
@@ -170,8 +172,10 @@ class FrameBatches:
         world_size: int = 1,
         rows: dict[str, torch.Tensor] | None = None,
         passes: int = 1,
+        keep: np.ndarray | None = None,
     ):
         self.store, self.context = store, (int(context[0]), int(context[1]))
+        self.frames = None if keep is None else np.flatnonzero(keep)
         self.passes = passes
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
@@ -184,15 +188,21 @@ class FrameBatches:
 
     def count(self, epoch: int = 0) -> int:
         """This rank's batches in ``epoch`` (the same in every epoch)."""
-        return -(-self.passes * self.store.num_frames // self.batch_size) // self.world_size
+        return -(-self.passes * self.num_frames // self.batch_size) // self.world_size
+
+    @property
+    def num_frames(self) -> int:
+        """The frames trained on (all the store's, or those ``keep`` kept)."""
+        return self.store.num_frames if self.frames is None else len(self.frames)
 
     def order(self, epoch: int) -> np.ndarray:
         """The epoch's order of the store's frames: ``passes`` permutations, one after
         the other (the first depends on ``(seed, epoch)``, pass ``p > 0`` on
         ``(seed, epoch, p)``)."""
-        n = self.store.num_frames
+        n = self.num_frames
         seeds = [[self.seed, epoch]] + [[self.seed, epoch, p] for p in range(1, self.passes)]
-        return np.concatenate([np.random.default_rng(s).permutation(n) for s in seeds])
+        order = np.concatenate([np.random.default_rng(s).permutation(n) for s in seeds])
+        return order if self.frames is None else self.frames[order]
 
     def __iter__(self) -> Iterator[Batch]:
         order = torch.from_numpy(self.order(self.epoch))
@@ -274,8 +284,14 @@ def frame_source(
             rows[name] = torch.as_tensor(value).to(store.device)
     batch_size = int(getattr(config, "frame_batch_size", 256))
     passes = int(getattr(config, "frame_passes", 1))
+    keep = None
+    if data.drop_senones:
+        drop = torch.as_tensor(data.drop_senones, device=store.device)
+        keep = (~torch.isin(store.targets, drop)).cpu().numpy()
+        logger.info("frame path: %d of %d training frames left out (their senones: %s)",
+                    int((~keep).sum()), store.num_frames, list(data.drop_senones))  # fmt: skip
     source = FrameBatches(
-        store, context, batch_size, int(config.seed), rank, world_size, rows, passes
+        store, context, batch_size, int(config.seed), rank, world_size, rows, passes, keep
     )
     if source.count() < 1:
         raise ConfigError(

@@ -22,6 +22,7 @@ configuration resumes (see :mod:`asr_kd.train.loop`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -44,7 +45,13 @@ from asr_kd.train.checkpoint import (
     seed_everything,
 )
 from asr_kd.train.config import TrainConfig, updates_for_fraction
-from asr_kd.train.dataset import TARGETS_STAGE, CollateHook, TrainingData, load_training_data
+from asr_kd.train.dataset import (
+    TARGETS_STAGE,
+    CollateHook,
+    TrainingData,
+    is_unlabelled,
+    load_training_data,
+)
 from asr_kd.train.distributed import (
     DistContext,
     barrier,
@@ -207,6 +214,16 @@ def train_models(
         data = load_training_data(
             data_dir, feature_dir, train_split, dev_split, config.train_fraction, config.subset_seed
         )
+        if config.omit_phone is not None:
+            from asr_kd.transfer.phones import phone_senones
+
+            senones = phone_senones(data_dir, config.omit_phone)
+            data = dataclasses.replace(data, drop_senones=tuple(senones))
+        if loss_fn is None and any(is_unlabelled(c) for c in data.train):
+            raise ConfigError(
+                f"{data_dir} ({train_split}) holds untranscribed cuts: they have no hard "
+                "targets to train on; distil a student on them ('distill')"
+            )
         extras = list(extra_configs) or [None] * n
         configs = [training_stage_config(data_dir, feature_dir, train_split, dev_split, data,
                                          config, stage, e) for e in extras]  # fmt: skip
