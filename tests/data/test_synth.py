@@ -210,3 +210,25 @@ def test_mixed_corpus_writes_per_engine_test_splits(mixed_manifests):
         "rir" in r["condition"]
         for r in rows + [json.loads(x) for x in (corpus / "test" / "utterances.jsonl").open()]
     )
+
+
+def test_per_engine_splits_get_features_and_divide_the_decoded_sets(mixed_manifests, tmp_path):
+    """compute-features finds test_<engine> and heldout_<engine> beside test and heldout;
+    the report's voice subsets are those splits' cut ids, together the whole set."""
+    from asr_kd.data.features import FeatureConfig, compute_features
+    from asr_kd.report.voices import subset_ids
+
+    _, out, held = mixed_manifests
+    manifests, held_dir = out["test"].parent, held["heldout"].parent
+    fbank = compute_features(held_dir, tmp_path / "fbank_heldout", FeatureConfig())
+    assert set(fbank) == {"heldout", "heldout_espeak", "heldout_piper", "heldout_hibari"}
+    for split, path in fbank.items():
+        cuts = CutSet.from_file(path)
+        assert len(cuts) and all(c.has_features and c.num_frames > 0 for c in cuts), split
+    subsets = subset_ids([manifests, held_dir])
+    engines = ("espeak", "piper", "hibari")
+    assert set(subsets) == {f"{s}_{e}" for s in ("test", "heldout") for e in engines}
+    for split, paths in (("test", out), ("heldout", held)):
+        whole = {c.id for c in CutSet.from_file(paths[split])}
+        parts = [subsets[f"{split}_{e}"] for e in engines]
+        assert set().union(*parts) == whole and sum(map(len, parts)) == len(whole)
