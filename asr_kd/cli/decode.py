@@ -57,6 +57,10 @@ def _split_paths(paths, dev, test, lm_weight, tuned_on) -> tuple[str | None, str
 @click.option("--priors", "priors_dir", default=None, type=click.Path(file_okay=False),
               help="With --model: the senone-targets output it was trained on (priors.json, "
               "tree id).")  # fmt: skip
+@click.option("--posterior-priors", "posterior_dir", default=None,
+              type=click.Path(file_okay=False),
+              help="With --model: its 'adjust-priors' output; divided out when decode.priors "
+              "is 'posteriors' (default 'counts': --priors' alignment counts).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="With --model: auto, cpu, cuda.")
 @click.option("--lang", "lang_dir", default=None, type=click.Path(file_okay=False),
               help="Lang directory of the references; the graph must use its words.")  # fmt: skip
@@ -69,7 +73,7 @@ def _split_paths(paths, dev, test, lm_weight, tuned_on) -> tuple[str | None, str
 @jobs_option
 @force_option
 def decode(
-    paths, dev_cuts, test_cuts, senone_dir, model_spec, priors_dir, device,
+    paths, dev_cuts, test_cuts, senone_dir, model_spec, priors_dir, posterior_dir, device,
     lang_dir, lm_weight, word_ins_penalty, tuned_on, config_path, overrides, num_jobs, force,
 ) -> None:  # fmt: skip
     """Decode the cut manifest CUTS with the HCLG in GRAPH_DIR; write OUT_DIR.
@@ -97,7 +101,7 @@ def decode(
     score_fn, scores_id = _score_fn(model_spec, senone_dir, info, splits[0], device, config)
     options = dict(config=config, num_jobs=num_jobs, force=force, lang_dir=lang_dir,
                    tree_id=info["tree_id"], scores_id=scores_id)  # fmt: skip
-    priors = Path(senone_dir) / "priors.json"
+    priors = _priors_file(config.priors, senone_dir, posterior_dir, model_spec)
     with make_executor(num_jobs) as executor:
         if cuts is not None:
             decode_cuts(
@@ -107,6 +111,51 @@ def decode(
         else:
             decode_dev_test(*splits, score_fn, graph_dir, priors, out_dir, executor=executor,
                             **options)  # fmt: skip
+
+
+def _priors_file(which: str, senone_dir, posterior_dir, model_spec) -> Path:
+    """The priors.json that decode.priors names: alignment counts or averaged posteriors."""
+    from asr_kd.decode.priors import STAGE
+    from asr_kd.stage import require_done
+
+    if which == "counts":
+        return Path(senone_dir) / "priors.json"
+    if model_spec is None or posterior_dir is None:
+        raise ConfigError("decode.priors=posteriors needs --model and --posterior-priors DIR "
+                          f"(the model's '{STAGE}' output)")  # fmt: skip
+    return require_done(posterior_dir, STAGE) / "priors.json"
+
+
+@click.command("adjust-priors")
+@click.argument("cuts", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--model", "model_spec", required=True, metavar="SPEC",
+              help="The model (as decode's --model).")  # fmt: skip
+@click.option("--priors", "senone_dir", required=True, type=click.Path(file_okay=False),
+              help="The senone-targets output it was trained on (tree id, senones).")  # fmt: skip
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
+@config_option
+@set_option
+@force_option
+def adjust_priors(cuts, out_dir, model_spec, senone_dir, device, config_path, overrides, force):
+    """Average the model's posteriors over decode.prior_frames frames of CUTS (its training
+    cuts) into OUT_DIR/priors.json: the priors decode divides out with decode.priors=posteriors
+    (Kaldi's nnet3-am-adjust-priors)."""
+    from asr_kd.data.manifests import load_cuts
+    from asr_kd.decode.base import DecodeConfig
+    from asr_kd.decode.priors import adjust_priors as run
+    from asr_kd.teachers import load
+    from asr_kd.tree.targets import read_targets_info
+
+    config = load_section(config_path, "decode", DecodeConfig, overrides)
+    info = read_targets_info(senone_dir)
+    cut_set = load_cuts(cuts, "senone-targets")
+    shift = next(iter(cut_set)).frame_shift
+    teacher = load(model_spec, info["tree_id"], int(info["num_senones"]), shift, device)
+    run(
+        list(cut_set), teacher.log_probs_batch, int(info["num_senones"]), out_dir,
+        config.prior_frames, config.batch_size, teacher.source, info["tree_id"], force,
+    )  # fmt: skip
 
 
 def _score_fn(model_spec, senone_dir, info, cut_set, device, config):

@@ -29,7 +29,7 @@ import torch
 
 from asr_kd.decode.lattice import Lattice, Point
 from asr_kd.errors import BadInputError, ConfigError
-from asr_kd.tree.priors import log_priors
+from asr_kd.tree.priors import PRIOR_SOURCES, log_priors
 
 #: log(sqrt(FLT_MAX)): the log-prior Kaldi's nnet1 ``PdfPrior`` gives senones whose prior is
 #: below the floor, so that their likelihood is pushed far down instead of up.
@@ -55,6 +55,11 @@ class DecodeConfig:
         word_ins_penalties: word insertion penalties swept when scoring.
         prior_floor: priors below this are treated as unseen senones (see
             :func:`decoder_log_priors`).
+        priors: the priors divided out: ``counts`` (the training alignments' senone
+            counts, ``senone-targets``) or ``posteriors`` (the model's averaged
+            posteriors, ``adjust-priors``; Kaldi's ``nnet3-am-adjust-priors``).
+        prior_frames: training frames ``adjust-priors`` averages posteriors over
+            (Kaldi's ``--prior-subset-size``).
         device: ``"auto"`` (CUDA when available and riva is installed), ``"cpu"``, ``"cuda"``.
         batch_size: utterances scored and decoded together (the GPU decoder's batch).
         lattice: decode lattices (needed for the sweep). ``False`` gives the 1-best path
@@ -71,6 +76,8 @@ class DecodeConfig:
     lm_weights: tuple[float, ...] = tuple(range(6, 18))
     word_ins_penalties: tuple[float, ...] = (0.0, 0.5, 1.0)
     prior_floor: float = 1e-10
+    priors: str = "counts"
+    prior_frames: int = 20_000
     device: str = "auto"
     batch_size: int = 32
     lattice: bool = True
@@ -92,6 +99,12 @@ class DecodeConfig:
             raise ValueError("batch_size must be at least 1")
         if not 0 < self.prior_floor < 1:
             raise ValueError("prior_floor must lie in (0, 1)")
+        if self.priors not in PRIOR_SOURCES:
+            raise ValueError(
+                f"priors must be one of {', '.join(PRIOR_SOURCES)}, got {self.priors!r}"
+            )
+        if self.prior_frames < 1:
+            raise ValueError("prior_frames must be at least 1")
 
     @property
     def decode_point(self) -> Point:

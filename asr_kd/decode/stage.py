@@ -5,7 +5,8 @@
     hyp.txt          <utt-id> WORDS, at the selected (LM weight, WIP)
     errs.txt         per-utterance ref/hyp/op alignment (Kaldi's per_utt details)
     wer.json         wer (percent), words, ins, del, sub, lm_weight, word_ins_penalty,
-                     selected_by, rtf, device, num_utts, ..., and the whole sweep grid
+                     selected_by, rtf, device, num_utts, priors (counts | posteriors)
+                     and priors_file, ..., and the whole sweep grid
     wer_summary.txt  %WER 8.21 [ 412 / 5018, 51 ins, 97 del, 264 sub ] lm_weight=.. ...
 
 LM weight and word insertion penalty: without ``lm_weight`` the grid of
@@ -49,7 +50,7 @@ from asr_kd.decode.base import (
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.scoring.wer import WerResult, compute_wer, format_errs, format_hyps
 from asr_kd.stage import note_input, recorded_inputs, require_file, stage_output
-from asr_kd.tree.priors import read_priors
+from asr_kd.tree.priors import prior_source, read_priors
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ def decode_cuts(
         score_fn: a cut's senone log-posteriors ``[T, S]`` (the model, or
             :func:`oracle_score_fn`); called in this process, in cut order.
         graph_dir: the ``HCLG.fst`` directory (``make-graph``).
-        priors_path: ``priors.json`` of the senone targets the model was trained on.
+        priors_path: ``priors.json`` of the senone targets the model was trained on
+            (alignment counts) or of the model's ``adjust-priors`` output (averaged
+            posteriors): the one ``config.priors`` names.
         out_dir: ``exp/<model>/decode_<set>``, written atomically.
         config: beams, scales, the sweep grid, the device (default: the defaults).
         num_jobs: CPU worker processes behind ``executor`` (sets the chunk size).
@@ -167,6 +170,12 @@ def decode_cuts(
         raise ConfigError(f"{STAGE}: give one of score_fn and batch_score_fn")
     graph_dir, out_dir = Path(graph_dir).resolve(), Path(out_dir).resolve()
     priors_path = require_file(Path(priors_path).resolve(), "senone-targets")
+    source = prior_source(priors_path)
+    if source != config.priors:
+        raise ConfigError(
+            f"{STAGE}: decode.priors is {config.priors!r} but {priors_path} holds priors from "
+            f"{source} (alignment counts: senone-targets; posteriors: adjust-priors)"
+        )
     point = _given_point(lm_weight, word_ins_penalty)
     cuts = list(cuts)
     if not cuts:
@@ -205,7 +214,8 @@ def decode_cuts(
         report.update(timing)
         report.update(
             device=getattr(decoder, "device", config.device), graph_dir=str(graph_dir),
-            tree_id=graph.tree_id, words_sha=graph.words_sha,
+            tree_id=graph.tree_id, words_sha=graph.words_sha, priors=source,
+            priors_file=str(priors_path),
         )  # fmt: skip
         (tmp / "wer.json").write_text(json.dumps(report, indent=2) + "\n")
         logger.info(

@@ -257,6 +257,10 @@ def _wer(s: SystemDirs, notes: list[str]) -> tuple[dict[str, float | None], floa
     dev = _read_json(s.dir / "decode_dev" / "wer.json")
     test = _read_json(s.dir / "decode_test" / "wer.json")
     out: dict[str, float | None] = {"dev": dev.get("wer") if dev else None, "test": None}
+    priors = sorted({w.get("priors", "counts") for w in (dev, test) if w})
+    if priors != ["counts"] and priors:
+        notes.append(f"decoded with senone priors from {' and '.join(priors)} (decode.priors; "
+                     "posteriors: the model's averaged posteriors, adjust-priors)")  # fmt: skip
     if test is not None:
         if dev is None:
             if test.get("selected_by") == "given":

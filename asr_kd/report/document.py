@@ -165,7 +165,8 @@ def results_markdown(
         "",
         "Dev WER: the best LM weight and insertion penalty on dev; test WER: at dev's point. "
         "RTF: decoding time (scoring + search) per second of test audio (dev without a test "
-        "decode). Frame accuracy: "
+        "decode). Senone priors divided out: the training alignments' counts, unless a "
+        "system's note says its model's averaged posteriors (decode.priors). Frame accuracy: "
         "eval.json, eval_<split>.json or the model's own dev evaluation.",
     ]
     notes = [f"- {n}: {note}" for n, r in results.items() for note in r.notes]

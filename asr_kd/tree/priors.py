@@ -1,8 +1,12 @@
 """Senone priors: how often each senone occurs in the training targets.
 
 A hybrid model's posteriors are turned into scaled likelihoods for the decoder by
-subtracting ``log p(senone)``; the priors are counted once, from the senone
-alignments of the training set, and written as ``priors.json``.
+subtracting ``log p(senone)``. The priors are counted once, from the senone
+alignments of the training set (``senone-targets`` writes ``priors.json``, source
+``counts``, as Kaldi nnet1's ``ali_train_pdf.counts``), or estimated per model as its
+softmax posteriors summed over training frames (``adjust-priors``, source
+``posteriors``, as Kaldi's ``nnet3-am-adjust-priors``). Both are written in one format:
+expected frame counts per senone.
 """
 
 from __future__ import annotations
@@ -53,10 +57,20 @@ def log_priors(counts: np.ndarray, floor: float = 1e-10) -> np.ndarray:
     return np.log(np.maximum(counts / total, floor))
 
 
-def write_priors(path: Path | str, counts: np.ndarray) -> None:
-    """Write counts to ``priors.json`` (atomically): counts, their total, their number."""
+PRIOR_SOURCES = ("counts", "posteriors")
+"""Where priors come from: alignment counts, or a model's averaged posteriors."""
+
+
+def write_priors(path: Path | str, counts: np.ndarray, source: str = "counts") -> None:
+    """Write counts to ``priors.json`` (atomically): counts, their total, their number.
+
+    ``source``: ``counts`` (alignment counts) or ``posteriors`` (summed posteriors).
+    """
+    if source not in PRIOR_SOURCES:
+        raise ValueError(f"priors source must be one of {PRIOR_SOURCES}, got {source!r}")
     counts = np.asarray(counts, dtype=np.float64)
     doc = {
+        "source": source,
         "num_senones": len(counts),
         "num_frames": float(counts.sum()),
         "counts": [float(c) for c in counts],
@@ -81,3 +95,12 @@ def read_priors(path: Path | str) -> np.ndarray:
             f"{path} is not a priors file ({e}); the 'tree' stage writes it"
         ) from None
     return counts
+
+
+def prior_source(path: Path | str) -> str:
+    """What a ``priors.json`` was estimated from: ``counts`` (also files older than the
+    field) or ``posteriors``."""
+    try:
+        return str(json.loads(Path(path).read_text()).get("source", "counts"))
+    except (OSError, ValueError, AttributeError) as e:
+        raise BadInputError(f"{path} is not a priors file ({e})") from None

@@ -118,3 +118,67 @@ def test_dev_test_form_refuses_mixed_arguments(decode_inputs, tmp_path):
     )  # fmt: skip
     assert "decode takes CUTS GRAPH_DIR OUT_DIR" in fails("decode", *oracle, d["graph"], out)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------
+# Priors: alignment counts or the model's averaged posteriors
+
+
+def posterior_teacher(tmp_path: Path, cut_paths: list[str], tree_id: str) -> str:
+    """A teacher file over stored posteriors: 0.97 on each frame's reference senone."""
+    from asr_kd.data.manifests import load_cuts
+
+    arrays = {}
+    for path in cut_paths:
+        for cut in load_cuts(path, "test"):
+            ref = np.rint(cut.load_custom("senones")).astype(int)
+            post = np.full((len(ref), NUM_SENONES), 0.01)
+            post[np.arange(len(ref)), ref] = 0.97
+            arrays[cut.id] = np.log(post)
+    np.savez(tmp_path / "post.npz", **arrays)
+    spec = tmp_path / "teacher.yaml"
+    spec.write_text(
+        f"posteriors: post.npz\ndomain: log\ntree_id: {tree_id}\nnum_senones: {NUM_SENONES}\n"
+    )
+    return str(spec)
+
+
+def test_posterior_priors_are_averaged_selected_and_recorded(decode_inputs, tmp_path):
+    d = decode_inputs
+    teacher = posterior_teacher(tmp_path, [d["dev"], d["test"]], "tree0123456789ab")
+    model = ["--model", teacher, "--priors", d["senones"]]
+    run("adjust-priors", *model, d["dev"], str(tmp_path / "priors_posterior"))
+    doc = json.loads((tmp_path / "priors_posterior" / "priors.json").read_text())
+    # dev: 'A B', 'C A B' at 3 frames a label: senones 0 1 2 1 / 3 0 1 2 1 -> 27 frames
+    refs = np.bincount([0, 1, 2, 1, 3, 0, 1, 2, 1], minlength=NUM_SENONES) * 3
+    assert doc["source"] == "posteriors" and doc["num_frames"] == pytest.approx(27)
+    np.testing.assert_allclose(doc["counts"], 0.01 * 27 + 0.96 * refs, rtol=1e-5)
+    common = [
+        *model,
+        "--lang",
+        d["lang"],
+        "--set",
+        "lm_weights=[9]",
+        "--set",
+        "word_ins_penalties=[0]",
+    ]
+    both = ["--dev", d["dev"], "--test", d["test"], d["graph"]]
+    run("decode", *common, *both, str(tmp_path / "counts"))
+    run("decode", *common, "--set", "priors=posteriors", "--posterior-priors",
+        str(tmp_path / "priors_posterior"), *both, str(tmp_path / "post"))  # fmt: skip
+    for split in ("dev", "test"):
+        counts = json.loads((tmp_path / "counts" / f"decode_{split}" / "wer.json").read_text())
+        post = json.loads((tmp_path / "post" / f"decode_{split}" / "wer.json").read_text())
+        assert counts["priors"] == "counts" and counts["priors_file"].endswith(
+            "senones/priors.json"
+        )
+        assert post["priors"] == "posteriors"
+        assert post["priors_file"] == str(tmp_path / "priors_posterior" / "priors.json")
+        assert post["wer"] == counts["wer"] == 0.0
+    assert "needs --model and --posterior-priors" in fails(
+        "decode", *common, "--set", "priors=posteriors", *both, str(tmp_path / "x")
+    )
+    assert "priors must be one of counts, posteriors, got 'both'" in fails(
+        "decode", *common, "--set", "priors=both", *both, str(tmp_path / "x")
+    )
+    assert not (tmp_path / "x").exists()
