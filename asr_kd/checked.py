@@ -11,6 +11,8 @@ library's traceback (``PytorchStreamReader failed reading zip archive``, h5py's
     open_h5(path, maker="cache-soft-targets")     an HDF5 array archive (h5py)
     check_h5(path, ...)                           ... opened and every array read once
     read_json(path, maker="align")                info.json, stats, markers' siblings
+    read_text(path, maker="prepare-lang")         words.txt, topo, any text file
+    open_fst(path, maker="train-lm")              an OpenFst file (G.fst, L.fst, HCLG.fst)
     read_manifest(path, maker="prepare")          a Lhotse cut manifest (eager CutSet)
 
 The reading stage defaults to the running ``asr-kd`` command, which the CLI records
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asr_kd.errors import BadInputError, MissingInputError
-from asr_kd.stage import is_done, note_file, read_marker
+from asr_kd.stage import check_unchanged, is_done, note_file, read_marker
 
 if TYPE_CHECKING:
     import h5py
@@ -52,11 +54,12 @@ def _reason(e: BaseException) -> str:
 
 
 def existing_file(path: Path | str, maker: str, reader: str | None = None) -> Path:
-    """``path``, checked to be a non-empty file.
+    """``path``, checked to be a non-empty file, as ``maker`` wrote it (its size and
+    digest in the stage output's ``.outputs.json``, see :mod:`asr_kd.stage`).
 
     Raises:
         MissingInputError: it does not exist (run ``maker`` first).
-        BadInputError: it is a directory or empty.
+        BadInputError: it is a directory, empty, or changed since it was written.
     """
     path = Path(path)
     who = _who(reader)
@@ -66,6 +69,7 @@ def existing_file(path: Path | str, maker: str, reader: str | None = None) -> Pa
         raise BadInputError(f"{who}: {path} is a directory, expected a file made by '{maker}'")
     if path.stat().st_size == 0:
         raise BadInputError(f"{who}: {path} is empty; rerun '{maker}' (with --force) to rewrite it")
+    check_unchanged(path, maker, who)
     note_file(path, maker)  # the stage's marker lists the files it read
     return path
 
@@ -135,6 +139,31 @@ def read_json(path: Path | str, maker: str, reader: str | None = None) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise unreadable(path, maker, e, reader, "JSON file") from None
+
+
+def read_text(path: Path | str, maker: str, reader: str | None = None) -> str:
+    """Read a UTF-8 text file."""
+    path = existing_file(path, maker, reader)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise unreadable(path, maker, e, reader, "UTF-8 text file") from None
+
+
+def open_fst(path: Path | str, maker: str, reader: str | None = None) -> Any:
+    """Read an OpenFst ``StdVectorFst`` (kaldifst returns ``None`` or raises on a bad one)."""
+    import kaldifst
+
+    path = existing_file(path, maker, reader)
+    try:
+        fst = kaldifst.StdVectorFst.read(str(path))
+    except (RuntimeError, ValueError, OSError, MemoryError) as e:
+        raise unreadable(path, maker, e, reader, "OpenFst file") from None
+    if fst is None:
+        raise unreadable(
+            path, maker, ValueError("OpenFst could not read it"), reader, "OpenFst file"
+        )
+    return fst
 
 
 def check_storage(cuts: Iterable[Any], maker: str, reader: str | None = None) -> int:

@@ -15,6 +15,12 @@ redone (``asr-kd align --force``), its marker changes, and a downstream stage th
 would otherwise skip refuses with :class:`~asr_kd.errors.StaleInputError` until it is
 rerun with ``--force`` (as Kaldi's ``mkgraph.sh`` compares timestamps).
 
+Outputs. Next to the marker, ``.outputs.json`` records the size and a digest of every
+file the stage wrote. A file read through :func:`require_file` or :mod:`asr_kd.checked`
+is compared with it (:func:`changed_since_written`): a file truncated, damaged in the
+middle or replaced since its stage finished is named before anything reads it, whatever
+its format (a torch checkpoint or an HDF5 array has no checksum of its own).
+
 Lock. While a stage writes ``<out>`` it holds an exclusive lock on ``<out>.lock``
 (``flock``, released by the kernel if the process dies); a second run of the same
 stage on the same output fails at once with :class:`~asr_kd.errors.StageBusyError`.
@@ -49,6 +55,9 @@ from asr_kd.errors import (
 logger = logging.getLogger(__name__)
 
 MARKER = ".done.json"
+OUTPUTS = ".outputs.json"
+DIGEST_MAX_BYTES = 1 << 30
+"""Files up to this size get a digest in ``.outputs.json``; larger ones only their size."""
 _VERSIONED = (
     "asr-kd",
     "torch",
@@ -196,18 +205,104 @@ def require_done(path: Path | str, stage: str) -> Path:
 
 
 def require_file(path: Path | str, stage: str) -> Path:
-    """Check that an input file exists, naming the stage that writes it.
+    """Check that an input file exists, is not empty and is as its stage wrote it
+    (:func:`changed_since_written`), naming the stage that writes it.
 
-    When the file lies in a finished stage output, that output is recorded as an input.
+    The file is recorded as read (the marker's ``files``); when it lies in a finished
+    stage output, that output is recorded as an input.
     """
     path = Path(path)
+    who = reading_command()
     if not path.is_file():
-        raise MissingInputError(f"{path} does not exist: run the '{stage}' stage first")
+        raise MissingInputError(f"{who}{path} does not exist: run the '{stage}' stage first")
     if path.stat().st_size == 0:
-        raise BadInputError(f"{path} is empty: rerun the '{stage}' stage with --force")
+        raise BadInputError(f"{who}{path} is empty: rerun the '{stage}' stage with --force")
+    check_unchanged(path, stage)
+    note_file(path, stage)
     if is_done(path.parent):
         _record_input(path.parent, stage)
     return path
+
+
+def reading_command() -> str:
+    """``"<command>: "`` of the running ``asr-kd`` command (for messages), or ``""``."""
+    argv = _COMMAND_LINE.get()
+    return f"{argv[1]}: " if argv and len(argv) > 1 else ""
+
+
+def _digest_of(path: Path, size: int) -> str | None:
+    return file_digest(path) if size <= DIGEST_MAX_BYTES else None
+
+
+def record_outputs(directory: Path) -> dict[str, list[Any]]:
+    """Write ``directory/.outputs.json``: relative path -> [size, digest] of every file."""
+    record: dict[str, list[Any]] = {}
+    for p in sorted(directory.rglob("*")):
+        if p.is_file() and not p.is_symlink() and p.name not in (MARKER, OUTPUTS):
+            size = p.stat().st_size
+            record[str(p.relative_to(directory))] = [size, _digest_of(p, size)]
+    (directory / OUTPUTS).write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    return record
+
+
+# (path, size, mtime_ns) -> digest, so that a file read twice is hashed once.
+_SEEN: dict[tuple[str, int, int], str | None] = {}
+# output directory -> (mtime_ns of its record, the record).
+_RECORDS: dict[str, tuple[int, dict[str, list[Any]]]] = {}
+
+
+def _record_of(directory: Path) -> dict[str, list[Any]] | None:
+    path = directory / OUTPUTS
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    cached = _RECORDS.get(str(path))
+    if cached is None or cached[0] != mtime:
+        try:
+            cached = (mtime, json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return None  # a damaged record checks nothing (the marker is the contract)
+        _RECORDS[str(path)] = cached
+    return cached[1] if isinstance(cached[1], dict) else None
+
+
+def changed_since_written(path: Path | str) -> str | None:
+    """How ``path`` differs from what its stage wrote (``.outputs.json`` of the finished
+    output holding it), or ``None`` (unchanged, or not in a recorded output)."""
+    path = Path(path).resolve()
+    for directory in list(path.parents)[:4]:
+        if not is_done(directory):
+            continue
+        entry = (_record_of(directory) or {}).get(str(path.relative_to(directory)))
+        if not isinstance(entry, list) or len(entry) != 2:
+            return None
+        size, digest = entry
+        st = path.stat()
+        if st.st_size != size:
+            return f"is truncated or replaced ({st.st_size} bytes; its stage wrote {size})"
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in _SEEN:
+            _SEEN[key] = _digest_of(path, st.st_size) if digest else None
+        if digest and _SEEN[key] != digest:
+            return "is damaged or replaced (its bytes differ from what its stage wrote)"
+        return None
+    return None
+
+
+def check_unchanged(path: Path | str, maker: str, reader: str | None = None) -> None:
+    """Raise when ``path`` is not what ``maker`` wrote (:func:`changed_since_written`).
+
+    Raises:
+        BadInputError: naming the file, the reading command and ``maker``.
+    """
+    why = changed_since_written(path)
+    if why:
+        who = f"{reader}: " if reader else reading_command()
+        raise BadInputError(
+            f"{who}{path} {why}; rerun '{maker}' (with --force) to rewrite it (if you "
+            f"edited it on purpose, remove {OUTPUTS} from its directory)"
+        )
 
 
 def note_input(path: Path | str, stage: str | None = None) -> None:
@@ -436,6 +531,7 @@ def stage_output(
                 "seconds": round(time.time() - start, 2),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
+            record_outputs(tmp)
             (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             if out_dir.exists():
                 old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")

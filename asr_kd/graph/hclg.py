@@ -44,6 +44,7 @@ from typing import Any
 import kaldifst
 import numpy as np
 
+from asr_kd.checked import open_fst, read_json, read_text
 from asr_kd.config import to_dict
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.graph import fst_ops
@@ -264,9 +265,7 @@ def make_graph(
         if tmp is None:
             return Path(out_dir)
         start = time.perf_counter()
-        G = kaldifst.StdVectorFst.read(str(g_path))
-        if G is None:
-            raise BadInputError(f"{g_path} is not a readable OpenFst file; rerun 'train-lm'")
+        G = open_fst(g_path, "train-lm")
         tree = ContextTree.load(tree_path)
         HCLG, labels, built = compile_hclg(lang, G, tree, config)
         info = {
@@ -395,12 +394,11 @@ def load_graph(
     graph_dir = require_done(graph_dir, STAGE)
     for name in FILES:
         require_file(graph_dir / name, STAGE)
-    fst = kaldifst.StdVectorFst.read(str(graph_dir / "HCLG.fst"))
-    if fst is None:
-        raise BadInputError(f"{graph_dir}/HCLG.fst is not a readable StdVectorFst; rerun '{STAGE}'")
+    fst = open_fst(graph_dir / "HCLG.fst", STAGE)
+    labels = read_json(graph_dir / "labels.json", STAGE)
+    info = read_json(graph_dir / "info.json", STAGE)
+    read_text(graph_dir / "words.txt", STAGE)  # UTF-8, as make-graph wrote it
     try:
-        labels = json.loads((graph_dir / "labels.json").read_text())
-        info = json.loads((graph_dir / "info.json").read_text())
         label_to_senone = np.asarray(labels["label_to_senone"], dtype=np.int64)
         size = int(labels["num_senones"])
         tid, words_sha = str(labels["tree_id"]), str(info["words_sha256"])

@@ -66,7 +66,7 @@ from asr_kd.lang.lexicon import (
 )
 from asr_kd.lang.lexicon_fst import make_lexicon_fst
 from asr_kd.lang.phone_sets import write_phone_sets
-from asr_kd.stage import file_digest, require_done, stage_output
+from asr_kd.stage import file_digest, require_done, require_file, stage_output
 
 logger = logging.getLogger(__name__)
 
@@ -306,12 +306,8 @@ class Lang:
             BadInputError: a file of the contract is missing or malformed.
         """
         lang_dir = require_done(lang_dir, STAGE)
-        missing = [name for name in REQUIRED_FILES if not (lang_dir / name).is_file()]
-        if missing:
-            raise BadInputError(
-                f"lang directory {lang_dir} lacks {', '.join(missing)}; "
-                f"rerun the '{STAGE}' stage with --force"
-            )
+        for name in REQUIRED_FILES:  # present, non-empty, as prepare-lang wrote it
+            require_file(lang_dir / name, STAGE)
         words = read_symbols(lang_dir / "words.txt")
         oov_word = (lang_dir / "oov.txt").read_text().strip()
         if oov_word not in words:
@@ -341,12 +337,9 @@ class Lang:
         return self._read_fst("L_disambig.fst")
 
     def _read_fst(self, name: str) -> kaldifst.StdVectorFst:
-        fst = kaldifst.StdVectorFst.read(str(self.dir / name))
-        if fst is None:
-            raise BadInputError(
-                f"{self.dir / name} is not a readable OpenFst file; rerun the '{STAGE}' stage"
-            )
-        return fst
+        from asr_kd.checked import open_fst
+
+        return open_fst(self.dir / name, STAGE)
 
     @functools.cached_property
     def id_to_word(self) -> dict[int, str]:

@@ -34,6 +34,7 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.cut import Cut
 
+from asr_kd.checked import read_json
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
 from asr_kd.data.gmm_features import FeatureTransform, gmm_features, load_transform
@@ -239,4 +240,4 @@ def senone_targets_stage(
 def read_targets_info(senone_dir: Path | str) -> dict:
     """The ``info.json`` of a ``senone-targets`` output: num_senones, tree_id, counts."""
     senone_dir = require_done(Path(senone_dir), TARGETS_STAGE)
-    return json.loads((senone_dir / "info.json").read_text())
+    return read_json(senone_dir / "info.json", TARGETS_STAGE)

@@ -68,6 +68,7 @@ def test_missing_manifests_name_the_stage(tmp_path):
 def test_sample_rate_mismatch_is_refused(tiny_manifests, tmp_path):
     manifests = tmp_path / "manifests"
     shutil.copytree(tiny_manifests, manifests)
+    (manifests / ".outputs.json").unlink()  # edited by hand, on purpose
     cuts = CutSet.from_file(manifests / "synth_cuts_dev.jsonl.gz").to_eager()
     cut = next(iter(cuts))
     path = tmp_path / "8k.flac"
@@ -94,6 +95,7 @@ def _with_damaged_dev_cut(tiny_manifests, tmp_path):
     """A copy of the manifests whose first dev cut reads a FLAC damaged in the middle."""
     manifests = tmp_path / "manifests"
     shutil.copytree(tiny_manifests, manifests)
+    (manifests / ".outputs.json").unlink()  # edited by hand, on purpose
     cuts = CutSet.from_file(manifests / "synth_cuts_dev.jsonl.gz").to_eager()
     cut = next(iter(cuts))
     source = cut.recording.sources[0]

@@ -270,7 +270,7 @@ def test_caches_for_another_tree_temperature_or_features_are_refused(world, tmp_
     stale = dataclasses.replace(world["full"], teachers=tuple(map(str, copies)),
                                 cache_dir=str(tmp_path / "stale"))  # fmt: skip
     cache_soft_targets(world["data"], world["feats"], stale.cache_dir, stale, device="cpu")
-    shutil.copy(copies[1] / "model.pt", copies[0] / "model.pt")
+    shutil.copytree(copies[1], copies[0], dirs_exist_ok=True)  # model.pt and its record
     with pytest.raises(BadInputError, match="teacher_digests"):
         distill(world["data"], world["feats"], tmp_path / "s5", stale, _train_config())
     with pytest.raises(ConfigError, match="cache_dir"):

@@ -151,7 +151,7 @@ def test_load_refuses_missing_or_incomplete_dirs(tmp_path, lang):
         Lang.load(tmp_path / "half")
     out = prepare_lang(["CAT"], tmp_path / "lang")
     (out / "L.fst").unlink()
-    with pytest.raises(BadInputError, match="L.fst"):
+    with pytest.raises(MissingInputError, match="L.fst"):
         Lang.load(out)
 
 
