@@ -6,7 +6,9 @@
 #   prints the config file to use (CONFIG itself, or CONF_DIR/CONFIG.yaml).
 check_recipe_args() {
   local script=$1 stage=$2 stop_stage=$3 config=$4 conf_dir=$5 work_dir=$6 last
-  last=$(grep -o 'stop_stage -ge [0-9]*' "$script" | awk '{print $3}' | sort -n | tail -1)
+  # the recipe's own stages and the shared ones (common/stages.sh)
+  last=$(cat "$script" "${BASH_SOURCE[0]%/*}/common/stages.sh" | grep -o 'stop_stage -ge [0-9]*' |
+    awk '{print $3}' | sort -n | tail -1)
   if [[ ! $stage =~ ^[0-9]+$ || ! $stop_stage =~ ^[0-9]+$ ]]; then
     echo "$script: --stage and --stop-stage take stage numbers (0-$last), got '$stage' and '$stop_stage'" >&2
     return 1

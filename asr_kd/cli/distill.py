@@ -22,10 +22,10 @@ teacher_option = click.option(
 )
 
 
-def _distill_config(config_path, section, overrides, teachers):
+def _distill_config(config_path, section, overrides, teachers, reads=()):
     from asr_kd.distill import DistillConfig
 
-    config = load_section(config_path, section, DistillConfig, overrides)
+    config = load_section(config_path, section, DistillConfig, overrides, reads)
     return dataclasses.replace(config, teachers=tuple(teachers)) if teachers else config
 
 
@@ -98,11 +98,11 @@ def distill(
     if int(os.environ.get("RANK", "0")) > 0:  # other ranks log to their own file only
         for handler in logging.getLogger().handlers:
             handler.setLevel(logging.WARNING)
-    config = _distill_config(config_path, section, overrides, teachers)
+    config = _distill_config(config_path, section, overrides, teachers, [train_section])
     if cache_dir:
         config = dataclasses.replace(config, source="cache", cache_dir=cache_dir)
     named = [o for o in overrides if "." in o.split("=", 1)[0]]
-    train = load_section(config_path, train_section, TrainConfig, named)
+    train = load_section(config_path, train_section, TrainConfig, named, [section])
     run(
         Path(data_dir), Path(feature_dir), Path(out_dir), config, train,
         train_split=train_split, dev_split=dev_split, device=device, force=force,
@@ -118,8 +118,12 @@ def distill(
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False),
               help="Senone targets: evaluate frame accuracy missing from eval JSONs.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="For those evaluations.")
+@click.option("--dev-split", default="dev", show_default=True,
+              help="The data's name of the dev split (eval JSON keys, manifests).")  # fmt: skip
+@click.option("--test-split", default="test", show_default=True,
+              help="The data's name of the test split.")  # fmt: skip
 @force_option
-def report(exp_dir, out_dir, systems_file, data_dir, device, force) -> None:
+def report(exp_dir, out_dir, systems_file, data_dir, device, dev_split, test_split, force) -> None:
     """Summarise the experiments in EXP_DIR into OUT_DIR and print RESULTS.md."""
     from asr_kd.report import read_systems_file
     from asr_kd.report import report as run
@@ -127,6 +131,6 @@ def report(exp_dir, out_dir, systems_file, data_dir, device, force) -> None:
     systems, roles = read_systems_file(systems_file, exp_dir) if systems_file else (None, None)
     run(
         Path(exp_dir), Path(out_dir), data_dir=data_dir, systems=systems, roles=roles,
-        device=device, force=force,
+        split_names={"dev": dev_split, "test": test_split}, device=device, force=force,
     )  # fmt: skip
     click.echo((Path(out_dir) / "RESULTS.md").read_text(), nl=False)

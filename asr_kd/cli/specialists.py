@@ -18,13 +18,15 @@ from asr_kd.config import load_section
 @click.option("--clusters", "clusters_file", default=None, type=click.Path(dir_okay=False),
               help="Use these clusters (a clusters.json) instead of finding them.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--dev-split", default="dev", show_default=True, help="Selects the best epoch.")
 @jobs_option
 @config_option
 @set_option
 @force_option
 def train_specialists(
-    generalist, data_dir, feature_dir, out_dir, clusters_file, device, num_jobs, config_path,
-    overrides, force,
+    generalist, data_dir, feature_dir, out_dir, clusters_file, device, train_split, dev_split,
+    num_jobs, config_path, overrides, force,
 ) -> None:  # fmt: skip
     """Cluster the senones GENERALIST confuses and train one specialist per cluster.
 
@@ -39,6 +41,7 @@ def train_specialists(
     run(
         generalist, Path(data_dir), Path(feature_dir), Path(out_dir), config,
         clusters_file=clusters_file, num_jobs=num_jobs, device=device, force=force,
+        train_split=train_split, dev_split=dev_split,
     )  # fmt: skip
     click.echo((Path(out_dir) / "clusters.json").read_text().split('"clusters"')[0] + "...")
 

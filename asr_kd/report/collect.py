@@ -221,7 +221,9 @@ def _ensemble_label(doc: Mapping[str, Any], name: str) -> str | None:
     return arithmetic[0] if len(arithmetic) == 1 else None
 
 
-def _frame_acc(s: SystemDirs, split: str, model_dev: float | None, data_dir, device, notes):
+def _frame_acc(s: SystemDirs, role: str, split: str, model_dev: float | None, data_dir, device,
+               notes):  # fmt: skip
+    """``role`` (dev or test) is the report's key, ``split`` the data's name for it."""
     doc = s.eval_doc() or {}
     if isinstance(doc.get(split), Mapping) and doc[split].get("frame_acc") is not None:
         return float(doc[split]["frame_acc"])
@@ -232,7 +234,7 @@ def _frame_acc(s: SystemDirs, split: str, model_dev: float | None, data_dir, dev
     single = _read_json(s.dir / f"eval_{split}.json") or {}
     if single.get("frame_acc") is not None:
         return float(single["frame_acc"])
-    if split == "dev" and model_dev is not None:
+    if role == "dev" and model_dev is not None:
         return model_dev
     if data_dir is not None and (s.dir / "model.pt").is_file():
         return _evaluate(s, split, data_dir, device, notes)
@@ -284,9 +286,19 @@ def _wer(s: SystemDirs, notes: list[str]) -> tuple[dict[str, float | None], floa
 
 
 def collect(
-    systems: Mapping[str, SystemDirs], data_dir: Path | None = None, device: str = "auto"
+    systems: Mapping[str, SystemDirs],
+    data_dir: Path | None = None,
+    device: str = "auto",
+    split_names: Mapping[str, str] | None = None,
 ) -> dict[str, SystemResult]:
-    """Every system's numbers, in the report's order (see the module doc)."""
+    """Every system's numbers, in the report's order (see the module doc).
+
+    ``split_names`` names the data split each of the report's splits (dev, test) is, as
+    the eval JSONs and manifests call it (default: the same name; LibriSpeech's
+    ``{"dev": "dev-clean", "test": "test-clean"}``); decode dirs are ``decode_dev`` and
+    ``decode_test`` whatever the data.
+    """
+    named = {role: (split_names or {}).get(role, role) for role in SPLITS}
     names = list(systems)
     results: dict[str, SystemResult] = {}
     in_clusters = _specialist_eval(systems).get("systems") or {}
@@ -296,11 +308,12 @@ def collect(
         params, model_dev = _model_facts(s.dir)
         r.params = params
         for split in SPLITS:
-            r.frame_acc[split] = _frame_acc(s, split, model_dev, data_dir, device, r.notes)
+            r.frame_acc[split] = _frame_acc(s, split, named[split], model_dev, data_dir, device,
+                                            r.notes)  # fmt: skip
         r.wer, r.rtf = _wer(s, r.notes)
         entry = in_clusters.get(name) or {}
         for split in SPLITS:
-            scored = entry.get(split) or {}
+            scored = entry.get(named[split]) or {}
             if scored.get("frame_acc_in_clusters") is not None:
                 r.in_clusters[split] = float(scored["frame_acc_in_clusters"])
             if r.frame_acc[split] is None and scored.get("frame_acc") is not None:

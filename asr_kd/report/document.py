@@ -8,6 +8,7 @@ from typing import Any
 
 from asr_kd.report.collect import ROLES, SPLITS, TEACHER_N, SystemResult
 from asr_kd.report.paper import protocol_markdown
+from asr_kd.report.transfer import transfer_markdown
 from asr_kd.report.voices import voices_markdown
 
 
@@ -146,6 +147,7 @@ def results_markdown(
                   f"± sample sd, %): {'; '.join(cells)}."]  # fmt: skip
     lines += protocol_markdown(doc)
     lines += voices_markdown(doc)
+    lines += transfer_markdown(doc)
     scored = [n for n, r in results.items() if r.in_clusters]
     if scored:
         lines += [

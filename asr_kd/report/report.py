@@ -61,6 +61,7 @@ from asr_kd.align.align import alignment_accuracy
 from asr_kd.errors import BadInputError
 from asr_kd.report.collect import (
     ROLES,
+    SPLITS,
     SystemDirs,
     add_specialist_systems,
     collect,
@@ -70,6 +71,7 @@ from asr_kd.report.collect import (
 )
 from asr_kd.report.document import results_document, results_markdown
 from asr_kd.report.paper import add_protocol_results
+from asr_kd.report.transfer import add_transfer_results, plot_transfer, transfer_inputs
 from asr_kd.stage import is_done, read_marker, stage_output, stale_inputs, upstream
 
 logger = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ def report(
     data_dir: Path | str | None = None,
     systems: Mapping[str, Any] | None = None,
     roles: Mapping[str, str] | None = None,
+    split_names: Mapping[str, str] | None = None,
     device: str = "auto",
     force: bool = False,
 ) -> dict[str, Any]:
@@ -123,6 +126,8 @@ def report(
             ``exp_dir``), or ``None`` for every system directory under ``exp_dir``.
         roles: which systems are the ``baseline``, ``ensemble`` and ``student`` (by
             default the systems of those names).
+        split_names: the data's names of the report's dev and test splits (e.g.
+            ``{"dev": "dev-clean", "test": "test-clean"}``; default ``dev``, ``test``).
         device: for the frame-accuracy evaluations.
         force: redo even if no input changed.
 
@@ -146,12 +151,14 @@ def report(
     if not found:
         raise BadInputError(f"{exp_dir} holds no experiment results (model.pt, decode_*/wer.json)")
     roles = {r: (roles or {}).get(r, r) for r in ROLES}
+    split_names = {s: (split_names or {}).get(s, s) for s in SPLITS}
     config = {
         "exp_dir": str(exp_dir),
         "data_dir": str(data_dir) if data_dir else None,
         "systems": {n: [str(s.dir), list(s.members)] for n, s in found.items()},
         "roles": roles,
-        "inputs": _fingerprint(found),
+        "split_names": split_names,
+        "inputs": _fingerprint(found) + transfer_inputs(exp_dir),
     }
     marker = read_marker(out_dir) if is_done(out_dir) else None
     # a report is redone (not refused) when a system's files or an input stage changed
@@ -161,10 +168,13 @@ def report(
     with stage_output(out_dir, STAGE, config, force or changed) as tmp:
         if tmp is None:
             return json.loads((out_dir / "results.json").read_text())
-        results = collect(found, Path(data_dir).resolve() if data_dir else None, device)
+        data = Path(data_dir).resolve() if data_dir else None
+        results = collect(found, data, device, split_names)
         doc, on = results_document(results, roles)
         add_protocol_results(doc, found)
-        if alignments := alignment_accuracy(exp_dir):  # exp/*_ali: dev starts within 20 ms
+        add_transfer_results(doc, exp_dir, roles)
+        # exp/*_ali: the share of dev word starts within 20 ms
+        if alignments := alignment_accuracy(exp_dir, split_names["dev"]):
             doc["alignments"] = alignments
         (tmp / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
         curves = {n: r.curve for n, r in results.items()}
@@ -173,6 +183,7 @@ def report(
             plot_learning_curves(curves, tmp / "learning_curves.png"),
             plot_ensemble_size(ensemble_size_points(results, found), tmp / "ensemble_size.png"),
             plot_data_fraction(doc["data_fraction"], tmp / "data_fraction.png"),
+            plot_transfer(doc, tmp / "transfer.png"),
         ]
         dropped = dropped_upstream(Path(data_dir)) if data_dir else {}
         markdown = results_markdown(doc, results, roles, on, [p.name for p in plots if p], dropped)

@@ -234,6 +234,8 @@ class _Job:
     identity: dict[str, Any]
     force: bool = False
     callbacks: tuple = ()
+    train_split: str = "train"
+    dev_split: str = "dev"
 
 
 class SpecialistObjective(Objective):
@@ -339,7 +341,7 @@ def _train_job(job: _Job) -> list[dict[str, Any]]:
                                         config.seed + index, ctx.device)  # fmt: skip
         members.append(Member(f"specialist{index}", model.to(ctx.device).train(), objective))
         shifts.append((keep, shift))
-    data = load_training_data(job.data_dir, job.feature_dir)
+    data = load_training_data(job.data_dir, job.feature_dir, job.train_split, job.dev_split)
     data = dataclasses.replace(data, normalizer=teacher.normalizer or data.normalizer)
     work = WorkDir(job.work_dir)
     work.prepare(job.identity, job.force)
@@ -408,6 +410,8 @@ def train_specialists(
     device: str = "auto",
     force: bool = False,
     callbacks: Sequence[StepCallback] = (),
+    train_split: str = "train",
+    dev_split: str = "dev",
 ) -> Path:
     """Find confusable senone clusters and train one specialist per cluster.
 
@@ -425,6 +429,8 @@ def train_specialists(
         device: ``auto``, ``cpu`` or ``cuda``.
         force: redo a finished stage.
         callbacks: called after every training step (one process only).
+        train_split: the split the clusters and specialists are trained on.
+        dev_split: the split that selects each specialist's best epoch.
 
     Raises:
         BadInputError: a generalist for another tree, or clusters for another inventory.
@@ -451,6 +457,8 @@ def train_specialists(
         "clusters_digest": file_digest(clusters_file) if clusters_file else None,
         "specialists": to_dict(config),
     }
+    if (train_split, dev_split) != ("train", "dev"):  # (outputs made before the option read)
+        stage_config["splits"] = [train_split, dev_split]
     dev = resolve_device(device)
     with stage_output(out_dir, STAGE, stage_config, force) as tmp:
         if tmp is None:
@@ -462,7 +470,7 @@ def train_specialists(
                 f"generalist {gen_spec}: a specialist starts from the generalist's weights, so "
                 "it must be a network (model.pt or a plug-in module), not stored posteriors"
             )
-        train = load_split(data_dir, "train")
+        train = load_split(data_dir, train_split)
         counts = senone_counts(train, num_senones)
         clusters = _clusters(config, teacher, train, clusters_file, tmp, num_senones,
                              tree_id, dev)  # fmt: skip
@@ -489,7 +497,7 @@ def train_specialists(
             work = out_dir.with_name(f"{out_dir.name}.job{k + 1}of{jobs_n}")
             jobs.append(_Job(share, mine, gen_spec, str(data_dir), str(feature_dir), str(tmp),
                              config, str(dev), counts.tolist(), str(work), identity, force,
-                             tuple(callbacks)))  # fmt: skip
+                             tuple(callbacks), train_split, dev_split))  # fmt: skip
         logger.info(
             "%s: %d specialists (%s senones) from %s; %s, %d process(es)",
             STAGE, len(clusters), sum(len(c) for c in clusters), gen_spec, mode, jobs_n,

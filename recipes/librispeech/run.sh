@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# asr-kd on LibriSpeech or mini-LibriSpeech: corpus, manifests, features, lang and LM.
-# The stages after these (alignment, tree, graph, teachers, ...) are the ones every
-# recipe shares.
+# asr-kd on LibriSpeech or mini-LibriSpeech: the corpus (downloaded, or synthesised in
+# LibriSpeech's layout) and its Lhotse manifests (stages 0-1), then the stages every
+# recipe shares (recipes/common/stages.sh, 2-24) through W/exp/report/results.json. The
+# report's dev and test are the config's librispeech.dev part and its first test part.
 #
 # Usage: recipes/librispeech/run.sh --corpus-dir DIR [--work-dir W]
-#          [--config mini|train-clean-100|tiny|FILE] [--stage N] [--stop-stage M] [--nj N]
+#          [--config mini|train-clean-100|tiny|FILE] (default: mini)
 #          [--download] [--download-lm] [--fake-corpus]
 #          [--lexicon FILE] [--lm-arpa FILE] [--lm-text FILE]
 #   --corpus-dir DIR  the corpus: DIR/<part>/<spk>/<chapter>/*.flac (DIR ends in LibriSpeech)
@@ -20,12 +21,9 @@ set -euo pipefail
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 local_dir=$recipe_dir/../../local/librispeech
-stage=0
-stop_stage=100
 config=mini
-work_dir=$recipe_dir
+source "$recipe_dir/../common/lib.sh"
 corpus_dir=
-nj=2
 download=no
 download_lm=no
 fake_corpus=no
@@ -35,26 +33,20 @@ lm_text=
 
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --config) config=$2; shift 2 ;;
-    --work-dir) work_dir=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$2; shift 2 ;;
-    --nj) nj=$2; shift 2 ;;
     --download) download=yes; shift ;;
     --download-lm) download_lm=yes; shift ;;
     --fake-corpus) fake_corpus=yes; shift ;;
     --lexicon) lexicon=$2; shift 2 ;;
     --lm-arpa) lm_arpa=$2; shift 2 ;;
     --lm-text) lm_text=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-    *) echo "$0: unknown option $1" >&2; exit 1 ;;
+    -h|--help) sed -n '2,19p' "$0"; echo "$shared_usage"; exit 0 ;;
+    *) shared_option "${@:1:2}"; shift 2 ;;
   esac
 done
 
 [[ -n $corpus_dir ]] || { echo "$0: --corpus-dir is required" >&2; exit 1; }
-[[ -f $config ]] || config=$recipe_dir/conf/$config.yaml
-[[ -f $config ]] || { echo "$0: no config $config" >&2; exit 1; }
+setup_recipe "$0"
 download_dir=$(dirname "$corpus_dir")
 if [[ $download == yes || $fake_corpus == yes ]] && [[ $(basename "$corpus_dir") != LibriSpeech ]]; then
   echo "$0: with --download or --fake-corpus, --corpus-dir must end in LibriSpeech" >&2
@@ -68,27 +60,19 @@ if [[ -z $lm_text && -z $lm_arpa && $fake_corpus == yes ]]; then
 fi
 read -r train_part <<< "$(python3 "$local_dir/parts.py" "$config" train)"
 read -r dev_part <<< "$(python3 "$local_dir/parts.py" "$config" dev)"
+read -r -a test_parts <<< "$(python3 "$local_dir/parts.py" "$config" test)"
 read -r -a all_parts <<< "$(python3 "$local_dir/parts.py" "$config" all)"
-data=$work_dir/data
-exp=$work_dir/exp
-mkdir -p "$data" "$exp/log"
-kd=(asr-kd --log-file "$exp/log/run.log")
-manifest() { echo "$data/manifests/librispeech_$1_$2.jsonl.gz"; }
 
-log() {
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($fname:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
-}
-
+current=0
 if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
   if [[ $fake_corpus == yes ]]; then
     log "Stage 0: synthesise a LibriSpeech-layout corpus into $download_dir"
-    python3 "$local_dir/make_fake_corpus.py" "$config" "$download_dir"
+    timed python3 "$local_dir/make_fake_corpus.py" "$config" "$download_dir"
   elif [[ $download == yes ]]; then
     log "Stage 0: download ${all_parts[*]} into $download_dir"
     part_opts=()
     for p in "${all_parts[@]}"; do part_opts+=(--part "$p"); done
-    "${kd[@]}" download librispeech "${part_opts[@]}" "$download_dir"
+    timed "${kd[@]}" download librispeech "${part_opts[@]}" "$download_dir"
   elif [[ ! -d $corpus_dir ]]; then
     echo "$0: $corpus_dir does not exist; pass --download or --fake-corpus" >&2
     exit 1
@@ -99,45 +83,24 @@ if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
   fi
 fi
 
+current=1
 if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
   log "Stage 1: Lhotse manifests of ${all_parts[*]}"
   part_opts=()
   for p in "${all_parts[@]}"; do part_opts+=(--part "$p"); done
-  "${kd[@]}" prepare librispeech "${part_opts[@]}" --num-jobs "$nj" "$corpus_dir" "$data/manifests"
+  timed "${kd[@]}" prepare librispeech "${part_opts[@]}" --num-jobs "$nj" "$corpus_dir" \
+    "$data/manifests"
 fi
 
-if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
-  log "Stage 2: 80-dim log-mel fbank features (global statistics from $train_part)"
-  "${kd[@]}" compute-features --config "$config" --section features --num-jobs "$nj" \
-    --stats-split "$train_part" "$data/manifests" "$data/fbank"
-fi
-
-if [[ $stage -le 3 && $stop_stage -ge 3 ]]; then
-  log "Stage 3: 13-dim MFCC features (for the GMM stages)"
-  "${kd[@]}" compute-features --config "$config" --section mfcc --num-jobs "$nj" \
-    --stats-split "$train_part" "$data/manifests" "$data/mfcc"
-fi
-
-if [[ $stage -le 4 && $stop_stage -ge 4 ]]; then
-  log "Stage 4: lang directory (${lexicon:-CMUdict}; out-of-lexicon words -> <UNK>)"
-  lexicon_opts=()
-  [[ -z $lexicon ]] || lexicon_opts=(--lexicon "$lexicon" --whole-lexicon)
-  "${kd[@]}" prepare-lang --words-from "$(manifest supervisions "$train_part")" \
-    "${lexicon_opts[@]}" --map-oov "$data/lang"
-fi
-
-if [[ $stage -le 5 && $stop_stage -ge 5 ]]; then
-  if [[ -n $lm_arpa ]]; then
-    log "Stage 5: G.fst from $lm_arpa (perplexity on $dev_part)"
-    "${kd[@]}" import-lm --dev "$(manifest supervisions "$dev_part")" \
-      "$lm_arpa" "$data/lang" "$data/lm"
-  else
-    log "Stage 5: 3-gram on the $train_part transcripts ${lm_text:+and $lm_text} (perplexity on $dev_part)"
-    text_opts=()
-    [[ -z $lm_text ]] || text_opts=(--add-text "$lm_text")
-    "${kd[@]}" train-lm "${text_opts[@]}" --dev "$(manifest supervisions "$dev_part")" \
-      "$(manifest supervisions "$train_part")" "$data/lang" "$data/lm"
-  fi
-fi
-
-log "Done: stages $stage..$stop_stage finished under $work_dir"
+# The shared stages: LibriSpeech's names; the lexicon (out-of-lexicon words -> <UNK>);
+# the LM on the training transcripts (plus --lm-text), or the given ARPA file.
+corpus=librispeech
+train_split=$train_part
+dev_split=$dev_part
+test_split=${test_parts[0]}
+lang_opts=(--map-oov)
+[[ -z $lexicon ]] || lang_opts+=(--lexicon "$lexicon" --whole-lexicon)
+lm_opts=()
+[[ -z $lm_text ]] || lm_opts=(--add-text "$lm_text")
+lm_text=$data/manifests/librispeech_supervisions_${train_part}.jsonl.gz
+source "$recipe_dir/../common/stages.sh"

@@ -1,89 +1,23 @@
 #!/usr/bin/env bash
-# The default asr-kd recipe: an offline synthetic English corpus (libespeak-ng),
-# Lhotse manifests, features, lang + LM, monophone alignment, the senone tree and
-# per-frame senone targets. Later stages (graph, teachers, ensemble, distillation,
-# decoding, report) are added to this script.
+# The default asr-kd recipe: an offline synthetic English corpus (libespeak-ng and neural
+# voices) and its Lhotse manifests (stages 0-1), then the stages every recipe shares
+# (recipes/common/stages.sh, 2-24): features, lang + LM, GMM alignment, the senone tree
+# and targets, graph, teachers, ensemble, distillation, specialists, decoding, report.
 #
-# Usage: recipes/synth/run.sh [--stage N] [--stop-stage M] [--config tiny|small|large|FILE]
-#                             [--work-dir DIR] [--nj N] [--dask-scheduler ADDR]
-#                             [--specialists yes|no] [--sweeps yes|no] [--alignment NAME]
-# --specialists: stages 19-21 (generalist + specialists, their student); default: the
-#   config's protocol.specialists (yes for tiny and large, no for small).
-# --sweeps: optional stages 22-23 (ensemble size; temperature and alpha); default: the
-#   config's protocol.sweeps.
-# Which students, data fractions and seeds are trained and decoded is the config's
-# protocol: section (asr-kd protocol --config C KEY; see asr_kd/protocol.py).
-# --alignment: the alignment the senone targets (stage 9) come from, exp/NAME_ali:
-#   tri1 (default), mono, or a model's alignment (asr-kd align --model).
+# Usage: recipes/synth/run.sh [--config tiny|small|large|FILE] (default: small)
 set -euo pipefail
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-stage=0
-stop_stage=100
 config=small
-work_dir=$recipe_dir
-nj=2
-dask_scheduler=
-specialists=auto
-sweeps=auto
-alignment=tri1
+source "$recipe_dir/../common/lib.sh"
 
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --config) config=$2; shift 2 ;;
-    --work-dir) work_dir=$2; shift 2 ;;
-    --nj) nj=$2; shift 2 ;;
-    --dask-scheduler) dask_scheduler=$2; shift 2 ;;
-    --specialists) specialists=$2; shift 2 ;;
-    --sweeps) sweeps=$2; shift 2 ;;
-    --alignment) alignment=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "$0: unknown option $1" >&2; exit 1 ;;
+    -h|--help) sed -n '2,7p' "$0"; echo "$shared_usage"; exit 0 ;;
+    *) shared_option "${@:1:2}"; shift 2 ;;
   esac
 done
-
-source "$recipe_dir/../check_args.sh"
-config=$(check_recipe_args "$0" "$stage" "$stop_stage" "$config" "$recipe_dir/conf" "$work_dir")
-protocol() { asr-kd protocol --config "$config" "$@" 2>/dev/null; }
-[[ $specialists == auto ]] && specialists=$(protocol specialists)
-[[ $sweeps == auto ]] && sweeps=$(protocol sweeps)
-read -ra student_seeds <<< "$(protocol student_seeds)"
-read -ra fractions <<< "$(protocol fractions)"
-read -ra subset_seeds <<< "$(protocol subset_seeds)"
-read -ra decode_fractions <<< "$(protocol decode_fractions)"
-data=$work_dir/data
-exp=$work_dir/exp
-mkdir -p "$data" "$exp/log"
-
-par=(--num-jobs "$nj")
-[[ -n $dask_scheduler ]] && par+=(--dask-scheduler "$dask_scheduler")
-kd=(asr-kd --log-file "$exp/log/run.log")
-
-log() {
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($fname:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
-}
-
-timed() {
-  local start=$SECONDS
-  "$@"
-  log "stage $current took $((SECONDS - start)) s"
-}
-
-# decode_system MODEL OUT [decode options]: dev with the LM-weight sweep, then test at
-# dev's point (never tuned on test); writes OUT/decode_dev and OUT/decode_test.
-decode_system() {
-  local model=$1 out=$2
-  shift 2
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
-    --priors "$data/senones" --lang "$data/lang" \
-    "$data/senones/synth_cuts_dev.jsonl.gz" "$exp/graph" "$out/decode_dev"
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
-    --priors "$data/senones" --lang "$data/lang" --tuned-on "$out/decode_dev" \
-    "$data/senones/synth_cuts_test.jsonl.gz" "$exp/graph" "$out/decode_test"
-}
+setup_recipe "$0"
 
 current=0
 if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
@@ -97,227 +31,13 @@ if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
   timed "${kd[@]}" prepare synth "$data/corpus" "$data/manifests"
 fi
 
-current=2
-if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
-  log "Stage 2: 80-dim log-mel fbank features"
-  timed "${kd[@]}" compute-features --config "$config" --section features "${par[@]}" \
-    "$data/manifests" "$data/fbank"
-fi
-
-current=3
-if [[ $stage -le 3 && $stop_stage -ge 3 ]]; then
-  log "Stage 3: 13-dim MFCC features (for the GMM stage)"
-  timed "${kd[@]}" compute-features --config "$config" --section mfcc "${par[@]}" \
-    "$data/manifests" "$data/mfcc"
-fi
-
-current=4
-if [[ $stage -le 4 && $stop_stage -ge 4 ]]; then
-  log "Stage 4: lang directory (CMUdict lexicon, L.fst) for the training and LM vocabulary"
-  timed "${kd[@]}" prepare-lang --words-from "$data/manifests/synth_supervisions_train.jsonl.gz" \
-    --words-from "$data/corpus/lm/lm_text.txt" "$data/lang"
-fi
-
-current=5
-if [[ $stage -le 5 && $stop_stage -ge 5 ]]; then
-  log "Stage 5: Kneser-Ney 3-gram on the LM text, G.fst, dev perplexity"
-  timed "${kd[@]}" train-lm --order 3 --dev "$data/manifests/synth_supervisions_dev.jsonl.gz" \
-    "$data/corpus/lm/lm_text.txt" "$data/lang" "$data/lm"
-fi
-
-current=6
-if [[ $stage -le 6 && $stop_stage -ge 6 ]]; then
-  log "Stage 6: monophone GMM-HMM (flat start, EM with Viterbi realignment)"
-  timed "${kd[@]}" train-mono --config "$config" "${par[@]}" "$data/mfcc" "$data/lang" "$exp/mono"
-fi
-
-current=7
-if [[ $stage -le 7 && $stop_stage -ge 7 ]]; then
-  log "Stage 7: forced alignment of every split"
-  timed "${kd[@]}" align --config "$config" "${par[@]}" \
-    "$data/mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
-fi
-
-current=8
-if [[ $stage -le 8 && $stop_stage -ge 8 ]]; then
-  log "Stage 8: phonetic decision tree (senones); tri-phone GMM (tri1) on it, its alignment"
-  timed "${kd[@]}" build-tree --config "$config" "${par[@]}" \
-    "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree"
-  timed "${kd[@]}" train-tri --config "$config" --section tri1 "${par[@]}" \
-    "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree" "$exp/tri1"
-  timed "${kd[@]}" align --config "$config" "${par[@]}" \
-    "$data/mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali"
-fi
-
-current=9
-if [[ $stage -le 9 && $stop_stage -ge 9 ]]; then
-  log "Stage 9: per-frame senone targets on the fbank cuts, senone priors"
-  timed "${kd[@]}" senone-targets "$exp/${alignment}_ali" "$data/fbank" "$exp/tree" "$data/senones"
-fi
-
-current=10
-if [[ $stage -le 10 && $stop_stage -ge 10 ]]; then
-  log "Stage 10: HCLG decoding graph (tree + lang + 3-gram)"
-  timed "${kd[@]}" make-graph --config "$config" "$data/lang" "$data/lm" "$exp/tree" "$exp/graph"
-fi
-
-current=11
-if [[ $stage -le 11 && $stop_stage -ge 11 ]]; then
-  log "Stage 11: oracle check: decode dev and test from the reference senone alignments"
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
-    --lang "$data/lang" "$data/senones/synth_cuts_dev.jsonl.gz" "$exp/graph" "$exp/oracle/decode_dev"
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
-    --lang "$data/lang" --tuned-on "$exp/oracle/decode_dev" \
-    "$data/senones/synth_cuts_test.jsonl.gz" "$exp/graph" "$exp/oracle/decode_test"
-fi
-
-current=12
-if [[ $stage -le 12 && $stop_stage -ge 12 ]]; then
-  log "Stage 12: baseline: one DNN on the hard senone targets"
-  timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 \
-    "$data/senones" "$data/fbank" "$exp/baseline"
-fi
-
-current=13
-if [[ $stage -le 13 && $stop_stage -ge 13 ]]; then
-  log "Stage 13: the teachers: N DNNs that differ in their initialisation seed"
-  timed "${kd[@]}" train-ensemble --config "$config" --train-section teacher \
-    "$data/senones" "$data/fbank" "$exp"
-fi
-
-teachers=()
-for d in "$exp"/teacher[0-9]*; do [[ -f $d/model.pt ]] && teachers+=("$d"); done
-teacher_args=()
-for t in "${teachers[@]}"; do teacher_args+=(--teacher "$t"); done
-ensemble_spec="ensemble:$(IFS=,; echo "${teachers[*]}")"
-
-current=14
-if [[ $stage -le 14 && $stop_stage -ge 14 ]]; then
-  log "Stage 14: dev/test frame accuracy of every teacher and the ensemble"
-  timed "${kd[@]}" eval-ensemble --method arithmetic --method geometric \
-    --out-dir "$exp/eval/ensemble" "$data/senones" "${teachers[@]}"
-fi
-
-current=15
-if [[ $stage -le 15 && $stop_stage -ge 15 ]]; then
-  log "Stage 15: cache the ensemble's top-k soft targets at temperature T"
-  timed "${kd[@]}" cache-soft-targets --config "$config" "${teacher_args[@]}" \
-    "$data/senones" "$data/fbank" "$data/soft"
-fi
-
-current=16
-if [[ $stage -le 16 && $stop_stage -ge 16 ]]; then
-  log "Stage 16: distil the ensemble into students of the same size (protocol.student_seeds)"
-  for seed in "${student_seeds[@]}"; do
-    timed "${kd[@]}" distill --config "$config" --set "student.seed=$seed" \
-      --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
-      "$exp/$(protocol "system:student::$seed")"
-  done
-fi
-
-current=17
-if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
-  log "Stage 17: fractions of the training data: hard targets vs the ensemble's soft targets"
-  for f in "${fractions[@]}"; do
-    read -ra seeds <<< "$(protocol "subset_seeds:$f")"
-    for s in "${seeds[@]}"; do
-      subset=(--set "train_fraction=$f" --set "subset_seed=$s")
-      timed "${kd[@]}" train --config "$config" --section hard_3pct "${subset[@]}" \
-        "$data/senones" "$data/fbank" "$exp/$(protocol "system:hard:$f:$s")"
-      timed "${kd[@]}" distill --config "$config" --train-section student_3pct \
-        --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" \
-        --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
-        "$exp/$(protocol "system:soft:$f:$s")"
-    done
-  done
-fi
-
-current=18
-if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
-  log "Stage 18: decode dev (LM weight tuned) and test (dev's LM weight) for every system"
-  systems=(baseline "${teachers[@]##*/}" ensemble)
-  for seed in "${student_seeds[@]}"; do systems+=("$(protocol "system:student::$seed")"); done
-  for f in "${decode_fractions[@]}"; do
-    systems+=("$(protocol "system:hard:$f:${subset_seeds[0]}")")
-    systems+=("$(protocol "system:soft:$f:${subset_seeds[0]}")")
-  done
-  for sys in "${systems[@]}"; do
-    model=$exp/$sys
-    [[ $sys == ensemble ]] && model=$ensemble_spec
-    # Models trained on 3% of the data are weak: a lattice search without max-active
-    # takes >1 s per utterance; they get the 1-best decoder (LM weight 10, no sweep).
-    weak=()
-    [[ $sys == hard_*pct* || $sys == soft_*pct* ]] && weak=(--set lattice=false --set max_active=2000)
-    decode_system "$model" "$exp/$sys" "${weak[@]}"
-  done
-fi
-
-# Stages 19-21: the paper's second method, specialists over confusable senone clusters.
-# The generalist is the baseline: one full model on the hard targets.
-current=19
-if [[ $specialists == yes && $stage -le 19 && $stop_stage -ge 19 ]]; then
-  log "Stage 19: senone clusters from the generalist's predictions; one specialist each"
-  timed "${kd[@]}" train-specialists --config "$config" "${par[@]}" \
-    "$exp/baseline" "$data/senones" "$data/fbank" "$exp/specialists"
-fi
-
-current=20
-if [[ $specialists == yes && $stage -le 20 && $stop_stage -ge 20 ]]; then
-  log "Stage 20: distil the generalist + specialists into one student"
-  timed "${kd[@]}" cache-soft-targets --config "$config" --teacher "$exp/specialists" \
-    "$data/senones" "$data/fbank" "$data/soft_specialists"
-  timed "${kd[@]}" distill --config "$config" --cache-dir "$data/soft_specialists" \
-    --teacher "$exp/specialists" "$data/senones" "$data/fbank" "$exp/specialists_student"
-fi
-
-current=21
-if [[ $specialists == yes && $stage -le 21 && $stop_stage -ge 21 ]]; then
-  log "Stage 21: frame accuracy in the clusters; decode the specialist systems"
-  timed "${kd[@]}" eval-specialists --system "ensemble=$ensemble_spec" \
-    --system "specialists_student=$exp/specialists_student" \
-    --out-dir "$exp/eval/specialists" "$exp/specialists" "$data/senones"
-  for sys in specialists specialists_student; do
-    decode_system "$exp/$sys" "$exp/$sys"
-  done
-fi
-
-# Stages 22-23 (optional, --sweeps yes): the paper's sweeps.
-current=22
-if [[ $sweeps == yes && $stage -le 22 && $stop_stage -ge 22 ]]; then
-  log "Stage 22: ensembles of 1, 2, 4, ... teachers: frame accuracy and WER"
-  n=${#teachers[@]}
-  for ((k = 2; k < n; k *= 2)); do
-    members=("${teachers[@]:0:k}")
-    spec="ensemble:$(IFS=,; echo "${members[*]}")"
-    timed "${kd[@]}" eval-ensemble --method arithmetic --out-dir "$exp/eval/ensemble_$k" \
-      "$data/senones" "${members[@]}"
-    decode_system "$spec" "$exp/ensemble_$k"
-  done
-fi
-
-current=23
-if [[ $sweeps == yes && $stage -le 23 && $stop_stage -ge 23 ]]; then
-  log "Stage 23: students at other temperatures and soft-target weights (exp/sweeps)"
-  # A cache per temperature (alpha only weighs the loss). At T >= 5 the top 10 senones
-  # hold too little of the flattened mass: those caches keep 40.
-  for point in "1 0.5" "5 0.5" "10 0.5" "2 0.25" "2 0.9" "2 1.0"; do
-    read -r t a <<< "$point"
-    k=10
-    [[ $t -ge 5 ]] && k=40
-    timed "${kd[@]}" cache-soft-targets --config "$config" --set "temperature=$t" --set "k=$k" \
-      "${teacher_args[@]}" "$data/senones" "$data/fbank" "$data/soft_T$t"
-    timed "${kd[@]}" distill --config "$config" --set "temperature=$t" --set "alpha=$a" \
-      --set "k=$k" --cache-dir "$data/soft_T$t" "${teacher_args[@]}" "$data/senones" \
-      "$data/fbank" "$exp/sweeps/student_T${t}_a${a}"
-  done
-  [[ -d $exp/student ]] && ln -sfn ../student "$exp/sweeps/student_T2_a0.5"
-  "${kd[@]}" report --data-dir "$data/senones" "$exp/sweeps" "$exp/sweeps/report"
-fi
-
-current=24
-if [[ $stage -le 24 && $stop_stage -ge 24 ]]; then
-  log "Stage 24: the report (RESULTS.md, results.json, plots)"
-  "${kd[@]}" report --data-dir "$data/senones" "$exp" "$exp/report"
-fi
-
-log "Done: stages $stage..$stop_stage finished under $work_dir"
+# The shared stages: the corpus's names, its lexicon words and LM text.
+corpus=synth
+train_split=train
+dev_split=dev
+test_split=test
+lang_opts=(--words-from "$data/corpus/lm/lm_text.txt")  # CMUdict for train + LM words
+lm_text=$data/corpus/lm/lm_text.txt
+lm_opts=()
+lm_arpa=
+source "$recipe_dir/../common/stages.sh"

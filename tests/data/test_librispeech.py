@@ -368,6 +368,7 @@ def test_recipe_fake_corpus_to_the_shared_stages(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     cmd = [str(repo / "recipes/librispeech/run.sh"), "--config", str(config), "--fake-corpus"]
     cmd += ["--corpus-dir", str(corpus), "--work-dir", str(tmp_path / "w"), "--nj", "1"]
+    cmd += ["--stop-stage", "5"]  # the rest: tests/test_librispeech_recipe.py
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = tmp_path / "w" / "data"

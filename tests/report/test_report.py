@@ -50,6 +50,20 @@ def _model(d: Path, dev_acc: float) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _ensemble_eval(exp: Path, accs: dict[str, float]) -> None:
+    """An eval-ensemble document for exp/ensemble: the arithmetic mean of teacher2 alone."""
+    splits = {
+        split: {"systems": {"teacher1": {"frame_acc": 0.5}, "teacher2": {"frame_acc": 0.5},
+                            "ensemble_arithmetic": {"frame_acc": acc}}}
+        for split, acc in accs.items()
+    }  # fmt: skip
+    _write(exp / "ensemble" / "eval.json", {
+        "teachers": {"teacher1": "model:a", "teacher2": "model:b"},
+        "combos": {"ensemble_arithmetic": {"method": "arithmetic", "members": ["teacher2"]}},
+        "splits": splits,
+    })  # fmt: skip
+
+
 @pytest.fixture
 def exp(tmp_path) -> Path:
     """baseline, two teachers, their ensemble, a student, and a half-finished hard_3pct."""
@@ -178,16 +192,7 @@ def test_reruns_skip_until_an_input_changes_and_roles_can_be_renamed(exp, tmp_pa
 
 
 def test_an_eval_ensemble_document_is_read_for_the_ensemble(exp, tmp_path):
-    splits = {
-        split: {"systems": {"teacher1": {"frame_acc": 0.5}, "teacher2": {"frame_acc": 0.5},
-                            "ensemble_arithmetic": {"frame_acc": acc}}}
-        for split, acc in (("dev", 0.61), ("test", 0.59))
-    }  # fmt: skip
-    _write(exp / "ensemble" / "eval.json", {
-        "teachers": {"teacher1": "model:a", "teacher2": "model:b"},
-        "combos": {"ensemble_arithmetic": {"method": "arithmetic", "members": ["teacher2"]}},
-        "splits": splits,
-    })  # fmt: skip
+    _ensemble_eval(exp, {"dev": 0.61, "test": 0.59})
     doc = report(exp, tmp_path / "r", device="cpu")
     row = doc["systems"]["ensemble"]
     assert row["dev"]["frame_acc"] == 61.0 and row["test"]["frame_acc"] == 59.0
@@ -258,3 +263,19 @@ def test_cuts_dropped_upstream_of_the_data_are_counted(exp, tmp_path):
     report(exp, tmp_path / "r", data_dir=data, device="cpu")
     md = (tmp_path / "r" / "RESULTS.md").read_text()
     assert f"- data: 2 cuts dropped by the stage that wrote {feats.resolve()}" in md
+
+
+def test_a_corpus_with_other_split_names_reports_them_as_dev_and_test(exp, tmp_path):
+    """LibriSpeech's eval documents say dev-clean and test-clean: ``--dev-split`` and
+    ``--test-split`` name them, and results.json keeps its dev and test keys."""
+    from asr_kd.cli.distill import report as report_cmd
+
+    _ensemble_eval(exp, {"dev-clean": 0.61, "test-clean": 0.59})
+    default = report(exp, tmp_path / "default", device="cpu")
+    assert default["systems"]["ensemble"]["dev"]["frame_acc"] is None  # not found as "dev"
+    args = [str(exp), str(tmp_path / "r"), "--device", "cpu", "--dev-split", "dev-clean",
+            "--test-split", "test-clean"]  # fmt: skip
+    assert CliRunner().invoke(report_cmd, args, catch_exceptions=False).exit_code == 0
+    row = json.loads((tmp_path / "r" / "results.json").read_text())["systems"]["ensemble"]
+    assert row["dev"]["frame_acc"] == 61.0 and row["test"]["frame_acc"] == 59.0
+    assert row["test"]["wer"] == 15.0  # decode_test, whatever the data calls the split

@@ -1,0 +1,78 @@
+# The recipes' shared options and helpers (sourced by recipes/<corpus>/run.sh).
+#
+# A recipe sets recipe_dir and its default config, sources this file, parses its own
+# options and hands the rest to shared_option, then calls setup_recipe. After its
+# preparation stages (0-1) it sets the corpus's names and sources stages.sh.
+
+stage=0
+stop_stage=100
+work_dir=$recipe_dir
+nj=2
+dask_scheduler=
+specialists=auto
+sweeps=auto
+alignment=tri1
+
+# The options every recipe takes (see shared_usage). shared_option OPTION VALUE sets one;
+# an option it does not know is refused with the recipe's name.
+shared_usage="  [--stage N] [--stop-stage M] [--work-dir DIR] [--nj N] [--dask-scheduler ADDR]
+  [--specialists yes|no] [--sweeps yes|no] [--alignment NAME]
+--specialists: stages 19-21 (generalist + specialists, their student); default: the
+  config's protocol.specialists.
+--sweeps: optional stages 22-23 (ensemble size; temperature and alpha); default: the
+  config's protocol.sweeps.
+Which students, data fractions and seeds are trained and decoded is the config's
+protocol: section (asr-kd protocol --config C KEY; see asr_kd/protocol.py).
+--alignment: the alignment the senone targets (stage 9) come from, exp/NAME_ali:
+  tri1 (default), mono, or a model's alignment (asr-kd align --model)."
+shared_option() {
+  if [[ $# -lt 2 ]]; then
+    echo "$0: option $1 takes a value" >&2
+    exit 1
+  fi
+  case $1 in
+    --stage) stage=$2 ;;
+    --stop-stage) stop_stage=$2 ;;
+    --config) config=$2 ;;
+    --work-dir) work_dir=$2 ;;
+    --nj) nj=$2 ;;
+    --dask-scheduler) dask_scheduler=$2 ;;
+    --specialists) specialists=$2 ;;
+    --sweeps) sweeps=$2 ;;
+    --alignment) alignment=$2 ;;
+    *) echo "$0: unknown option $1" >&2; exit 1 ;;
+  esac
+}
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($fname:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+timed() {
+  local start=$SECONDS
+  "$@"
+  log "stage $current took $((SECONDS - start)) s"
+}
+
+# setup_recipe SCRIPT: checks the arguments (recipes/check_args.sh), resolves the config
+# and the protocol, makes W/data and W/exp; sets config, data, exp, par, kd and the
+# protocol's lists.
+setup_recipe() {
+  source "$recipe_dir/../check_args.sh"
+  config=$(check_recipe_args "$1" "$stage" "$stop_stage" "$config" "$recipe_dir/conf" "$work_dir")
+  [[ $specialists == auto ]] && specialists=$(protocol specialists)
+  [[ $sweeps == auto ]] && sweeps=$(protocol sweeps)
+  read -ra student_seeds <<< "$(protocol student_seeds)"
+  read -ra fractions <<< "$(protocol fractions)"
+  read -ra subset_seeds <<< "$(protocol subset_seeds)"
+  read -ra decode_fractions <<< "$(protocol decode_fractions)"
+  data=$work_dir/data
+  exp=$work_dir/exp
+  mkdir -p "$data" "$exp/log"
+  par=(--num-jobs "$nj")
+  [[ -n $dask_scheduler ]] && par+=(--dask-scheduler "$dask_scheduler")
+  kd=(asr-kd --log-file "$exp/log/run.log")
+}
+
+protocol() { asr-kd protocol --config "$config" "$@" 2>/dev/null; }

@@ -1,0 +1,269 @@
+# The stages every recipe shares, 2-24: features, lang and LM, GMM alignment, tree,
+# senone targets, graph, teachers, ensemble, distillation, decoding, report. Sourced by
+# recipes/<corpus>/run.sh after its preparation stages (0-1) and lib.sh's setup_recipe.
+#
+# The recipe sets:
+#   corpus                         the manifests' corpus name (<corpus>_cuts_<split>...)
+#   train_split dev_split test_split  its split names (the report calls them dev and test)
+#   lang_opts=(...)                prepare-lang options besides the training words
+#   lm_text, lm_opts=(...)         stage 5 trains the 3-gram on lm_text with lm_opts...
+#   lm_arpa                        ...or, when set, imports this ARPA file instead
+# Stage 2-3 manifests are read from $data/manifests.
+
+splits=(--train-split "$train_split" --dev-split "$dev_split")
+report_splits=(--dev-split "$dev_split" --test-split "$test_split")
+manifest() { echo "$data/manifests/${corpus}_$1_$2.jsonl.gz"; }
+senone_cuts() { echo "$data/senones/${corpus}_cuts_$1.jsonl.gz"; }
+
+# decode_system MODEL OUT [decode options]: dev with the LM-weight sweep, then test at
+# dev's point (never tuned on test); writes OUT/decode_dev and OUT/decode_test.
+decode_system() {
+  local model=$1 out=$2
+  shift 2
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
+    --priors "$data/senones" --lang "$data/lang" \
+    "$(senone_cuts "$dev_split")" "$exp/graph" "$out/decode_dev"
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
+    --priors "$data/senones" --lang "$data/lang" --tuned-on "$out/decode_dev" \
+    "$(senone_cuts "$test_split")" "$exp/graph" "$out/decode_test"
+}
+
+current=2
+if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
+  log "Stage 2: 80-dim log-mel fbank features"
+  timed "${kd[@]}" compute-features --config "$config" --section features "${par[@]}" \
+    --stats-split "$train_split" "$data/manifests" "$data/fbank"
+fi
+
+current=3
+if [[ $stage -le 3 && $stop_stage -ge 3 ]]; then
+  log "Stage 3: 13-dim MFCC features (for the GMM stage)"
+  timed "${kd[@]}" compute-features --config "$config" --section mfcc "${par[@]}" \
+    --stats-split "$train_split" "$data/manifests" "$data/mfcc"
+fi
+
+current=4
+if [[ $stage -le 4 && $stop_stage -ge 4 ]]; then
+  log "Stage 4: lang directory (lexicon, L.fst) for the $train_split vocabulary ${lang_opts[*]}"
+  timed "${kd[@]}" prepare-lang --words-from "$(manifest supervisions "$train_split")" \
+    "${lang_opts[@]}" "$data/lang"
+fi
+
+current=5
+if [[ $stage -le 5 && $stop_stage -ge 5 ]]; then
+  if [[ -n ${lm_arpa:-} ]]; then
+    log "Stage 5: G.fst from $lm_arpa, $dev_split perplexity"
+    timed "${kd[@]}" import-lm --dev "$(manifest supervisions "$dev_split")" \
+      "$lm_arpa" "$data/lang" "$data/lm"
+  else
+    log "Stage 5: Kneser-Ney 3-gram on $lm_text ${lm_opts[*]}, G.fst, $dev_split perplexity"
+    timed "${kd[@]}" train-lm --order 3 "${lm_opts[@]}" \
+      --dev "$(manifest supervisions "$dev_split")" "$lm_text" "$data/lang" "$data/lm"
+  fi
+fi
+
+current=6
+if [[ $stage -le 6 && $stop_stage -ge 6 ]]; then
+  log "Stage 6: monophone GMM-HMM (flat start, EM with Viterbi realignment)"
+  timed "${kd[@]}" train-mono --config "$config" --set "split=$train_split" "${par[@]}" \
+    "$data/mfcc" "$data/lang" "$exp/mono"
+fi
+
+current=7
+if [[ $stage -le 7 && $stop_stage -ge 7 ]]; then
+  log "Stage 7: forced alignment of every split"
+  timed "${kd[@]}" align --config "$config" "${par[@]}" \
+    "$data/mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
+fi
+
+current=8
+if [[ $stage -le 8 && $stop_stage -ge 8 ]]; then
+  log "Stage 8: phonetic decision tree (senones); tri-phone GMM (tri1) on it, its alignment"
+  timed "${kd[@]}" build-tree --config "$config" --split "$train_split" "${par[@]}" \
+    "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree"
+  timed "${kd[@]}" train-tri --config "$config" --section tri1 --set "split=$train_split" \
+    "${par[@]}" \
+    "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree" "$exp/tri1"
+  timed "${kd[@]}" align --config "$config" "${par[@]}" \
+    "$data/mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali"
+fi
+
+current=9
+if [[ $stage -le 9 && $stop_stage -ge 9 ]]; then
+  log "Stage 9: per-frame senone targets on the fbank cuts, senone priors"
+  timed "${kd[@]}" senone-targets --train-split "$train_split" \
+    "$exp/${alignment}_ali" "$data/fbank" "$exp/tree" "$data/senones"
+fi
+
+current=10
+if [[ $stage -le 10 && $stop_stage -ge 10 ]]; then
+  log "Stage 10: HCLG decoding graph (tree + lang + 3-gram)"
+  timed "${kd[@]}" make-graph --config "$config" "$data/lang" "$data/lm" "$exp/tree" "$exp/graph"
+fi
+
+current=11
+if [[ $stage -le 11 && $stop_stage -ge 11 ]]; then
+  log "Stage 11: oracle check: decode dev and test from the reference senone alignments"
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
+    --lang "$data/lang" "$(senone_cuts "$dev_split")" "$exp/graph" "$exp/oracle/decode_dev"
+  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
+    --lang "$data/lang" --tuned-on "$exp/oracle/decode_dev" \
+    "$(senone_cuts "$test_split")" "$exp/graph" "$exp/oracle/decode_test"
+fi
+
+current=12
+if [[ $stage -le 12 && $stop_stage -ge 12 ]]; then
+  log "Stage 12: baseline: one DNN on the hard senone targets"
+  timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 "${splits[@]}" \
+    "$data/senones" "$data/fbank" "$exp/baseline"
+fi
+
+current=13
+if [[ $stage -le 13 && $stop_stage -ge 13 ]]; then
+  log "Stage 13: the teachers: N DNNs that differ in their initialisation seed"
+  timed "${kd[@]}" train-ensemble --config "$config" --train-section teacher "${splits[@]}" \
+    "$data/senones" "$data/fbank" "$exp"
+fi
+
+teachers=()
+for d in "$exp"/teacher[0-9]*; do [[ -f $d/model.pt ]] && teachers+=("$d"); done
+teacher_args=()
+for t in "${teachers[@]}"; do teacher_args+=(--teacher "$t"); done
+ensemble_spec="ensemble:$(IFS=,; echo "${teachers[*]}")"
+
+current=14
+if [[ $stage -le 14 && $stop_stage -ge 14 ]]; then
+  log "Stage 14: dev/test frame accuracy of every teacher and the ensemble"
+  timed "${kd[@]}" eval-ensemble --method arithmetic --method geometric \
+    --split "$dev_split" --split "$test_split" \
+    --out-dir "$exp/eval/ensemble" "$data/senones" "${teachers[@]}"
+fi
+
+current=15
+if [[ $stage -le 15 && $stop_stage -ge 15 ]]; then
+  log "Stage 15: cache the ensemble's top-k soft targets at temperature T"
+  timed "${kd[@]}" cache-soft-targets --config "$config" --split "$train_split" \
+    "${teacher_args[@]}" "$data/senones" "$data/fbank" "$data/soft"
+fi
+
+current=16
+if [[ $stage -le 16 && $stop_stage -ge 16 ]]; then
+  log "Stage 16: distil the ensemble into students of the same size (protocol.student_seeds)"
+  for seed in "${student_seeds[@]}"; do
+    timed "${kd[@]}" distill --config "$config" --set "student.seed=$seed" "${splits[@]}" \
+      --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
+      "$exp/$(protocol "system:student::$seed")"
+  done
+fi
+
+current=17
+if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
+  log "Stage 17: fractions of the training data: hard targets vs the ensemble's soft targets"
+  for f in "${fractions[@]}"; do
+    read -ra seeds <<< "$(protocol "subset_seeds:$f")"
+    for s in "${seeds[@]}"; do
+      subset=(--set "train_fraction=$f" --set "subset_seed=$s")
+      timed "${kd[@]}" train --config "$config" --section hard_3pct "${subset[@]}" "${splits[@]}" \
+        "$data/senones" "$data/fbank" "$exp/$(protocol "system:hard:$f:$s")"
+      timed "${kd[@]}" distill --config "$config" --train-section student_3pct "${splits[@]}" \
+        --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" \
+        --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
+        "$exp/$(protocol "system:soft:$f:$s")"
+    done
+  done
+fi
+
+current=18
+if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
+  log "Stage 18: decode dev (LM weight tuned) and test (dev's LM weight) for every system"
+  systems=(baseline "${teachers[@]##*/}" ensemble)
+  for seed in "${student_seeds[@]}"; do systems+=("$(protocol "system:student::$seed")"); done
+  for f in "${decode_fractions[@]}"; do
+    systems+=("$(protocol "system:hard:$f:${subset_seeds[0]}")")
+    systems+=("$(protocol "system:soft:$f:${subset_seeds[0]}")")
+  done
+  for sys in "${systems[@]}"; do
+    model=$exp/$sys
+    [[ $sys == ensemble ]] && model=$ensemble_spec
+    # Models trained on 3% of the data are weak: a lattice search without max-active
+    # takes >1 s per utterance; they get the 1-best decoder (LM weight 10, no sweep).
+    weak=()
+    [[ $sys == hard_*pct* || $sys == soft_*pct* ]] && weak=(--set lattice=false --set max_active=2000)
+    decode_system "$model" "$exp/$sys" "${weak[@]}"
+  done
+fi
+
+# Stages 19-21: the paper's second method, specialists over confusable senone clusters.
+# The generalist is the baseline: one full model on the hard targets.
+current=19
+if [[ $specialists == yes && $stage -le 19 && $stop_stage -ge 19 ]]; then
+  log "Stage 19: senone clusters from the generalist's predictions; one specialist each"
+  timed "${kd[@]}" train-specialists --config "$config" "${par[@]}" "${splits[@]}" \
+    "$exp/baseline" "$data/senones" "$data/fbank" "$exp/specialists"
+fi
+
+current=20
+if [[ $specialists == yes && $stage -le 20 && $stop_stage -ge 20 ]]; then
+  log "Stage 20: distil the generalist + specialists into one student"
+  timed "${kd[@]}" cache-soft-targets --config "$config" --split "$train_split" \
+    --teacher "$exp/specialists" \
+    "$data/senones" "$data/fbank" "$data/soft_specialists"
+  timed "${kd[@]}" distill --config "$config" --cache-dir "$data/soft_specialists" "${splits[@]}" \
+    --teacher "$exp/specialists" "$data/senones" "$data/fbank" "$exp/specialists_student"
+fi
+
+current=21
+if [[ $specialists == yes && $stage -le 21 && $stop_stage -ge 21 ]]; then
+  log "Stage 21: frame accuracy in the clusters; decode the specialist systems"
+  timed "${kd[@]}" eval-specialists --split "$dev_split" --split "$test_split" \
+    --system "ensemble=$ensemble_spec" \
+    --system "specialists_student=$exp/specialists_student" \
+    --out-dir "$exp/eval/specialists" "$exp/specialists" "$data/senones"
+  for sys in specialists specialists_student; do
+    decode_system "$exp/$sys" "$exp/$sys"
+  done
+fi
+
+# Stages 22-23 (optional, --sweeps yes): the paper's sweeps.
+current=22
+if [[ $sweeps == yes && $stage -le 22 && $stop_stage -ge 22 ]]; then
+  log "Stage 22: ensembles of 1, 2, 4, ... teachers: frame accuracy and WER"
+  n=${#teachers[@]}
+  for ((k = 2; k < n; k *= 2)); do
+    members=("${teachers[@]:0:k}")
+    spec="ensemble:$(IFS=,; echo "${members[*]}")"
+    timed "${kd[@]}" eval-ensemble --method arithmetic --split "$dev_split" \
+      --split "$test_split" --out-dir "$exp/eval/ensemble_$k" \
+      "$data/senones" "${members[@]}"
+    decode_system "$spec" "$exp/ensemble_$k"
+  done
+fi
+
+current=23
+if [[ $sweeps == yes && $stage -le 23 && $stop_stage -ge 23 ]]; then
+  log "Stage 23: students at other temperatures and soft-target weights (exp/sweeps)"
+  # A cache per temperature (alpha only weighs the loss). At T >= 5 the top 10 senones
+  # hold too little of the flattened mass: those caches keep 40.
+  for point in "1 0.5" "5 0.5" "10 0.5" "2 0.25" "2 0.9" "2 1.0"; do
+    read -r t a <<< "$point"
+    k=10
+    [[ $t -ge 5 ]] && k=40
+    timed "${kd[@]}" cache-soft-targets --config "$config" --set "temperature=$t" --set "k=$k" \
+      --split "$train_split" \
+      "${teacher_args[@]}" "$data/senones" "$data/fbank" "$data/soft_T$t"
+    timed "${kd[@]}" distill --config "$config" --set "temperature=$t" --set "alpha=$a" \
+      --set "k=$k" "${splits[@]}" --cache-dir "$data/soft_T$t" "${teacher_args[@]}" "$data/senones" \
+      "$data/fbank" "$exp/sweeps/student_T${t}_a${a}"
+  done
+  [[ -d $exp/student ]] && ln -sfn ../student "$exp/sweeps/student_T2_a0.5"
+  "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "$exp/sweeps" \
+    "$exp/sweeps/report"
+fi
+
+current=24
+if [[ $stage -le 24 && $stop_stage -ge 24 ]]; then
+  log "Stage 24: the report (RESULTS.md, results.json, plots)"
+  "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "$exp" "$exp/report"
+fi
+
+log "Done: stages $stage..$stop_stage finished under $work_dir"
