@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from train_toy import make_toy_data
 
-from asr_kd.distill import DistillConfig, cache_soft_targets
+from asr_kd.distill import DistillConfig, cache_soft_targets, distill
 from asr_kd.train import TrainConfig, train_model
 from asr_kd.tree.context_tree import ContextTree
 from asr_kd.tree.questions import Question
@@ -61,3 +61,16 @@ def make_world(root) -> dict:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     return make_world(tmp_path_factory.mktemp("transfer"))
+
+
+@pytest.fixture(scope="session")
+def omitted(world):
+    """The hard-target control and the student trained without AH, and the full student."""
+    root, data, feats = world["root"], world["data"], world["feats"]
+    train_model(data, feats, root / "exp" / "omit_control", train_config(omit_phone="AH"),
+                device="cpu")  # fmt: skip
+    distill(data, feats, root / "exp" / "omit_student", world["kd"],
+            train_config(seed=7, omit_phone="ah"), device="cpu")  # fmt: skip
+    distill(data, feats, root / "exp" / "student", world["kd"], train_config(seed=7),
+            device="cpu")  # fmt: skip
+    return root / "exp"

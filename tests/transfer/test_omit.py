@@ -12,26 +12,12 @@ from click.testing import CliRunner
 from conftest import AH, S, toy_tree, train_config
 
 from asr_kd.cli.main import cli
-from asr_kd.distill import distill
 from asr_kd.errors import ConfigError
-from asr_kd.train import load_model, train_model
+from asr_kd.train import load_model
 from asr_kd.train.dataset import load_split, load_training_data
 from asr_kd.train.frames import frame_source
 from asr_kd.transfer import add_bias, phone_senones, senone_owners
 from asr_kd.transfer.omit import output_bias
-
-
-@pytest.fixture(scope="module")
-def omitted(world):
-    """The hard-target control and the student trained without AH, and the full student."""
-    root, data, feats = world["root"], world["data"], world["feats"]
-    train_model(data, feats, root / "exp" / "omit_control", train_config(omit_phone="AH"),
-                device="cpu")  # fmt: skip
-    distill(data, feats, root / "exp" / "omit_student", world["kd"],
-            train_config(seed=7, omit_phone="ah"), device="cpu")  # fmt: skip
-    distill(data, feats, root / "exp" / "student", world["kd"], train_config(seed=7),
-            device="cpu")  # fmt: skip
-    return root / "exp"
 
 
 def test_a_phones_senones_are_the_leaves_below_its_roots(world):
