@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ from asr_kd.report.collect import (
 from asr_kd.report.document import results_document, results_markdown
 from asr_kd.report.paper import add_protocol_results
 from asr_kd.report.transfer import add_transfer_results, plot_transfer, transfer_inputs
+from asr_kd.report.voices import add_voice_results
 from asr_kd.stage import is_done, read_marker, stage_output, stale_inputs, upstream
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def report(
     systems: Mapping[str, Any] | None = None,
     roles: Mapping[str, str] | None = None,
     split_names: Mapping[str, str] | None = None,
+    voice_splits: Sequence[Path | str] = (),
     device: str = "auto",
     force: bool = False,
 ) -> dict[str, Any]:
@@ -128,6 +130,9 @@ def report(
             default the systems of those names).
         split_names: the data's names of the report's dev and test splits (e.g.
             ``{"dev": "dev-clean", "test": "test-clean"}``; default ``dev``, ``test``).
+        voice_splits: manifest directories whose ``<split>_<engine>`` cut manifests divide
+            a decoded split by voice (``prepare synth``'s ``test_<engine>``,
+            ``heldout_<engine>``): ``results.json``'s ``voices`` (:mod:`asr_kd.report.voices`).
         device: for the frame-accuracy evaluations.
         force: redo even if no input changed.
 
@@ -158,6 +163,7 @@ def report(
         "systems": {n: [str(s.dir), list(s.members)] for n, s in found.items()},
         "roles": roles,
         "split_names": split_names,
+        "voice_splits": [str(Path(d).resolve()) for d in voice_splits],
         "inputs": _fingerprint(found) + transfer_inputs(exp_dir),
     }
     marker = read_marker(out_dir) if is_done(out_dir) else None
@@ -172,6 +178,7 @@ def report(
         results = collect(found, data, device, split_names)
         doc, on = results_document(results, roles)
         add_protocol_results(doc, found)
+        add_voice_results(doc, found, roles, voice_splits)
         add_transfer_results(doc, exp_dir, roles)
         # exp/*_ali: the share of dev word starts within 20 ms
         if alignments := alignment_accuracy(exp_dir, split_names["dev"]):

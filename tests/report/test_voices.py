@@ -102,3 +102,15 @@ def test_no_voices_section_without_a_split_besides_dev_and_test(tmp_path):
     _system(exp, "baseline", {"p00"}, heldout_lm_weight=None)
     assert voice_results(discover_systems(exp), {r: r for r in ROLES}) is None
     assert voices_markdown({}) == []
+
+
+def test_report_writes_the_voices_section(work, tmp_path):
+    from asr_kd.report import report
+
+    exp, manifests = work
+    doc = report(exp, tmp_path / "report", voice_splits=manifests, device="cpu")
+    saved = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert saved["voices"] == doc["voices"]
+    assert saved["voices"]["heldout_over_in_domain"]["baseline"] == pytest.approx(2.0)
+    md = (tmp_path / "report" / "RESULTS.md").read_text()
+    assert "WER by voice" in md and "| heldout_hibari | 10 | 13.33 [" in md
