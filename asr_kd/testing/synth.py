@@ -1,6 +1,8 @@
 """A synthesised corpus small enough for unit tests (seconds to build)."""
 
+from asr_kd.align.align import AlignConfig
 from asr_kd.align.mono import MonoConfig
+from asr_kd.align.tri import TriConfig
 from asr_kd.data.synth import SynthCorpusConfig
 
 TINY_SYNTH = SynthCorpusConfig(
@@ -35,6 +37,12 @@ CLEAN_SYNTH = SynthCorpusConfig(
 
 FAST_MONO = MonoConfig(num_iters=15, total_gaussians=300)
 """A monophone schedule that trains on CLEAN_SYNTH in seconds."""
+
+FAST_TRI = TriConfig(num_iters=8, total_gaussians=400)
+"""A tri-phone schedule (tri1 and, with a transform, tri2) for CLEAN_SYNTH."""
+
+LENIENT_ALIGN = AlignConfig(max_failed_share=0.5)
+"""Alignment settings for the tests' small models (a few failures are not the point)."""
 
 MIXED_SYNTH = SynthCorpusConfig(
     seed=5,

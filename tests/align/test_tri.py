@@ -21,31 +21,15 @@ from asr_kd.align.tri import (
 from asr_kd.data.features import load_stats
 from asr_kd.graph.h import parse_topology
 from asr_kd.lang import Lang
-from asr_kd.tree.build import TreeConfig
-from asr_kd.tree.targets import build_tree_stage, senone_targets_stage
+from asr_kd.testing.synth import FAST_TRI, LENIENT_ALIGN
+from asr_kd.tree.targets import senone_targets_stage
 
-FAST_TRI = TriConfig(num_iters=8, total_gaussians=400)
-LENIENT = AlignConfig(max_failed_share=0.5)
-
-
-@pytest.fixture(scope="module")
-def data(clean_data, model_dir):
-    """The clean corpus with its monophone alignments (``mono_ali``) and tree (``tree``)."""
-    align(clean_data / "mfcc", clean_data / "lang", model_dir, clean_data / "mono_ali", LENIENT)
-    config = TreeConfig(num_leaves=120, min_occupancy=30.0)
-    build_tree_stage(clean_data / "mono_ali", clean_data / "mfcc", clean_data / "lang",
-                     clean_data / "tree", config)  # fmt: skip
-    return clean_data
+LENIENT = LENIENT_ALIGN
 
 
 def _train(data, name: str, config: TriConfig = FAST_TRI):
     return train_tri(data / "mono_ali", data / "mfcc", data / "lang", data / "tree",
                      data / name, config)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tri_dir(data):
-    return _train(data, "tri1")
 
 
 def test_log_likelihood_rises_across_iterations(tri_dir):
