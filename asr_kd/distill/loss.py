@@ -10,8 +10,9 @@ by the frame count); the CE term leaves out the frames of untranscribed audio
 (``UNLABELLED_TARGET``, :mod:`asr_kd.train.dataset`), which learn from the teacher alone.
 The ``T^2`` keeps the soft term's gradient, ``alpha * T * (q_T - p_T)`` with respect to
 ``z``, on the scale of the hard term's ``softmax(z) - onehot(y)`` when the temperature
-changes (the paper's section 2). The paper's speech experiment weights
-the hard term by 0.5 (``alpha = 0.5``) and tries ``T`` in {1, 2, 5, 10}.
+changes (the paper's section 2). The paper's speech experiment weights the hard term
+at 0.5 relative to the soft term: ``(1 - alpha) / alpha = 0.5``, i.e. ``alpha = 2/3``
+(``alpha = 0.5`` weighs both alike); it tries ``T`` in {1, 2, 5, 10}.
 
 The teacher side comes dense (``[B, T, S]`` log-probabilities, e.g. an ensemble run on
 the fly) or sparse (:class:`SparseTargets`, the cached top-k senones per frame). What a

@@ -77,7 +77,8 @@ class DistillConfig:
     Attributes:
         temperature: T of the soft targets and of the student's soft term.
         alpha: weight of the soft term ``T^2 KL``; the hard cross-entropy gets
-            ``1 - alpha`` (the paper: 0.5).
+            ``1 - alpha`` (the paper: the hard term at 0.5 relative to the soft one,
+            ``alpha = 2/3``).
         source: ``cache`` (read ``cache_dir``) or ``on_the_fly`` (run the teachers).
         cache_dir: a ``cache-soft-targets`` output, for ``source: cache``.
         teachers: teacher specs for ``asr_kd.teachers.load`` (a training
