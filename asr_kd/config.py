@@ -45,7 +45,8 @@ SECTIONS: dict[str, str] = {
     "lda": "estimate-lda",
     "tri2": "train-tri --section tri2 --transform",
     "graph": "make-graph",
-    "decode": "decode",
+    "lm": "train-lm",
+    "decode": "decode, adjust-priors",
     "teacher": "train, train-ensemble",
     "ensemble": "train-ensemble",
     "distill": "distill, cache-soft-targets",
@@ -263,8 +264,29 @@ def check_sections(data: Mapping[str, Any], where: str, also: Sequence[str] = ()
         )
 
 
+def check_override_sections(overrides: Sequence[str], reads: Sequence[str]) -> None:
+    """Refuse ``--set section.key=value`` for a section the command does not read.
+
+    The one rule for ``--set`` in every command: ``key=value`` sets the command's own
+    section (``reads[0]``: the one its ``--section`` names, or its default), and
+    ``section.key=value`` sets that section, which must be one the command reads;
+    otherwise the value would be silently ignored.
+    """
+    for item in overrides:
+        section = item.partition("=")[0].strip().rpartition(".")[0]
+        if section and section not in reads:
+            raise ConfigError(
+                f"--set {item!r}: this command reads section(s) {', '.join(reads)}, not "
+                f"{section!r}, so the value would have no effect (key=value sets {reads[0]!r})"
+            )
+
+
 def load_section(
-    path: Path | str | None, section: str, cls: type[T], overrides: Sequence[str] = ()
+    path: Path | str | None,
+    section: str,
+    cls: type[T],
+    overrides: Sequence[str] = (),
+    reads: Sequence[str] = (),
 ) -> T:
     """Load one component's config from a recipe YAML file plus overrides.
 
@@ -272,15 +294,19 @@ def load_section(
         path: the recipe config, or ``None`` for the dataclass defaults.
         section: the YAML section this component reads, e.g. ``"corpus"``.
         cls: the frozen dataclass to build.
-        overrides: ``key=value`` or ``section.key=value`` strings.
+        overrides: ``key=value`` or ``section.key=value`` strings (see
+            :func:`check_override_sections`).
+        reads: the other sections the command reads (``section.key=value`` may name them).
 
     Raises:
         ConfigError: naming the file, section and key: an unknown section or option,
-            a value of the wrong type, a malformed override.
+            a value of the wrong type, a malformed override, an override of a section
+            the command does not read.
     """
     data = read_yaml_config(path) if path is not None else {}
     data = apply_overrides(data, overrides, section)
     check_sections(data, str(path or "--set"), also=[section])
+    check_override_sections(overrides, [section, *reads])
     values = data.get(section) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"section {section!r} of {path} must be a mapping")

@@ -18,12 +18,18 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
 - ``seeded_fractions``: the fractions trained with every subset seed (default: all); the
   others (points of the data-fraction curve) with the first seed only;
 - ``decode_fractions``: which of those fractions' models are decoded (seed 0);
+- ``decode_overrides``: decoder settings per system, ``{pattern: {key: value}}`` with
+  shell patterns on the exp/ name; ``asr-kd protocol decode_options:SYSTEM`` prints
+  every matching entry (in order) as ``--set key=value`` for ``asr-kd decode``;
 - ``specialists``, ``sweeps``: the optional stages.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["ProtocolConfig", "fraction_tag", "system_name"]
 
@@ -53,6 +59,9 @@ class ProtocolConfig:
         decode_fractions: fractions whose (first-seed) models are decoded.
         specialists: run the specialist stages.
         sweeps: run the optional sweep stages (ensemble size, T, alpha).
+        decode_overrides: ``{pattern: {decode key: value}}``: settings of the ``decode``
+            section for the systems whose exp/ name matches the shell pattern, e.g.
+            ``{"hard_*pct*": {lattice: false, max_active: 2000}}``.
     """
 
     student_seeds: tuple[int, ...] = (0,)
@@ -62,6 +71,7 @@ class ProtocolConfig:
     decode_fractions: tuple[float, ...] = (0.03,)
     specialists: bool = False
     sweeps: bool = False
+    decode_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("student_seeds", "subset_seeds"):
@@ -73,6 +83,14 @@ class ProtocolConfig:
                 f"fractions must lie in (0, 1) (the full set is the baseline and the student), "
                 f"got {self.fractions} / {self.decode_fractions}"
             )
+        for pattern, options in self.decode_overrides.items():
+            if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+                raise ValueError(
+                    f"decode_overrides[{pattern!r}] must map decode keys to values, got {options!r}"
+                )
+            for arg in _set_args(options):
+                if any(c.isspace() for c in arg):
+                    raise ValueError(f"decode_overrides[{pattern!r}]: {arg!r} holds a space")
         for name in ("decode_fractions", "seeded_fractions"):
             missing = sorted(set(getattr(self, name) or ()) - set(self.fractions))
             if missing:
@@ -85,6 +103,15 @@ class ProtocolConfig:
         if self.seeded_fractions is None or fraction in self.seeded_fractions:
             return self.subset_seeds
         return self.subset_seeds[:1]
+
+    def decode_options(self, system: str) -> list[str]:
+        """``--set key=value`` arguments of ``asr-kd decode`` for ``system`` (an exp/ name):
+        those of every ``decode_overrides`` pattern it matches, in the file's order."""
+        args: list[str] = []
+        for pattern, options in self.decode_overrides.items():
+            if fnmatch.fnmatchcase(system, pattern):
+                args += [a for arg in _set_args(options) for a in ("--set", arg)]
+        return args
 
     def value(self, key: str) -> str:
         """One field as the shell reads it: a list space-separated, a bool ``yes``/``no``."""
@@ -99,3 +126,8 @@ class ProtocolConfig:
         if isinstance(value, tuple):
             return " ".join(str(v) for v in value)
         return str(value)
+
+
+def _set_args(options: dict[str, Any]) -> list[str]:
+    """``key=value`` with the value as YAML reads it back (``false``, ``2000``, ``[6,8]``)."""
+    return [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in options.items()]

@@ -1,3 +1,4 @@
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -127,3 +128,79 @@ def test_shipped_recipe_configs_name_only_known_sections():
     assert configs
     for path in configs:
         check_sections(read_yaml_config(path), str(path))
+
+
+# ---------------------------------------------------------------------------
+# One rule for --set in every command: key=value sets the command's own section,
+# section.key=value a section it reads; naming a section it does not read is refused.
+
+# command line (inputs need not exist: the config is read first) -> own section, other
+# section it reads (or None)
+COMMANDS = {
+    "synth-corpus OUT": ("corpus", None),
+    "compute-features M OUT": ("features", None),
+    "compute-features --section mfcc M OUT": ("mfcc", None),
+    "train-mono F L OUT": ("mono", None),
+    "train-tri --section tri1 A F L T OUT": ("tri1", None),
+    "build-tree A F L OUT": ("tree", None),
+    "make-graph L LM T OUT": ("graph", None),
+    "train-lm TXT L OUT": ("lm", None),
+    "decode --oracle S C G OUT": ("decode", None),
+    "adjust-priors --model M --priors S C OUT": ("decode", None),
+    "train D F OUT": ("train", None),
+    "train --section teacher D F OUT": ("teacher", None),
+    "train --section hard_3pct D F OUT": ("hard_3pct", None),
+    "train-ensemble D F OUT": ("teacher", "ensemble"),
+    "cache-soft-targets D F OUT": ("distill", None),
+    "distill D F OUT": ("distill", "student"),
+    "distill --train-section student_3pct D F OUT": ("distill", "student_3pct"),
+    "train-specialists B S F OUT": ("specialists", None),
+    "protocol student_seeds": ("protocol", None),
+}
+
+
+def invoke(tmp_path, command: str, *sets: str) -> str:
+    from click.testing import CliRunner
+
+    from asr_kd.cli.main import cli
+
+    (tmp_path / "TXT").write_text("A B\n")  # train-lm's text must exist
+    words = [str(tmp_path / w) if w.isupper() and len(w) <= 3 else w for w in command.split()]
+    args = [words[0], *[a for s in sets for a in ("--set", s)], *words[1:]]
+    result = CliRunner().invoke(cli, args)
+    return result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_follows_the_one_set_rule(tmp_path, command):
+    own, other = COMMANDS[command]
+    # key=value and own.key=value both reach the command's own section
+    for override in ("no_such_key=1", f"{own}.no_such_key=1"):
+        out = invoke(tmp_path, command, override)
+        assert f"[{own}]: unknown option(s) no_such_key" in out, out
+    if other is not None:  # a second section it reads: section.key=value reaches it
+        out = invoke(tmp_path, command, f"{other}.no_such_key=1")
+        assert f"[{other}]: unknown option(s) no_such_key" in out, out
+    # a section it does not read: refused instead of silently ignored
+    out = invoke(tmp_path, command, "specialists.num_clusters=3" if own != "specialists"
+                 else "tree.max_leaves=3")  # fmt: skip
+    assert "this command reads section(s)" in out and "would have no effect" in out, out
+
+
+def test_train_lm_order_comes_from_the_config(tmp_path):
+    from click.testing import CliRunner
+
+    from asr_kd.cli.main import cli
+    from asr_kd.lang import prepare_lang
+
+    prepare_lang("THE CAT SAT ON A MAT".split(), tmp_path / "lang")
+    (tmp_path / "lm.txt").write_text("THE CAT SAT\nTHE CAT SAT ON A MAT\nA CAT SAT\n" * 3)
+    (tmp_path / "c.yaml").write_text("lm:\n  order: 2\n")
+    for name, extra in (("config", []), ("set", ["--set", "order=1"]), ("opt", ["--order", "1"])):
+        args = ["train-lm", "--config", str(tmp_path / "c.yaml"), *extra, str(tmp_path / "lm.txt"),
+                str(tmp_path / "lang"), str(tmp_path / name)]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    order = {n: json.loads((tmp_path / n / "perplexity.json").read_text())["order"]
+             for n in ("config", "set", "opt")}  # fmt: skip
+    assert order == {"config": 2, "set": 1, "opt": 1}

@@ -1,5 +1,7 @@
 """The recipe's protocol section: names, values for the shell, refusals."""
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -33,6 +35,9 @@ def test_values_for_the_shell():
         ({"decode_fractions": [0.1]}, "not among fractions"),
         ({"seeded_fractions": [0.5]}, "seeded_fractions .* not among fractions"),
         ({"fractions": ["three"]}, "fractions must be"),
+        ({"decode_overrides": {"hard_*": [1]}}, r"decode_overrides\['hard_\*'\] must map"),
+        ({"decode_overrides": {"x": {"device": "a b"}}}, "holds a space"),
+        ({"decode_overrides": ["hard_*"]}, "decode_overrides must be a mapping"),
     ],
 )
 def test_bad_protocols_are_refused(tmp_path, values, message):
@@ -80,3 +85,31 @@ def test_cli_prints_values_and_names(tmp_path):
     assert res.exit_code != 0 and "not among protocol.fractions" in res.output
     res = runner.invoke(cli, ["protocol", "--config", str(conf), "nope"])
     assert res.exit_code != 0 and "protocol has no 'nope'" in res.output
+
+
+def test_decode_options_per_system_as_decode_reads_them(tmp_path):
+    from asr_kd.config import apply_overrides
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text(
+        "protocol:\n  decode_overrides:\n"
+        "    'hard_*pct*': {lattice: false, max_active: 2000}\n"
+        "    '*_s1': {lm_weights: [6, 8], device: cpu}\n"
+    )
+    p = load_section(conf, "protocol", ProtocolConfig)
+    assert p.decode_options("student") == []
+    assert p.decode_options("hard_3pct") == ["--set", "lattice=false", "--set", "max_active=2000"]
+    both = p.decode_options("hard_3pct_s1")
+    assert both[4:] == ["--set", "lm_weights=[6,8]", "--set", 'device="cpu"']
+    # decode reads them back as the values written
+    decode = apply_overrides({}, both[1::2], "decode")["decode"]
+    assert decode == {"lattice": False, "max_active": 2000, "lm_weights": [6, 8], "device": "cpu"}
+    res = CliRunner().invoke(
+        cli, ["protocol", "--config", str(conf), "decode_options:soft_3pct_s1"]
+    )
+    assert res.exit_code == 0
+    assert res.output.splitlines()[-1] == '--set lm_weights=[6,8] --set device="cpu"'
+    # the recipe configs: the weak data-fraction models get the 1-best decoder
+    small = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf" / "small.yaml"
+    p = load_section(small, "protocol", ProtocolConfig)
+    assert "lattice=false" in p.decode_options("soft_3pct") and not p.decode_options("baseline")

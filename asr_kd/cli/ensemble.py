@@ -38,8 +38,8 @@ def train_ensemble(
 
     mine = [o for o in overrides if o.startswith("ensemble.")]
     rest = [o for o in overrides if not o.startswith("ensemble.")]
-    ensemble = load_section(config_path, "ensemble", EnsembleConfig, mine)
-    train = load_section(config_path, train_section, TrainConfig, rest)
+    ensemble = load_section(config_path, "ensemble", EnsembleConfig, mine, [train_section])
+    train = load_section(config_path, train_section, TrainConfig, rest, ["ensemble"])
     outs = run(
         Path(data_dir), Path(feature_dir), Path(exp_dir), ensemble, train,
         train_split=train_split, dev_split=dev_split, device=device, force=force,

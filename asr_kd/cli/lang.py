@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from asr_kd.cli.options import force_option
+from asr_kd.cli.options import config_option, force_option, set_option
 
 _FORMATS = ("auto", "plain", "kaldi", "manifest")
 text_format_option = click.option(
@@ -84,7 +84,9 @@ def prepare_lang(
 @click.command("train-lm")
 @click.argument("lm_text", type=click.Path(exists=True, dir_okay=False))
 @lm_outputs
-@click.option("--order", type=int, default=3, show_default=True, help="N-gram order.")
+@click.option("--order", type=int, default=None,
+              help="N-gram order: the same as --set order=N (default: the lm "
+              "section's).")  # fmt: skip
 @click.option(
     "--add-text",
     "extra_texts",
@@ -93,16 +95,29 @@ def prepare_lang(
     help="More LM training text (repeatable; e.g. a corpus's LM text next to the transcripts).",
 )
 @text_format_option
+@config_option
+@set_option
 @force_option
-def train_lm(lm_text, lang_dir, out_dir, dev_text, order, extra_texts, text_format, force) -> None:
-    """Train a Kneser-Ney LM on LM_TEXT and --add-text only; write lm.arpa, G.fst, ppl."""
+def train_lm(
+    lm_text, lang_dir, out_dir, dev_text, order, extra_texts, text_format, config_path, overrides,
+    force,
+) -> None:  # fmt: skip
+    """Train a Kneser-Ney LM on LM_TEXT and --add-text only; write lm.arpa, G.fst, ppl.
+
+    The order is the config's lm section (lm: {order: 3}).
+    """
+    from asr_kd.config import load_section
     from asr_kd.lang import train_lm as run
+    from asr_kd.lang.lm import LmConfig
+
+    overrides = (*overrides, f"order={order}") if order is not None else overrides
+    config = load_section(config_path, "lm", LmConfig, overrides)
 
     run(
         Path(lm_text),
         Path(lang_dir),
         Path(out_dir),
-        order=order,
+        order=config.order,
         dev_text=dev_text and Path(dev_text),
         force=force,
         text_format=text_format,

@@ -16,7 +16,9 @@ def protocol(config_path, overrides, key: str) -> None:
 
     KEY ``system:KIND[:FRACTION[:SEED]]`` prints the exp/ name of that system, e.g.
     ``system:hard:0.03:1`` -> ``hard_3pct_s1``; KEY ``subset_seeds:FRACTION`` the subset
-    seeds that fraction is trained with (``seeded_fractions``).
+    seeds that fraction is trained with (``seeded_fractions``); KEY
+    ``decode_options:SYSTEM`` the ``--set`` arguments of that system's decode
+    (``decode_overrides``), e.g. ``--set lattice=false --set max_active=2000``.
     """
     from asr_kd.config import load_section
     from asr_kd.errors import ConfigError
@@ -31,6 +33,9 @@ def protocol(config_path, overrides, key: str) -> None:
         except ValueError:
             raise ConfigError(f"expected system:KIND[:FRACTION[:SEED]], got {key!r}") from None
         click.echo(system_name(parts[0], fraction, seed))
+        return
+    if key.startswith("decode_options:"):
+        click.echo(" ".join(config.decode_options(key.split(":", 1)[1])))
         return
     if key.startswith("subset_seeds:"):
         try:

@@ -160,6 +160,22 @@ def _backoff_logprob(ngram: list[str], logp: dict[str, float], bow: dict[str, fl
     raise AssertionError(f"unigram {ngram[-1]!r} not found")  # callers skip OOVs
 
 
+@dataclass(frozen=True)
+class LmConfig:
+    """The ``lm`` section of a recipe config (``asr-kd train-lm --config``).
+
+    Args:
+        order: n-gram order (1-5) of the Kneser-Ney LM (Kaldi's recipes: 3, or 4 for
+            rescoring).
+    """
+
+    order: int = 3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.order <= 5:
+            raise ValueError(f"order must be 1..5, got {self.order}")
+
+
 def train_lm(
     lm_text: Path | str,
     lang_dir: Path | str,
