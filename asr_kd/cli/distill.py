@@ -118,8 +118,17 @@ def distill(
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False),
               help="Senone targets: evaluate frame accuracy missing from eval JSONs.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="For those evaluations.")
+@click.option("--dev-split", default="dev", show_default=True,
+              help="The data's name of the dev split (eval JSON keys, manifests).")  # fmt: skip
+@click.option("--test-split", default="test", show_default=True,
+              help="The data's name of the test split.")  # fmt: skip
+@click.option("--voice-splits", "voice_splits", multiple=True, type=click.Path(file_okay=False),
+              help="Manifest dir whose <split>_<engine> cuts divide a decoded split by voice "
+              "(test_<engine>, heldout_<engine>): the WER-by-voice table; repeatable.")  # fmt: skip
 @force_option
-def report(exp_dir, out_dir, systems_file, data_dir, device, force) -> None:
+def report(
+    exp_dir, out_dir, systems_file, data_dir, device, dev_split, test_split, voice_splits, force
+) -> None:
     """Summarise the experiments in EXP_DIR into OUT_DIR and print RESULTS.md."""
     from asr_kd.report import read_systems_file
     from asr_kd.report import report as run
@@ -127,6 +136,7 @@ def report(exp_dir, out_dir, systems_file, data_dir, device, force) -> None:
     systems, roles = read_systems_file(systems_file, exp_dir) if systems_file else (None, None)
     run(
         Path(exp_dir), Path(out_dir), data_dir=data_dir, systems=systems, roles=roles,
+        split_names={"dev": dev_split, "test": test_split}, voice_splits=voice_splits,
         device=device, force=force,
     )  # fmt: skip
     click.echo((Path(out_dir) / "RESULTS.md").read_text(), nl=False)
