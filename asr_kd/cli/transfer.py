@@ -88,14 +88,15 @@ def unlabelled_set(labelled_dir, unlabelled_fbank, out_dir, unlabelled_split, tr
 @click.option("--system", "systems", multiple=True, required=True, metavar="NAME=MODEL",
               help="A system to score (training dir or model.pt); repeatable.")  # fmt: skip
 @click.option("--phone", default=None, help="Default: the phone the systems were trained without.")
-@click.option("--split", "splits", multiple=True, default=("dev", "test"), show_default=True,
-              help="Split to score (repeatable); the bias is chosen on the first.")  # fmt: skip
+@click.option("--dev-split", default="dev", show_default=True, help="Chooses the bias.")
+@click.option("--test-split", default="test", show_default=True,
+              help="Scored at dev's bias ('' for none).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @config_option
 @set_option
 @force_option
-def eval_omitted_phone(data_dir, out_dir, systems, phone, splits, device, config_path,
-                       overrides, force) -> None:  # fmt: skip
+def eval_omitted_phone(data_dir, out_dir, systems, phone, dev_split, test_split, device,
+                       config_path, overrides, force) -> None:  # fmt: skip
     """Frame accuracy of every system on the omitted phone's frames of DATA_DIR's dev and
     test and on the rest, with and without the dev-chosen bias correction; writes OUT_DIR
     (omitted_phone.json, <name>_bias_corrected/model.pt)."""
@@ -109,11 +110,12 @@ def eval_omitted_phone(data_dir, out_dir, systems, phone, splits, device, config
             raise ConfigError(f"--system takes NAME=MODEL, got {item!r}")
         named[name] = Path(path)
     grid = _transfer_config(config_path, overrides).bias_grid
+    splits = {"dev": dev_split, **({"test": test_split} if test_split else {})}
     evaluate_omitted_phone(Path(data_dir), named, Path(out_dir), phone=phone, grid=grid,
                            splits=splits, device=device, force=force)  # fmt: skip
     doc = read_omitted_phone(out_dir)
     for name, s in doc["systems"].items():
-        for split in splits:
+        for split in ("dev", "test"):
             if split in s:
                 e = s[split]
                 click.echo(f"{name} {split}: {doc['phone']} {e['frame_acc_phone']}% "

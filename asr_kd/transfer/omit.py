@@ -143,7 +143,7 @@ def evaluate_omitted_phone(
     *,
     phone: str | None = None,
     grid: Sequence[float] = BIAS_GRID,
-    splits: Sequence[str] = SPLITS,
+    splits: Mapping[str, str] | None = None,
     device: str = "cpu",
     max_duration: float = 200.0,
     force: bool = False,
@@ -156,8 +156,9 @@ def evaluate_omitted_phone(
             ``omit_phone`` (all must name the same) also get a bias-corrected copy.
         out_dir: the output directory (module doc).
         phone: the phone; by default the one the systems were trained without.
-        grid: the biases tried on the first split (dev); 0 is always among them.
-        splits: the splits scored; the bias is chosen on the first.
+        grid: the biases tried on dev; 0 is always among them.
+        splits: the report's split (``dev``, ``test``) -> the data's split name; the bias
+            is chosen on ``dev``, which must be among them (default: ``dev`` and ``test``).
 
     Raises:
         ConfigError: systems trained without different phones, none trained without a
@@ -165,10 +166,62 @@ def evaluate_omitted_phone(
     """
     from asr_kd.train.distributed import resolve_device
 
+    splits = dict(splits or {s: s for s in SPLITS})
+    if "dev" not in splits:
+        raise ConfigError(f"{STAGE}: the bias is chosen on dev; give a dev split")
     data_dir = Path(data_dir).resolve()
     info = read_targets_info(data_dir)
     models = {n: load_model(p, resolve_device(device), student_builder) for n, p in systems.items()}
     omitted = {n: (i.train_config or {}).get("omit_phone") for n, (_, i) in models.items()}
+    phone = _the_phone(omitted, phone)
+    senones = phone_senones(data_dir, phone)
+    grid = sorted({0.0, *(float(b) for b in grid)})
+    config = {"data_dir": str(data_dir), "systems": {n: str(p) for n, p in systems.items()},
+              "phone": phone, "grid": grid, "splits": splits}  # fmt: skip
+    out_dir = Path(out_dir).resolve()
+    with stage_output(out_dir, STAGE, config, force) as tmp:
+        if tmp is None:
+            return out_dir
+        start = time.time()
+        cuts = {key: load_split(data_dir, name) for key, name in splits.items()}
+        doc: dict[str, Any] = {"phone": phone, "senones": senones, "bias_grid": grid,
+                               "split_names": splits, "systems": {},
+                               "utterances": {k: utterances_with(c, senones)
+                                              for k, c in cuts.items()}}  # fmt: skip
+        scorer = phone_scorer(senones, int(info["num_senones"]), grid)
+        for name, (model, minfo) in models.items():
+            check_compatible(minfo, int(info["num_senones"]), str(info["tree_id"]), str(data_dir))
+            sums = {}
+            for key, split_cuts in cuts.items():
+                check_cuts(split_cuts, minfo.feat_dim, splits[key])
+                (sums[key],) = score_split([model], [scorer], split_cuts, minfo.normalizer,
+                                           minfo.num_senones, max_duration)  # fmt: skip
+            if not sums["dev"]["frames_phone"]:
+                raise BadInputError(
+                    f"{data_dir} ({splits['dev']}) has no frame of {phone}: nothing to choose "
+                    "the bias on; choose a phone spoken in dev"
+                )
+            b = choose_bias(sums["dev"], grid)
+            doc["systems"][name] = {
+                "model": str(systems[name]), "omitted": bool(omitted[name]), "bias": b,
+                "dev_grid": {str(g): dev_accuracy(sums["dev"], g) for g in grid},
+                **{k: split_scores(v, b) for k, v in sums.items()},
+            }  # fmt: skip
+            if omitted[name]:
+                _save_corrected(model, minfo, senones, b, tmp / f"{name}_bias_corrected")
+            dev = doc["systems"][name]["dev"]
+            logger.info(
+                "%s: %s (dev): %s frames %.2f%% (%.2f%% with bias %+g), the rest %.2f%%",
+                STAGE, name, phone, dev["frame_acc_phone"] or 0.0,
+                dev["frame_acc_phone_bias_corrected"] or 0.0, b, dev["frame_acc_rest"] or 0.0,
+            )  # fmt: skip
+        (tmp / "omitted_phone.json").write_text(json.dumps(doc, indent=2) + "\n")
+        logger.info("%s: wrote %s in %.1f s", STAGE, out_dir, time.time() - start)
+    return out_dir
+
+
+def _the_phone(omitted: Mapping[str, str | None], phone: str | None) -> str:
+    """The phone the systems were trained without (all the same), or ``phone``."""
     phones = {p.upper() for p in omitted.values() if p}
     if len(phones) > 1 or (phone and phones and phones != {phone.upper()}):
         raise ConfigError(
@@ -178,54 +231,20 @@ def evaluate_omitted_phone(
     phone = (phone or next(iter(phones), "")).upper()
     if not phone:
         raise ConfigError(f"{STAGE}: no system was trained with omit_phone; give --phone")
-    senones = phone_senones(data_dir, phone)
-    grid = sorted({0.0, *(float(b) for b in grid)})
-    config = {"data_dir": str(data_dir), "systems": {n: str(p) for n, p in systems.items()},
-              "phone": phone, "grid": grid, "splits": list(splits)}  # fmt: skip
-    out_dir = Path(out_dir).resolve()
-    with stage_output(out_dir, STAGE, config, force) as tmp:
-        if tmp is None:
-            return out_dir
-        start = time.time()
-        cuts = {s: load_split(data_dir, s) for s in splits}
-        doc: dict[str, Any] = {"phone": phone, "senones": senones, "bias_grid": grid,
-                               "utterances": {s: utterances_with(c, senones)
-                                              for s, c in cuts.items()}, "systems": {}}  # fmt: skip
-        scorer = phone_scorer(senones, int(info["num_senones"]), grid)
-        for name, (model, minfo) in models.items():
-            check_compatible(minfo, int(info["num_senones"]), str(info["tree_id"]), str(data_dir))
-            sums = {}
-            for split, split_cuts in cuts.items():
-                check_cuts(split_cuts, minfo.feat_dim, split)
-                (sums[split],) = score_split([model], [scorer], split_cuts, minfo.normalizer,
-                                            minfo.num_senones, max_duration)  # fmt: skip
-            if not sums[splits[0]]["frames_phone"]:
-                raise BadInputError(
-                    f"{data_dir} ({splits[0]}) has no frame of {phone}: nothing to choose the "
-                    f"bias on; choose a phone spoken in {splits[0]}"
-                )
-            b = choose_bias(sums[splits[0]], grid)
-            entry = {"model": str(systems[name]), "omitted": bool(omitted[name]), "bias": b,
-                     "dev_grid": {str(g): _pct(sums[splits[0]][f"phone@{g}"]
-                                               + sums[splits[0]][f"rest@{g}"],
-                                               sums[splits[0]]["frames_phone"]
-                                               + sums[splits[0]]["frames_rest"]) for g in grid},
-                     **{s: split_scores(v, b) for s, v in sums.items()}}  # fmt: skip
-            doc["systems"][name] = entry
-            if omitted[name]:
-                add_bias(model, senones, minfo.num_senones, b)
-                (tmp / f"{name}_bias_corrected").mkdir()
-                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                save_model(tmp / f"{name}_bias_corrected" / "model.pt", minfo, state)
-            first = entry[splits[0]]
-            logger.info(
-                "%s: %s (%s): %s frames %.2f%% (%.2f%% with bias %+g), the rest %.2f%%",
-                STAGE, name, splits[0], phone, first["frame_acc_phone"] or 0.0,
-                first["frame_acc_phone_bias_corrected"] or 0.0, b, first["frame_acc_rest"] or 0.0,
-            )  # fmt: skip
-        (tmp / "omitted_phone.json").write_text(json.dumps(doc, indent=2) + "\n")
-        logger.info("%s: wrote %s in %.1f s", STAGE, out_dir, time.time() - start)
-    return out_dir
+    return phone
+
+
+def dev_accuracy(sums: Mapping[str, float], b: float) -> float | None:
+    """Overall frame accuracy (percent) at bias ``b``."""
+    frames = sums["frames_phone"] + sums["frames_rest"]
+    return _pct(sums[f"phone@{b}"] + sums[f"rest@{b}"], frames)
+
+
+def _save_corrected(model, info, senones: Sequence[int], b: float, out: Path) -> None:
+    """``out/model.pt``: the model with ``b`` added to the senones' output biases."""
+    add_bias(model, senones, info.num_senones, b)
+    out.mkdir()
+    save_model(out / "model.pt", info, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 
 
 def read_omitted_phone(out_dir: Path | str) -> dict[str, Any]:

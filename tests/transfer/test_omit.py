@@ -57,7 +57,8 @@ def test_omit_phone_needs_the_frame_path():
 
 def test_the_control_never_predicts_the_phone_and_the_student_does(world, omitted, tmp_path):
     out = tmp_path / "eval"
-    args = ["eval-omitted-phone", str(world["data"]), str(out), "--device", "cpu", "--split", "dev",
+    args = ["eval-omitted-phone", str(world["data"]), str(out), "--device", "cpu",
+            "--test-split", "",
             "--system", f"student={omitted / 'omit_student'}",
             "--system", f"control={omitted / 'omit_control'}",
             "--system", f"full={omitted / 'student'}"]  # fmt: skip
@@ -92,7 +93,8 @@ def test_the_control_never_predicts_the_phone_and_the_student_does(world, omitte
 
 def test_the_bias_correction_changes_only_the_phones_output_biases(world, omitted, tmp_path):
     out = tmp_path / "eval"
-    args = ["eval-omitted-phone", str(world["data"]), str(out), "--device", "cpu", "--split", "dev",
+    args = ["eval-omitted-phone", str(world["data"]), str(out), "--device", "cpu",
+            "--test-split", "",
             "--system", f"student={omitted / 'omit_student'}"]  # fmt: skip
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
     b = json.loads((out / "omitted_phone.json").read_text())["systems"]["student"]["bias"]

@@ -24,7 +24,7 @@ def test_the_report_shows_both_experiments(world, omitted, tmp_path):
     exp = omitted
     out = exp / "eval" / "omitted_phone"
     args = ["eval-omitted-phone", str(world["data"]), str(out), "--device", "cpu",
-            "--split", "dev", "--system", f"student={exp / 'omit_student'}",
+            "--test-split", "", "--system", f"student={exp / 'omit_student'}",
             "--system", f"control={exp / 'omit_control'}",
             "--system", f"full={exp / 'student'}"]  # fmt: skip
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
