@@ -45,8 +45,9 @@ def prior_subset(cuts: Sequence[Cut], num_frames: int, frame_shift: float = 0.01
     total = sum(c.duration for c in cuts) / frame_shift
     if total <= num_frames:
         return list(cuts)
-    step = total / num_frames
-    return list(cuts[:: max(1, int(step))])
+    keep = max(1, round(len(cuts) * num_frames / total))
+    picks = np.unique(np.linspace(0, len(cuts) - 1, keep).round().astype(int))
+    return [cuts[i] for i in picks]
 
 
 def posterior_sums(

@@ -182,3 +182,16 @@ def test_posterior_priors_are_averaged_selected_and_recorded(decode_inputs, tmp_
         "decode", *common, "--set", "priors=both", *both, str(tmp_path / "x")
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_prior_subset_spreads_over_the_set_and_holds_about_the_frames():
+    from lhotse import MonoCut
+
+    from asr_kd.decode.priors import prior_subset
+
+    cuts = [MonoCut(f"c{i:03d}", 0.0, 1.0, 0) for i in range(300)]  # 100 frames each
+    subset = prior_subset(cuts, 20_000)
+    assert len(subset) == 200 and subset[0].id == "c000" and subset[-1].id == "c299"
+    assert len({c.id for c in subset}) == 200
+    assert prior_subset(cuts, 40_000) == cuts
+    assert [c.id for c in prior_subset(cuts, 300)] == ["c000", "c150", "c299"]
