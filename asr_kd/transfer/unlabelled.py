@@ -60,8 +60,10 @@ def unlabelled_corpus_config(corpus: Any, factor: float, seed: int) -> Any:
 
 def strip_transcript(cut: Cut) -> Cut:
     """The cut as untranscribed audio: supervisions without text, ``unlabelled: true``,
-    no senone targets, its id prefixed ``unlab-``."""
-    sups = [fastcopy(s, text=None, id=PREFIX + s.id, recording_id=s.recording_id)
+    no senone targets; its id and speaker prefixed ``unlab-`` (another corpus's speaker
+    ids may repeat the transcribed set's)."""
+    sups = [fastcopy(s, text=None, id=PREFIX + s.id,
+                     speaker=PREFIX + s.speaker if s.speaker else None)
             for s in cut.supervisions]  # fmt: skip
     custom = {k: v for k, v in (cut.custom or {}).items() if k != "senones"}
     return fastcopy(

@@ -69,7 +69,7 @@ def _untranscribed_features(root):
     for i, cut in enumerate(load_split(other, "train")):
         text = "A DEV SENTENCE" if i == 0 else f"SENTENCE NUMBER {i}"
         sup = SupervisionSegment(id=cut.id, recording_id=cut.id, start=0.0,
-                                 duration=cut.duration, text=text)  # fmt: skip
+                                 duration=cut.duration, text=text, speaker="spk0001")  # fmt: skip
         cuts.append(fastcopy(cut, custom=None, supervisions=[sup]))
     out = root / "unlab_fbank"
     out.mkdir()
@@ -109,7 +109,8 @@ def test_a_student_learns_from_transcribed_and_untranscribed_cuts(world, tmp_pat
     extra = [c for c in train if c.id.startswith("unlab-")]
     assert len(train) == 24 + 5 and len(extra) == 5
     assert all(c.custom["unlabelled"] and not c.has_custom("senones") for c in extra)
-    assert all(s.text is None for c in extra for s in c.supervisions)
+    assert all(s.text is None and s.speaker == "unlab-spk0001" for c in extra
+               for s in c.supervisions)  # fmt: skip
     assert len(load_split(out, "dev")) == len(load_split(world["data"], "dev"))
 
     # Their frames' targets are UNLABELLED_TARGET on both data paths.
