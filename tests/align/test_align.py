@@ -86,6 +86,7 @@ def _edited_features(data, tmp_path, edit) -> object:
     edit(rows)
     with gzip.open(path, "wt") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
+    (copy / ".outputs.json").unlink(missing_ok=True)  # edited on purpose (see asr_kd.stage)
     return copy
 
 
