@@ -1,7 +1,9 @@
 """Forced alignment of every split with a GMM-HMM (Kaldi's ``align_si.sh``).
 
 The model is a monophone (``train-mono``: kaldi-hmm-gmm's training graphs) or a
-tri-phone one (``train-tri``: per-utterance graphs from its tree, :mod:`asr_kd.align.graphs`).
+tri-phone one (``train-tri``: per-utterance graphs from its tree, :mod:`asr_kd.align.graphs`;
+a tri2 model carries its LDA+MLLT feature transform and applies it, as Kaldi's
+``align_si.sh`` does with ``final.mat``).
 
 Output (``asr-kd align``, one directory written atomically), the contract the
 decision-tree and senone-target stages read::
@@ -47,7 +49,7 @@ from asr_kd.align.tri import STAGE as TRI_STAGE
 from asr_kd.align.tri import TriModel, TriShardJob, run_tri_shard
 from asr_kd.config import to_dict
 from asr_kd.data.features import load_stats
-from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, relocate_storage
+from asr_kd.data.manifests import ALI_KEY, find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.errors import AsrKdError, BadInputError
 from asr_kd.lang import Lang
 from asr_kd.parallel import map_progress
@@ -163,7 +165,7 @@ def align(
         speaker_stats = load_stats(feature_dir)[1] if cmvn == "speaker" else None
         splits = _Splits(tmp, out_dir, lang, model, speaker_stats, config, num_jobs, executor)
         summary = {
-            split: splits.align(CutSet.from_file(path), split, corpus)
+            split: splits.align(load_cuts(path, "compute-features"), split, corpus)
             for split, (corpus, path) in manifests.items()
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

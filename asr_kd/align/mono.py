@@ -46,7 +46,7 @@ from asr_kd.align.mixup import mix_up
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
 from asr_kd.data.gmm_features import gmm_features
-from asr_kd.data.manifests import find_cut_manifests
+from asr_kd.data.manifests import find_cut_manifests, load_cuts
 from asr_kd.errors import AsrKdError, BadInputError, MissingInputError
 from asr_kd.lang import Lang
 from asr_kd.parallel import map_progress
@@ -610,7 +610,7 @@ def _training_cuts(feature_dir: Path, config: MonoConfig) -> CutSet:
             f"{feature_dir} has no '{config.split}' cuts (found: {', '.join(manifests)}); "
             "set 'split' or run 'compute-features' on that split"
         )
-    cuts = CutSet.from_file(manifests[config.split][1]).to_eager()
+    cuts = load_cuts(manifests[config.split][1], "compute-features")
     kinds = {c.features.type for c in cuts if c.features is not None}
     if kinds - {"kaldi-mfcc", "mfcc"}:
         logger.warning("%s: features are %s, not MFCC as Kaldi's GMMs expect", STAGE, kinds)
@@ -723,7 +723,7 @@ def em_iterations(
             for utt, reason in sorted(failed.items()):
                 logger.debug("%s: iteration %d: %s not aligned: %s", stage, it, utt, reason)
             if not alignments:
-                _check_failures(failed, len(cuts), 0.0, it)
+                _check_failures(failed, len(cuts), 0.0, it, stage)
         update(it, r, num_gauss)
         if 0 < it <= max_iter_inc:
             num_gauss += inc_gauss
@@ -734,7 +734,7 @@ def em_iterations(
             "%d Gaussians, %d utterances not aligned, %.1f s",
             stage, it, mode, log_like[-1], r.frames, model.am.num_gauss, len(failed), seconds[-1],
         )  # fmt: skip
-    _check_failures(failed, len(cuts), config.max_failed_share, config.num_iters - 1)
+    _check_failures(failed, len(cuts), config.max_failed_share, config.num_iters - 1, stage)
     return {
         "log_like": log_like,
         "utterances_aligned": len(alignments),
@@ -786,17 +786,19 @@ def update_gmms(
         mix_up(am, occs, target, config.perturb_factor, config.power, config.min_count, rng)
 
 
-def _check_failures(failed: dict[str, str], total: int, max_share: float, it: int) -> None:
+def _check_failures(
+    failed: dict[str, str], total: int, max_share: float, it: int, stage: str = STAGE
+) -> None:
     """Log the utterances left out; fail when they are all or more than ``max_share``.
 
     Early realignments often lose utterances to the beam while the model is poor, as
     in Kaldi; only the last alignment counts against ``max_share``.
     """
     for utt, reason in sorted(failed.items()):
-        logger.warning("%s: iteration %d: %s not aligned: %s", STAGE, it, utt, reason)
+        logger.warning("%s: iteration %d: %s not aligned: %s", stage, it, utt, reason)
     if (failed and len(failed) >= total) or len(failed) > max_share * total:
         shown = "; ".join(f"{u}: {r}" for u, r in sorted(failed.items())[:5])
         raise AsrKdError(
-            f"{STAGE}: {len(failed)} of {total} training utterances could not be aligned "
+            f"{stage}: {len(failed)} of {total} training utterances could not be aligned "
             f"at iteration {it} (limit {max_share:.0%}), e.g. {shown}"
         )
