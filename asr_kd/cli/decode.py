@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import partial
 from pathlib import Path
@@ -94,6 +95,8 @@ def decode(
     if model_spec is not None and priors_dir is None:
         raise ConfigError("--model needs --priors SENONE_DIR (the targets it was trained on)")
     config = load_section(config_path, "decode", DecodeConfig, overrides)
+    if model_spec is None and config.priors != "counts":  # the oracle's scores are made
+        config = dataclasses.replace(config, priors="counts")  # for the alignment counts
     lm_weight, word_ins_penalty = _tuned_point(tuned_on, lm_weight, word_ins_penalty)
     senone_dir = senone_dir or priors_dir
     info = read_targets_info(senone_dir)
@@ -120,9 +123,9 @@ def _priors_file(which: str, senone_dir, posterior_dir, model_spec) -> Path:
 
     if which == "counts":
         return Path(senone_dir) / "priors.json"
-    if model_spec is None or posterior_dir is None:
-        raise ConfigError("decode.priors=posteriors needs --model and --posterior-priors DIR "
-                          f"(the model's '{STAGE}' output)")  # fmt: skip
+    if posterior_dir is None:
+        raise ConfigError(f"decode.priors=posteriors needs --posterior-priors DIR (the output of "
+                          f"'{STAGE}' for the model {model_spec})")  # fmt: skip
     return require_done(posterior_dir, STAGE) / "priors.json"
 
 

@@ -175,13 +175,18 @@ def test_posterior_priors_are_averaged_selected_and_recorded(decode_inputs, tmp_
         assert post["priors"] == "posteriors"
         assert post["priors_file"] == str(tmp_path / "priors_posterior" / "priors.json")
         assert post["wer"] == counts["wer"] == 0.0
-    assert "needs --model and --posterior-priors" in fails(
+    assert "decode.priors=posteriors needs --posterior-priors DIR" in fails(
         "decode", *common, "--set", "priors=posteriors", *both, str(tmp_path / "x")
     )
     assert "priors must be one of counts, posteriors, got 'both'" in fails(
         "decode", *common, "--set", "priors=both", *both, str(tmp_path / "x")
     )
     assert not (tmp_path / "x").exists()
+    # the oracle's scores are made for the alignment counts: it ignores decode.priors
+    oracle = ["--oracle", d["senones"], "--set", "priors=posteriors", "--set", "lm_weights=[9]"]
+    run("decode", *oracle, *both, str(tmp_path / "oracle"))
+    wer = json.loads((tmp_path / "oracle" / "decode_test" / "wer.json").read_text())
+    assert wer["priors"] == "counts" and wer["wer"] == 0.0
 
 
 def test_prior_subset_spreads_over_the_set_and_holds_about_the_frames():
