@@ -56,7 +56,7 @@ timed() {
 }
 
 # setup_recipe SCRIPT: checks the arguments (recipes/check_args.sh), resolves the config
-# and the protocol, makes W/data and W/exp; sets config, data, exp, par, kd and the
+# and the protocol, makes W/data and W/exp; sets config, data, exp, jobs, par, kd and the
 # protocol's lists.
 setup_recipe() {
   source "$recipe_dir/../check_args.sh"
@@ -70,7 +70,8 @@ setup_recipe() {
   data=$work_dir/data
   exp=$work_dir/exp
   mkdir -p "$data" "$exp/log"
-  par=(--num-jobs "$nj")
+  jobs=(--num-jobs "$nj")  # local processes (decode, train-specialists)
+  par=("${jobs[@]}")  # ... or a Dask cluster (corpus, features, GMM stages)
   [[ -n $dask_scheduler ]] && par+=(--dask-scheduler "$dask_scheduler")
   kd=(asr-kd --log-file "$exp/log/run.log")
 }

@@ -15,17 +15,23 @@ report_splits=(--dev-split "$dev_split" --test-split "$test_split")
 manifest() { echo "$data/manifests/${corpus}_$1_$2.jsonl.gz"; }
 senone_cuts() { echo "$data/senones/${corpus}_cuts_$1.jsonl.gz"; }
 
-# decode_system MODEL OUT [decode options]: dev with the LM-weight sweep, then test at
-# dev's point (never tuned on test); writes OUT/decode_dev and OUT/decode_test.
+# decode_system SCORES OUT [decode options]: dev with the LM-weight sweep, then test at
+# dev's point (never tuned on test), in one command (the model and graph loaded once);
+# writes OUT/decode_dev and OUT/decode_test. SCORES: --model SPEC or --oracle DIR.
 decode_system() {
-  local model=$1 out=$2
-  shift 2
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
+  local scores=("$1" "$2") out=$3
+  shift 3
+  timed "${kd[@]}" decode --config "$config" "${jobs[@]}" "$@" "${scores[@]}" \
     --priors "$data/senones" --lang "$data/lang" \
-    "$(senone_cuts "$dev_split")" "$exp/graph" "$out/decode_dev"
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" "$@" --model "$model" \
-    --priors "$data/senones" --lang "$data/lang" --tuned-on "$out/decode_dev" \
-    "$(senone_cuts "$test_split")" "$exp/graph" "$out/decode_test"
+    --dev "$(senone_cuts "$dev_split")" --test "$(senone_cuts "$test_split")" "$exp/graph" "$out"
+}
+
+# decode_model NAME MODEL: decode_system of MODEL into exp/NAME with the config's decoder
+# settings for NAME (protocol.decode_overrides; asr-kd protocol decode_options:NAME).
+decode_model() {
+  local opts
+  read -ra opts <<< "$(protocol "decode_options:$1")"
+  decode_system --model "$2" "$exp/$1" "${opts[@]}"
 }
 
 current=2
@@ -57,7 +63,7 @@ if [[ $stage -le 5 && $stop_stage -ge 5 ]]; then
       "$lm_arpa" "$data/lang" "$data/lm"
   else
     log "Stage 5: Kneser-Ney 3-gram on $lm_text ${lm_opts[*]}, G.fst, $dev_split perplexity"
-    timed "${kd[@]}" train-lm --order 3 "${lm_opts[@]}" \
+    timed "${kd[@]}" train-lm --config "$config" "${lm_opts[@]}" \
       --dev "$(manifest supervisions "$dev_split")" "$lm_text" "$data/lang" "$data/lm"
   fi
 fi
@@ -104,11 +110,7 @@ fi
 current=11
 if [[ $stage -le 11 && $stop_stage -ge 11 ]]; then
   log "Stage 11: oracle check: decode dev and test from the reference senone alignments"
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
-    --lang "$data/lang" "$(senone_cuts "$dev_split")" "$exp/graph" "$exp/oracle/decode_dev"
-  timed "${kd[@]}" decode --config "$config" "${par[@]}" --oracle "$data/senones" \
-    --lang "$data/lang" --tuned-on "$exp/oracle/decode_dev" \
-    "$(senone_cuts "$test_split")" "$exp/graph" "$exp/oracle/decode_test"
+  decode_system --oracle "$data/senones" "$exp/oracle"
 fi
 
 current=12
@@ -185,11 +187,7 @@ if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
   for sys in "${systems[@]}"; do
     model=$exp/$sys
     [[ $sys == ensemble ]] && model=$ensemble_spec
-    # Models trained on 3% of the data are weak: a lattice search without max-active
-    # takes >1 s per utterance; they get the 1-best decoder (LM weight 10, no sweep).
-    weak=()
-    [[ $sys == hard_*pct* || $sys == soft_*pct* ]] && weak=(--set lattice=false --set max_active=2000)
-    decode_system "$model" "$exp/$sys" "${weak[@]}"
+    decode_model "$sys" "$model"
   done
 fi
 
@@ -198,7 +196,7 @@ fi
 current=19
 if [[ $specialists == yes && $stage -le 19 && $stop_stage -ge 19 ]]; then
   log "Stage 19: senone clusters from the generalist's predictions; one specialist each"
-  timed "${kd[@]}" train-specialists --config "$config" "${par[@]}" "${splits[@]}" \
+  timed "${kd[@]}" train-specialists --config "$config" "${jobs[@]}" "${splits[@]}" \
     "$exp/baseline" "$data/senones" "$data/fbank" "$exp/specialists"
 fi
 
@@ -220,7 +218,7 @@ if [[ $specialists == yes && $stage -le 21 && $stop_stage -ge 21 ]]; then
     --system "specialists_student=$exp/specialists_student" \
     --out-dir "$exp/eval/specialists" "$exp/specialists" "$data/senones"
   for sys in specialists specialists_student; do
-    decode_system "$exp/$sys" "$exp/$sys"
+    decode_model "$sys" "$exp/$sys"
   done
 fi
 
@@ -235,7 +233,7 @@ if [[ $sweeps == yes && $stage -le 22 && $stop_stage -ge 22 ]]; then
     timed "${kd[@]}" eval-ensemble --method arithmetic --split "$dev_split" \
       --split "$test_split" --out-dir "$exp/eval/ensemble_$k" \
       "$data/senones" "${members[@]}"
-    decode_system "$spec" "$exp/ensemble_$k"
+    decode_model "ensemble_$k" "$spec"
   done
 fi
 
