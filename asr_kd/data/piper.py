@@ -68,8 +68,10 @@ class NeuralSettings:
     noise_w: float = 0.8
 
 
-def require_packages(engine: str) -> None:
-    """Raise ``ConfigError`` naming the packages ``engine`` needs when any is missing."""
+def require_packages(engine: str, shares: str = "voices") -> None:
+    """Raise ``ConfigError`` naming the packages ``engine`` needs when any is missing
+    (and the corpus config's ``shares`` key, ``voices`` or ``heldout_voices``, that asks
+    for the engine)."""
     if engine not in ENGINE_PACKAGES:
         raise ConfigError(
             f"synth-corpus: unknown voice engine {engine!r}; known: espeak, "
@@ -80,7 +82,7 @@ def require_packages(engine: str) -> None:
         raise ConfigError(
             f"synth-corpus: the {engine!r} voice needs the package(s) {', '.join(missing)}; "
             f"install them (pip install {' '.join(missing)}) or set its share in the "
-            "corpus config's 'voices' to 0"
+            f"corpus config's '{shares}' to 0"
         )
 
 

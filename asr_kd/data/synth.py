@@ -401,9 +401,9 @@ def synthesize_corpus(
         heldout: write the held-out split only (:func:`plan_heldout`), no LM text.
     """
     out_dir = Path(out_dir)
-    shares = config.heldout_voices if heldout else config.voices
-    for engine in (e for e, v in shares.items() if v > 0 and e != "espeak"):
-        require_packages(engine)
+    key = "heldout_voices" if heldout else "voices"
+    for engine in (e for e, v in getattr(config, key).items() if v > 0 and e != "espeak"):
+        require_packages(engine, key)
     if config.recorded_rir_share > 0 and config.reverb_prob > 0:
         require_recorded_rirs()
     marker = {**to_dict(config), "heldout": heldout}

@@ -110,3 +110,12 @@ def test_recorded_rooms_have_their_reverberation_times():
         db = 10 * np.log10(decay / decay[0] + 1e-12)
         rt60[name] = 3 * (np.argmax(db < -25) - np.argmax(db < -5)) / 16000  # T20 x 3
     assert 0.12 < rt60["concrete-room"] < rt60["bathroom"] < rt60["sanctuary"] < 1.2, rt60
+
+
+def test_missing_voice_of_the_heldout_set_is_named(monkeypatch, tmp_path):
+    """An espeak-only corpus still needs the neural voices its held-out set reads with."""
+    _without(monkeypatch, "hibari")
+    espeak_only = replace(MIXED_SYNTH, voices={"espeak": 1.0}, recorded_rir_share=0.0)
+    with pytest.raises(ConfigError, match=r"'hibari'.*hibari-tts.*'heldout_voices' to 0"):
+        synthesize_corpus(tmp_path / "heldout", espeak_only, heldout=True)
+    assert not (tmp_path / "heldout").exists()
