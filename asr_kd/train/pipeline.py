@@ -215,7 +215,7 @@ def train_models(
             data_dir, feature_dir, train_split, dev_split, config.train_fraction, config.subset_seed
         )
         if config.omit_phone is not None:
-            from asr_kd.transfer.phones import phone_senones
+            from asr_kd.tree.phones import phone_senones
 
             senones = phone_senones(data_dir, config.omit_phone)
             data = dataclasses.replace(data, drop_senones=tuple(senones))

@@ -48,7 +48,7 @@ from asr_kd.train.dataset import (
     read_targets_info,
 )
 from asr_kd.train.evaluate import score_split
-from asr_kd.transfer.phones import phone_senones
+from asr_kd.tree.phones import phone_senones
 
 logger = logging.getLogger(__name__)
 

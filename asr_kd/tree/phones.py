@@ -17,7 +17,7 @@ from asr_kd.lang.phone_classes import base_phone, is_real_phone
 from asr_kd.stage import require_file
 from asr_kd.tree.context_tree import ContextTree
 
-TARGETS_STAGE = "senone-targets"
+TARGETS_STAGE = "senone-targets"  # writes tree.json beside the targets
 
 
 def senone_owners(tree: ContextTree) -> dict[int, set[str]]:
