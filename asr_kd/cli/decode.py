@@ -155,10 +155,21 @@ def adjust_priors(cuts, out_dir, model_spec, senone_dir, device, config_path, ov
     cut_set = load_cuts(cuts, "senone-targets")
     shift = next(iter(cut_set)).frame_shift
     teacher = load(model_spec, info["tree_id"], int(info["num_senones"]), shift, device)
+    _note_model(model_spec)
     run(
         list(cut_set), teacher.log_probs_batch, int(info["num_senones"]), out_dir,
         config.prior_frames, config.batch_size, teacher.source, info["tree_id"], force,
     )  # fmt: skip
+
+
+def _note_model(model_spec: str) -> None:
+    """Record the model (an ensemble's members) as an input of the stage, when it is a
+    finished stage output: retraining it makes the decode out of date."""
+    from asr_kd.cli.ensemble import spec_paths
+    from asr_kd.stage import note_input
+
+    for path in spec_paths(model_spec):
+        note_input(path)
 
 
 def _score_fn(model_spec, senone_dir, info, cut_set, device, config):
@@ -172,6 +183,7 @@ def _score_fn(model_spec, senone_dir, info, cut_set, device, config):
 
         shift = next(iter(cut_set)).frame_shift  # that of the features (None: no features)
         teacher = load(model_spec, info["tree_id"], int(info["num_senones"]), shift, device)
+        _note_model(model_spec)
         return teacher.log_probs, teacher.source
     counts = read_priors(Path(senone_dir) / "priors.json")
     log_priors = decoder_log_priors(counts, config.prior_floor)

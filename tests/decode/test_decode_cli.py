@@ -135,12 +135,12 @@ def posterior_teacher(tmp_path: Path, cut_paths: list[str], tree_id: str) -> str
             post = np.full((len(ref), NUM_SENONES), 0.01)
             post[np.arange(len(ref)), ref] = 0.97
             arrays[cut.id] = np.log(post)
-    np.savez(tmp_path / "post.npz", **arrays)
-    spec = tmp_path / "teacher.yaml"
-    spec.write_text(
-        f"posteriors: post.npz\ndomain: log\ntree_id: {tree_id}\nnum_senones: {NUM_SENONES}\n"
-    )
-    return str(spec)
+    with stage_output(tmp_path / "model", "train", {}) as tmp:  # as a trained model's dir
+        np.savez(tmp / "post.npz", **arrays)
+        (tmp / "teacher.yaml").write_text(
+            f"posteriors: post.npz\ndomain: log\ntree_id: {tree_id}\nnum_senones: {NUM_SENONES}\n"
+        )
+    return str(tmp_path / "model" / "teacher.yaml")
 
 
 def test_posterior_priors_are_averaged_selected_and_recorded(decode_inputs, tmp_path):
@@ -175,6 +175,12 @@ def test_posterior_priors_are_averaged_selected_and_recorded(decode_inputs, tmp_
         assert post["priors"] == "posteriors"
         assert post["priors_file"] == str(tmp_path / "priors_posterior" / "priors.json")
         assert post["wer"] == counts["wer"] == 0.0
+        # the model is an input of every decode (retraining it makes them out of date)
+        for out in ("counts", "post"):
+            assert (
+                str(tmp_path / "model") in read_marker(tmp_path / out / f"decode_{split}")["inputs"]
+            )
+    assert str(tmp_path / "model") in read_marker(tmp_path / "priors_posterior")["inputs"]
     assert "decode.priors=posteriors needs --posterior-priors DIR" in fails(
         "decode", *common, "--set", "priors=posteriors", *both, str(tmp_path / "x")
     )
