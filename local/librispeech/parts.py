@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Print the LibriSpeech parts a recipe config names for a role (LibriSpeech only).
 
-Usage: local/librispeech/parts.py CONFIG train|dev|test|all
+Usage: local/librispeech/parts.py CONFIG ROLE... (ROLE: train, dev, test or all)
 
 Reads the config's ``librispeech:`` section (``train``: one part, ``dev``: one part,
-``test``: a list), resolving ``parent:`` files, and prints the parts space-separated.
+``test``: a list), resolving ``parent:`` files, and prints each role's parts
+space-separated, one line per role (one call for all roles: it imports lhotse).
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def read_parts(config: str) -> LibriSpeechParts:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
     try:
-        print(" ".join(read_parts(sys.argv[1]).role(sys.argv[2])))
+        parts = read_parts(sys.argv[1])
+        print("\n".join(" ".join(parts.role(role)) for role in sys.argv[2:]))
     except ConfigError as e:
         sys.exit(f"{sys.argv[0]}: {e}")

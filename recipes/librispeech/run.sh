@@ -58,10 +58,8 @@ fi
 if [[ -z $lm_text && -z $lm_arpa && $fake_corpus == yes ]]; then
   lm_text=$download_dir/librispeech-lm-norm.txt
 fi
-read -r train_part <<< "$(python3 "$local_dir/parts.py" "$config" train)"
-read -r dev_part <<< "$(python3 "$local_dir/parts.py" "$config" dev)"
-read -r -a test_parts <<< "$(python3 "$local_dir/parts.py" "$config" test)"
-read -r -a all_parts <<< "$(python3 "$local_dir/parts.py" "$config" all)"
+roles=$(python3 "$local_dir/parts.py" "$config" train dev test all)
+{ read -r train_part; read -r dev_part; read -r -a test_parts; read -r -a all_parts; } <<< "$roles"
 
 current=0
 if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
