@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import AH, S, toy_tree, train_config
+from transfer_toy import AH, S, toy_tree, train_config
 
 from asr_kd.cli.main import cli
 from asr_kd.errors import ConfigError

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from conftest import S, T, train_config
 from lhotse import CutSet, SupervisionSegment
 from lhotse.utils import fastcopy
 from train_toy import _marker, make_toy_data
+from transfer_toy import S, T, train_config
 
 from asr_kd.cli.main import cli
 from asr_kd.data.synth import SynthCorpusConfig
