@@ -114,7 +114,8 @@ def training_stage_config(
         "dev_split": dev_split,
         "num_senones": data.num_senones,
         "tree_id": data.tree_id,
-        stage: to_dict(config),
+        # unset options (omit_phone: None) are left out: markers of older outputs still match
+        stage: {k: v for k, v in to_dict(config).items() if v is not None},
         **(extra or {}),
     }
 

@@ -50,6 +50,13 @@ def test_the_mask_removes_exactly_the_phones_frames(world):
     assert masked.store.num_frames == full.store.num_frames
 
 
+def test_the_marker_records_omit_phone_only_when_set(omitted):
+    from asr_kd.stage import read_marker
+
+    assert read_marker(omitted / "omit_control")["config"]["train"]["omit_phone"] == "AH"
+    assert "omit_phone" not in read_marker(omitted / "student")["config"]["distill"]
+
+
 def test_omit_phone_needs_the_frame_path():
     with pytest.raises(ValueError, match="omit_phone .* data_path: frames"):
         train_config(omit_phone="AH", data_path="utterances")
