@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asr_kd.errors import BadInputError, MissingInputError
-from asr_kd.stage import check_unchanged, is_done, note_file, read_marker
+from asr_kd.stage import check_unchanged, is_done, note_file, read_marker, set_command_name
 
 if TYPE_CHECKING:
     import h5py
@@ -42,6 +42,7 @@ _COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def set_command(name: str | None) -> None:
     """Record the running ``asr-kd`` command, named by every error of this module."""
     _COMMAND.set(name)
+    set_command_name(name)
 
 
 def _who(reader: str | None) -> str:
@@ -168,8 +169,10 @@ def open_fst(path: Path | str, maker: str, reader: str | None = None) -> Any:
 
 def check_storage(cuts: Iterable[Any], maker: str, reader: str | None = None) -> int:
     """Check every archive the cuts' features and arrays are stored in, once each: present,
-    non-empty, an HDF5 one opening (a deleted or truncated archive is named here, not by
-    Lhotse in the middle of a stage). Returns how many archives were checked.
+    non-empty, an HDF5 one opening and holding the first cut's array in the shape the
+    manifest gives (a deleted or truncated archive, or one of another feature dimension,
+    is named here, not by Lhotse or a model in the middle of a stage). Returns how many
+    archives were checked.
 
     Args:
         cuts: the cuts of a manifest.
@@ -177,38 +180,73 @@ def check_storage(cuts: Iterable[Any], maker: str, reader: str | None = None) ->
             has no completion marker saying which stage wrote it).
         reader: the stage reading them (default: the running command).
     """
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, tuple[str, str, tuple[int, ...]]]] = {}
     for cut in cuts:
         stored = [getattr(cut, "features", None)]  # Features, Array, TemporalArray.array
         stored += [getattr(v, "array", v) for v in (getattr(cut, "custom", None) or {}).values()]
         for s in stored:
             kind, where = getattr(s, "storage_type", None), getattr(s, "storage_path", None)
-            if kind and where and "memory" not in kind:
-                found.setdefault(where, kind)
-    for path, kind in found.items():
+            if kind and where and "memory" not in kind and where not in found:
+                shape = getattr(s, "shape", None) or [s.num_frames, s.num_features]
+                found[where] = (kind, (cut.id, s.storage_key, tuple(shape[1:])))
+    for path, (kind, sample) in found.items():
         owner = _maker_of(Path(path), maker)
         if kind.endswith("_files"):  # one file per array, in a directory
             if not Path(path).is_dir():
                 raise MissingInputError(f"{_who(reader)}: {path} does not exist: run '{owner}'")
         elif "hdf5" in kind:
             check_h5(path, owner, reader, deep=False)
+            if kind == "numpy_hdf5":  # arrays stored as they are (lilcom's are bytes)
+                _check_shape(path, owner, reader, sample)
         else:
             existing_file(path, owner, reader)
     return len(found)
 
 
+def _check_shape(path: str, maker: str, reader: str | None,
+                 sample: tuple[str, str, tuple[int, ...]]) -> None:  # fmt: skip
+    """The archive holds ``sample``'s array (cut id, key, shape after the first axis)."""
+    cut_id, key, tail = sample
+    with open_h5(path, maker, reader) as f:
+        shape = tuple(f[key].shape) if key in f else None
+    if shape is None:
+        raise BadInputError(f"{_who(reader)}: {path} holds no array for cut {cut_id} "
+                            f"(key {key}): it is not the archive its manifest names; "
+                            f"rerun '{maker}'")  # fmt: skip
+    if tuple(shape[1:]) != tail:
+        raise BadInputError(f"{_who(reader)}: {path} stores cut {cut_id} as {list(shape)} but "
+                            f"its manifest says [frames, {', '.join(map(str, tail))}] (an "
+                            f"archive of another run?); rerun '{maker}'")  # fmt: skip
+
+
+def note_audio(recordings: Iterable[Any], default: str = "prepare") -> None:
+    """Record the audio files of a corpus's first recording as read by the running stage
+    (a corpus has too many files to list each in a marker; one per manifest stands for
+    them in the stage's record and in the fault matrix)."""
+    for recording in list(recordings)[:1]:
+        for source in recording.sources:
+            if source.type == "file":
+                note_file(source.source, _maker_of(Path(source.source), default))
+
+
 def _maker_of(path: Path, default: str) -> str:
     """The stage that wrote the finished output holding ``path`` (its marker), else ``default``."""
-    for d in (path.parent, path.parent.parent):
+    for d in list(path.resolve().parents)[:4]:
         if is_done(d):
             return str(read_marker(d).get("stage") or default)
     return default
 
 
-def read_manifest(path: Path | str, maker: str, reader: str | None = None) -> CutSet:
-    """Read a cut manifest eagerly and check its archives (:func:`check_storage`); an
-    empty one is refused."""
+def read_manifest(
+    path: Path | str, maker: str, reader: str | None = None, sampling_rate: int | None = None
+) -> CutSet:
+    """Read a cut manifest eagerly, check it is consistent
+    (:func:`asr_kd.data.validate.validate_manifest`: unique ids, supervisions inside their
+    recordings, ``sampling_rate`` when given) and check its archives
+    (:func:`check_storage`); an empty one is refused."""
     from lhotse import CutSet
+
+    from asr_kd.data.validate import validate_manifest
 
     path = existing_file(path, maker, reader)
     try:
@@ -218,5 +256,6 @@ def read_manifest(path: Path | str, maker: str, reader: str | None = None) -> Cu
         raise unreadable(path, maker, e, reader, "cut manifest") from None
     if cuts is None or len(cuts) == 0:
         raise BadInputError(f"{_who(reader)}: {path} holds no cuts; rerun '{maker}'")
+    validate_manifest(cuts, path, _who(reader), maker, sampling_rate)
     check_storage(cuts, maker, reader)
     return cuts

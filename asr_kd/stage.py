@@ -224,10 +224,21 @@ def require_file(path: Path | str, stage: str) -> Path:
     return path
 
 
+# The running ``asr-kd`` subcommand's name (set by the CLI through asr_kd.checked).
+_COMMAND_NAME: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "asr_kd_command_name", default=None
+)
+
+
+def set_command_name(name: str | None) -> None:
+    """Record the running ``asr-kd`` subcommand (named by input errors)."""
+    _COMMAND_NAME.set(name)
+
+
 def reading_command() -> str:
     """``"<command>: "`` of the running ``asr-kd`` command (for messages), or ``""``."""
-    argv = _COMMAND_LINE.get()
-    return f"{argv[1]}: " if argv and len(argv) > 1 else ""
+    name = _COMMAND_NAME.get()
+    return f"{name}: " if name else ""
 
 
 def _digest_of(path: Path, size: int) -> str | None:
@@ -436,8 +447,12 @@ def check_writable_dir(directory: Path | str, stage: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BadInputError(f"{stage}: cannot create {directory} ({e.strerror})") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise BadInputError(f"{stage}: cannot write into {directory} (permission denied)")
+    probe = directory / f".asr-kd-probe-{os.getpid()}"
+    try:  # a real write: os.access says yes to root on a read-only file system
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as e:
+        raise BadInputError(f"{stage}: cannot write into {directory} ({e.strerror})") from None
     return directory
 
 

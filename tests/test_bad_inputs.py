@@ -75,6 +75,29 @@ def test_damaged_json_and_manifest_are_named(tmp_path):
         read_manifest(tmp_path / "cuts.jsonl.gz", "prepare")
 
 
+def test_inconsistent_manifest_is_named_where_a_stage_takes_it(tiny_manifests, tmp_path):
+    from lhotse import CutSet
+    from lhotse.utils import fastcopy
+
+    cuts = list(CutSet.from_file(tiny_manifests / "synth_cuts_dev.jsonl.gz"))
+    path = tmp_path / "synth_cuts_dev.jsonl.gz"
+    CutSet.from_cuts([*cuts, fastcopy(cuts[0])]).to_file(path)  # one cut twice
+    with pytest.raises(BadInputError) as e:
+        read_manifest(path, "prepare", reader="compute-features")
+    assert str(e.value).startswith(f"compute-features: {path}: cut id {cuts[0].id} appears "
+                                   "more than once; fix it and rerun 'prepare'")  # fmt: skip
+    sup = cuts[1].supervisions[0]
+    late = fastcopy(cuts[1], supervisions=[fastcopy(sup, duration=sup.duration + 60.0)])
+    CutSet.from_cuts([cuts[0], late]).to_file(path)
+    with pytest.raises(BadInputError, match=rf"utterance {sup.id} ends at [\d.]+ s, after its"):
+        read_manifest(path, "prepare", reader="compute-features")
+    CutSet.from_cuts(cuts).to_file(path)
+    rate = cuts[0].recording.sampling_rate
+    assert len(read_manifest(path, "prepare", sampling_rate=rate)) == len(cuts)
+    with pytest.raises(BadInputError, match=f"sampling rate {rate} Hz, expected 8000 Hz"):
+        read_manifest(path, "prepare", reader="compute-features", sampling_rate=8000)
+
+
 def _run(args, env=None):
     return CliRunner().invoke(cli, args, env=env)
 
@@ -265,6 +288,31 @@ def test_truncated_teacher_model_given_to_eval_ensemble(tmp_path, tmp_path_facto
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("asr-kd eval-ensemble: error: ")
     assert f"{teacher / 'model.pt'} is truncated" in line and "rerun 'train'" in line
+    assert not out.exists()
+
+
+def test_plug_in_teacher_module_that_raises_while_importing(tmp_path, tmp_path_factory,
+                                                           monkeypatch):  # fmt: skip
+    import yaml
+    from teacher_toy import FEAT_DIM, NUM_SENONES, TREE_ID, toy_data
+
+    data, feats = toy_data(tmp_path_factory)
+    (tmp_path / "broken_teacher_h22.py").write_text(
+        "import torch\nSCALE = {}['missing']  # a bug in the user's module\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"class": "broken_teacher_h22:Net", "kwargs": {"feat_dim": FEAT_DIM},
+            "tree_id": TREE_ID, "num_senones": NUM_SENONES, "frame_shift": 0.01,
+            "feature_stats": str(feats)}  # fmt: skip
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "eval"
+    result = _run(["eval-ensemble", str(data), str(tmp_path / "teacher.yaml"), "--device", "cpu",
+                   "--split", "dev", "--out-dir", str(out)])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("asr-kd eval-ensemble: error: ")
+    assert "importing its module broken_teacher_h22 raised KeyError" in line
+    assert "python -c 'import broken_teacher_h22'" in line  # how to see the traceback
     assert not out.exists()
 
 

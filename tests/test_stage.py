@@ -148,6 +148,25 @@ def test_output_under_a_file_is_refused(tmp_path):
         _make(tmp_path / "exp" / "mono", "train-mono")
 
 
+def test_an_output_where_nothing_can_be_written_is_refused_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from asr_kd.cli.main import cli
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / ".done.json").write_text('{"stage": "prepare", "config": {}}')
+    (tmp_path / "m" / "c_cuts_dev.jsonl.gz").write_bytes(b"x")
+    # /proc takes no new directories or files, even from root (whom chmod does not stop)
+    for out, message in (("/proc/asr-kd-x/out", "cannot create /proc/asr-kd-x"),
+                         ("/proc/asr-kd-out", "cannot write into /proc (")):  # fmt: skip
+        result = CliRunner().invoke(cli, ["compute-features", str(tmp_path / "m"), out])
+        line = result.output.strip().splitlines()[-1]
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert line.startswith("asr-kd compute-features: error: compute-features: "), line
+        assert message in line, line
+        assert "c_cuts_dev" not in result.output  # refused before reading any input
+
+
 def test_corrupt_marker_is_named(tmp_path):
     _make(tmp_path / "out")
     (tmp_path / "out" / ".done.json").write_text("{trunc")

@@ -164,7 +164,10 @@ def validate_corpus(
     Raises:
         BadInputError: listing the first problems and their total count.
     """
+    from asr_kd.checked import note_audio
+
     recs = {r.id: r for r in recordings}
+    note_audio(recs.values())
     problems = []
     for r in recs.values():
         if r.sampling_rate != sampling_rate:
@@ -190,6 +193,63 @@ def validate_corpus(
         problems += audio_problems(recs.values(), num_workers=num_workers)
     raise_if_problems(problems, stage)
     logger.debug("%s: %d recordings and their supervisions are valid", stage, len(recs))
+
+
+def manifest_problems(cuts: Iterable[Cut], sampling_rate: int | None = None) -> list[str]:
+    """One line per inconsistency of a cut manifest, from the manifest alone (no audio or
+    feature reads: O(n), cheap enough for every read of a manifest).
+
+    Checks: cut ids unique; each supervision belongs to its cut's recording and lies
+    inside it (one may recur in overlapping cuts); a recording shared by several cuts
+    described the same way by each; the recordings' sampling rate (``sampling_rate``,
+    when given); one feature dimension and frame shift for the whole manifest.
+    """
+    problems: list[str] = []
+    cut_ids: set[str] = set()
+    recordings: dict[str, tuple[int, int]] = {}
+    dims: dict[tuple[int, float], str] = {}
+    for cut in cuts:
+        if cut.id in cut_ids:
+            problems.append(f"cut id {cut.id} appears more than once")
+        cut_ids.add(cut.id)
+        rec = getattr(cut, "recording", None)
+        if rec is not None:
+            seen = recordings.setdefault(rec.id, (rec.sampling_rate, rec.num_samples))
+            if seen != (rec.sampling_rate, rec.num_samples):
+                problems.append(f"cut {cut.id}: recording {rec.id} is described twice, "
+                                f"differently ({seen} and {(rec.sampling_rate, rec.num_samples)} "
+                                "as sampling rate, samples)")  # fmt: skip
+            if sampling_rate is not None and rec.sampling_rate != sampling_rate:
+                problems.append(f"cut {cut.id}: recording {rec.id} ({_where(rec)}) has "
+                                f"sampling rate {rec.sampling_rate} Hz, expected "
+                                f"{sampling_rate} Hz")  # fmt: skip
+        for sup in getattr(cut, "supervisions", None) or []:
+            if rec is not None and sup.recording_id != rec.id:
+                problems.append(f"cut {cut.id}: utterance {sup.id} is of recording "
+                                f"{sup.recording_id}, the cut of {rec.id}")  # fmt: skip
+            elif rec is not None and sup.end + cut.start > rec.duration + _TOLERANCE_S:
+                problems.append(f"cut {cut.id}: utterance {sup.id} ends at "
+                                f"{sup.end + cut.start:.3f} s, after its recording "
+                                f"({rec.duration:.3f} s)")  # fmt: skip
+        feats = getattr(cut, "features", None)
+        if feats is not None:
+            key = (feats.num_features, feats.frame_shift)
+            dims.setdefault(key, cut.id)
+    if len(dims) > 1:
+        shown = ", ".join(f"{d} features every {s} s (cut {c})" for (d, s), c in dims.items())
+        problems.append(f"its cuts' features differ: {shown}")
+    return problems
+
+
+def validate_manifest(
+    cuts: Iterable[Cut], path: Path | str, stage: str, maker: str, sampling_rate: int | None = None
+) -> None:
+    """Raise one :class:`BadInputError` naming the manifest ``path``, the reading ``stage``
+    and its ``maker``, listing :func:`manifest_problems` (nothing when it is consistent)."""
+    problems = manifest_problems(cuts, sampling_rate)
+    if len(problems) == 1:
+        raise BadInputError(f"{stage}: {path}: {problems[0]}; fix it and rerun '{maker}'")
+    raise_if_problems(problems, stage, f"{path} (fix them and rerun '{maker}')")
 
 
 def _tuple_shapes(cut: Cut) -> Cut:
