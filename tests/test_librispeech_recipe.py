@@ -26,7 +26,7 @@ def tiny_librispeech(tmp_path_factory):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = ["bash", str(RUN), "--config", "tiny", "--fake-corpus", "--corpus-dir",
            str(tmp / "download" / "LibriSpeech"), "--work-dir", str(tmp / "w")]  # fmt: skip
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     return tmp / "w", res
 
