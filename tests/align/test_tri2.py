@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from lhotse import CutSet
 
-from asr_kd.align.align import ALI_KEY, align, load_gmm
+from asr_kd.align.align import ALI_KEY, align, alignment_accuracy, load_gmm
 from asr_kd.align.lda_stage import LdaConfig, estimate_lda_stage
 from asr_kd.align.tri import TriModel, train_tri
 from asr_kd.data.features import load_stats
@@ -112,6 +112,15 @@ def test_align_with_tri2_applies_its_transform(data, tri2):
         assert wb["start_within_50ms"] >= 0.85 and wb["end_within_50ms"] >= 0.75, wb
     train = summary["train"]["word_boundaries"]  # ~560 words; tri1 0.93, mono 0.90
     assert train["start_within_20ms"] >= 0.9 and train["start_within_50ms"] >= 0.97, train
+
+
+def test_report_lists_every_alignment_with_its_dev_word_starts(data, tri2):
+    """results.json's ``alignments``: each exp/*_ali's dev share of starts within 20 ms."""
+    out = align(data / "mfcc", data / "lang", tri2, data / "tri2_ali", LENIENT_ALIGN)
+    found = alignment_accuracy(data)
+    assert {"mono_ali", "tri1_ali", "tri2_ali"} <= set(found)
+    dev = json.loads((out / "summary.json").read_text())["dev"]["word_boundaries"]
+    assert found["tri2_ali"] == dev["start_within_20ms"] > 0.5
 
 
 def test_transform_with_other_normalisation_is_refused(data, tri1_ali, tree2):
