@@ -292,13 +292,25 @@ def _boundary_text(b: dict | None) -> str:
     return f", word starts within {tols} ms {starts}, ends {ends}"
 
 
+def is_subset_split(split: str, splits) -> bool:
+    """``test_piper`` is a subset of ``test`` when ``test`` is among ``splits``."""
+    return any(split != p and split.startswith(p + "_") for p in splits)
+
+
 def _check_failures(summary: dict, max_share: float, tmp: Path) -> None:
-    """Log every utterance not aligned; fail when a split lost more than ``max_share``."""
+    """Log every utterance not aligned; fail when a split lost more than ``max_share``.
+
+    A subset of another split (``test_piper`` of ``test``: the per-engine subsets that
+    ``prepare synth`` writes) is not held to the limit on its own: its failures count
+    in its parent split, and a subset of 25 utterances would fail on two.
+    """
     bad = []
     for split, v in summary.items():
         lines = (tmp / f"failed_{split}.txt").read_text().splitlines()
         for line in lines:
             logger.warning("%s: %s: not aligned: %s", STAGE, split, line)
+        if is_subset_split(split, summary):
+            continue
         if v["failed"] > max_share * v["utterances"]:
             bad.append(f"{split}: {v['failed']} of {v['utterances']} (e.g. {'; '.join(lines[:3])})")
     if bad:
