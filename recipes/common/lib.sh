@@ -12,11 +12,15 @@ dask_scheduler=
 specialists=auto
 sweeps=auto
 alignment=tri1
+tri2=auto
+realign=no
+transfer=auto
 
 # The options every recipe takes (see shared_usage). shared_option OPTION VALUE sets one;
 # an option it does not know is refused with the recipe's name.
 shared_usage="  [--stage N] [--stop-stage M] [--work-dir DIR] [--nj N] [--dask-scheduler ADDR]
-  [--specialists yes|no] [--sweeps yes|no] [--alignment NAME]
+  [--specialists yes|no] [--sweeps yes|no] [--alignment NAME] [--tri2 yes|no]
+  [--realign yes|no] [--transfer yes|no]
 --specialists: stages 19-21 (generalist + specialists, their student); default: the
   config's protocol.specialists.
 --sweeps: optional stages 22-23 (ensemble size; temperature and alpha); default: the
@@ -24,7 +28,13 @@ shared_usage="  [--stage N] [--stop-stage M] [--work-dir DIR] [--nj N] [--dask-s
 Which students, data fractions and seeds are trained and decoded is the config's
 protocol: section (asr-kd protocol --config C KEY; see asr_kd/protocol.py).
 --alignment: the alignment the senone targets (stage 9) come from, exp/NAME_ali:
-  tri1 (default), mono, or a model's alignment (asr-kd align --model)."
+  tri1 (default), tri2, mono, or a model's alignment (asr-kd align --model).
+--tri2: stage 8 also trains tri2 (LDA+MLLT, Kaldi's train_lda_mllt.sh) and its
+  alignment exp/tri2_ali; default: yes when --alignment tri2.
+--realign: after stage 12, align with the baseline DNN (exp/baseline_ali), its senone
+  targets, and a baseline retrained on them (exp/baseline_realigned); default no.
+--transfer: optional stages 25-27 (an omitted phone; untranscribed audio); default: the
+  config's transfer.enabled."
 shared_option() {
   if [[ $# -lt 2 ]]; then
     echo "$0: option $1 takes a value" >&2
@@ -40,6 +50,9 @@ shared_option() {
     --specialists) specialists=$2 ;;
     --sweeps) sweeps=$2 ;;
     --alignment) alignment=$2 ;;
+    --tri2) tri2=$2 ;;
+    --realign) realign=$2 ;;
+    --transfer) transfer=$2 ;;
     *) echo "$0: unknown option $1" >&2; exit 1 ;;
   esac
 }
@@ -63,6 +76,8 @@ setup_recipe() {
   config=$(check_recipe_args "$1" "$stage" "$stop_stage" "$config" "$recipe_dir/conf" "$work_dir")
   [[ $specialists == auto ]] && specialists=$(protocol specialists)
   [[ $sweeps == auto ]] && sweeps=$(protocol sweeps)
+  [[ $tri2 == auto ]] && { [[ $alignment == tri2 ]] && tri2=yes || tri2=no; }
+  [[ $transfer == auto ]] && transfer=$(asr-kd transfer-config --config "$config" enabled 2>/dev/null)
   read -ra student_seeds <<< "$(protocol student_seeds)"
   read -ra fractions <<< "$(protocol fractions)"
   read -ra subset_seeds <<< "$(protocol subset_seeds)"

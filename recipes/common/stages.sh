@@ -8,10 +8,21 @@
 #   lang_opts=(...)                prepare-lang options besides the training words
 #   lm_text, lm_opts=(...)         stage 5 trains the 3-gram on lm_text with lm_opts...
 #   lm_arpa                        ...or, when set, imports this ARPA file instead
+#   eval_sets=(NAME...)            extra test sets in $data/manifests_NAME (may be empty):
+#                                  stage 2 extracts their fbank, stage 18 decodes them with
+#                                  the baseline, the ensemble and the student at dev's LM
+#                                  weight, the report scores them by voice
+#   subset_dirs=(DIR...)           manifest dirs whose <split>_<name> subsets (voice engines)
+#                                  the report scores from the test decode (may be empty)
 # Stage 2-3 manifests are read from $data/manifests.
 
 splits=(--train-split "$train_split" --dev-split "$dev_split")
 report_splits=(--dev-split "$dev_split" --test-split "$test_split")
+[[ -v eval_sets ]] || eval_sets=()
+[[ -v subset_dirs ]] || subset_dirs=()
+voice_splits=()  # the report's WER per subset (voice engine) and per extra test set
+for d in "${subset_dirs[@]}"; do voice_splits+=(--voice-splits "$d"); done
+for set in "${eval_sets[@]}"; do voice_splits+=(--voice-splits "$data/manifests_$set"); done
 manifest() { echo "$data/manifests/${corpus}_$1_$2.jsonl.gz"; }
 senone_cuts() { echo "$data/senones/${corpus}_cuts_$1.jsonl.gz"; }
 
@@ -39,6 +50,10 @@ if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
   log "Stage 2: 80-dim log-mel fbank features"
   timed "${kd[@]}" compute-features --config "$config" --section features "${par[@]}" \
     --stats-split "$train_split" "$data/manifests" "$data/fbank"
+  for set in "${eval_sets[@]}"; do
+    timed "${kd[@]}" compute-features --config "$config" --section features "${par[@]}" \
+      --stats-split "$set" "$data/manifests_$set" "$data/fbank_$set"
+  done
 fi
 
 current=3
@@ -92,6 +107,20 @@ if [[ $stage -le 8 && $stop_stage -ge 8 ]]; then
     "$exp/mono_ali" "$data/mfcc" "$data/lang" "$exp/tree" "$exp/tri1"
   timed "${kd[@]}" align --config "$config" "${par[@]}" \
     "$data/mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali"
+  if [[ $tri2 == yes ]]; then
+    # Kaldi's train_lda_mllt.sh: LDA on spliced MFCC with tri1's senones as classes, a
+    # tree on those features (exp/tree2, used by tri2 alone: senone targets, the graph and
+    # the DNNs stay on exp/tree), tri2 with MLLT re-estimated on Kaldi's iterations
+    timed "${kd[@]}" estimate-lda --config "$config" --set "split=$train_split" "${par[@]}" \
+      "$exp/tri1_ali" "$data/mfcc" "$data/lang" "$exp/tree" "$exp/tri2_lda"
+    timed "${kd[@]}" build-tree --config "$config" --split "$train_split" "${par[@]}" \
+      --transform "$exp/tri2_lda" "$exp/tri1_ali" "$data/mfcc" "$data/lang" "$exp/tree2"
+    timed "${kd[@]}" train-tri --config "$config" --section tri2 --set "split=$train_split" \
+      "${par[@]}" --transform "$exp/tri2_lda" \
+      "$exp/tri1_ali" "$data/mfcc" "$data/lang" "$exp/tree2" "$exp/tri2"
+    timed "${kd[@]}" align --config "$config" "${par[@]}" \
+      "$data/mfcc" "$data/lang" "$exp/tri2" "$exp/tri2_ali"
+  fi
 fi
 
 current=9
@@ -118,6 +147,24 @@ if [[ $stage -le 12 && $stop_stage -ge 12 ]]; then
   log "Stage 12: baseline: one DNN on the hard senone targets"
   timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 "${splits[@]}" \
     "$data/senones" "$data/fbank" "$exp/baseline"
+fi
+
+if [[ $realign == yes && $stage -le 12 && $stop_stage -ge 12 ]]; then
+  log "Stage 12 (--realign yes): align with the baseline DNN, its senone targets, a baseline on them"
+  timed "${kd[@]}" align --config "$config" "${par[@]}" --model "$exp/baseline" \
+    "$data/fbank" "$data/lang" "$data/senones" "$exp/baseline_ali"
+  timed "${kd[@]}" senone-targets --train-split "$train_split" \
+    "$exp/baseline_ali" "$data/fbank" "$exp/tree" "$data/senones_baseline_ali"
+  timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 "${splits[@]}" \
+    "$data/senones_baseline_ali" "$data/fbank" "$exp/baseline_realigned"
+  # frame accuracy of both against one fixed reference ($data/senones)
+  timed "${kd[@]}" eval-ensemble --method arithmetic --split "$dev_split" --split "$test_split" \
+    --out-dir "$exp/eval/realigned" "$data/senones" "$exp/baseline" "$exp/baseline_realigned"
+  # written out: decode_system's --priors is the reference targets' (a later flag wins)
+  timed "${kd[@]}" decode --config "$config" "${jobs[@]}" --model "$exp/baseline_realigned" \
+    --priors "$data/senones_baseline_ali" --lang "$data/lang" \
+    --dev "$(senone_cuts "$dev_split")" --test "$(senone_cuts "$test_split")" \
+    "$exp/graph" "$exp/baseline_realigned"
 fi
 
 current=13
@@ -189,6 +236,16 @@ if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
     [[ $sys == ensemble ]] && model=$ensemble_spec
     decode_model "$sys" "$model"
   done
+  for set in "${eval_sets[@]}"; do
+    for sys in baseline ensemble "$(protocol "system:student::${student_seeds[0]}")"; do
+      model=$exp/$sys
+      [[ $sys == ensemble ]] && model=$ensemble_spec
+      read -ra opts <<< "$(protocol "decode_options:$sys")"
+      timed "${kd[@]}" decode --config "$config" "${jobs[@]}" "${opts[@]}" --model "$model" \
+        --priors "$data/senones" --lang "$data/lang" --tuned-on "$exp/$sys/decode_dev" \
+        "$data/fbank_$set/${corpus}_cuts_$set.jsonl.gz" "$exp/graph" "$exp/$sys/decode_$set"
+    done
+  done
 fi
 
 # Stages 19-21: the paper's second method, specialists over confusable senone clusters.
@@ -242,7 +299,8 @@ if [[ $sweeps == yes && $stage -le 23 && $stop_stage -ge 23 ]]; then
   log "Stage 23: students at other temperatures and soft-target weights (exp/sweeps)"
   # A cache per temperature (alpha only weighs the loss). At T >= 5 the top 10 senones
   # hold too little of the flattened mass: those caches keep 40.
-  for point in "1 0.5" "5 0.5" "10 0.5" "2 0.25" "2 0.9" "2 1.0"; do
+  # The student of stage 16 is the point T = 2, alpha = 0.667 (the paper's weighting).
+  for point in "1 0.667" "5 0.667" "10 0.667" "2 0.25" "2 0.5" "2 0.9" "2 1.0"; do
     read -r t a <<< "$point"
     k=10
     [[ $t -ge 5 ]] && k=40
@@ -253,7 +311,7 @@ if [[ $sweeps == yes && $stage -le 23 && $stop_stage -ge 23 ]]; then
       --set "k=$k" "${splits[@]}" --cache-dir "$data/soft_T$t" "${teacher_args[@]}" "$data/senones" \
       "$data/fbank" "$exp/sweeps/student_T${t}_a${a}"
   done
-  [[ -d $exp/student ]] && ln -sfn ../student "$exp/sweeps/student_T2_a0.5"
+  [[ -d $exp/student ]] && ln -sfn ../student "$exp/sweeps/student_T2_a0.667"
   "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "$exp/sweeps" \
     "$exp/sweeps/report"
 fi
@@ -261,7 +319,52 @@ fi
 current=24
 if [[ $stage -le 24 && $stop_stage -ge 24 ]]; then
   log "Stage 24: the report (RESULTS.md, results.json, plots)"
-  "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "$exp" "$exp/report"
+  "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "${voice_splits[@]}" \
+    "$exp" "$exp/report"
+fi
+
+# Stages 25-27 (optional, --transfer yes): knowledge that reaches the student without
+# labels (an omitted phone; untranscribed audio). Stage 27 redoes the report.
+current=25
+if [[ $transfer == yes && $stage -le 25 && $stop_stage -ge 25 ]]; then
+  phone=$(asr-kd transfer-config --config "$config" omit_phone 2>/dev/null)
+  log "Stage 25: $phone left out of the transfer set: a hard-target control and a student"
+  timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 \
+    --set "omit_phone=$phone" "${splits[@]}" "$data/senones" "$data/fbank" "$exp/omit_control"
+  timed "${kd[@]}" distill --config "$config" --set "student.omit_phone=$phone" "${splits[@]}" \
+    --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" "$exp/omit_student"
+  timed "${kd[@]}" eval-omitted-phone --config "$config" --dev-split "$dev_split" \
+    --test-split "$test_split" --system "student=$exp/omit_student" \
+    --system "control=$exp/omit_control" --system "full=$exp/student" \
+    "$data/senones" "$exp/eval/omitted_phone"
+  for sys in omit_student omit_control; do decode_model "$sys" "$exp/$sys"; done
+  for name in student control; do
+    decode_system --model "$exp/eval/omitted_phone/${name}_bias_corrected/model.pt" \
+      "$exp/eval/omitted_phone/${name}_bias_corrected"
+  done
+fi
+
+current=26
+if [[ $transfer == yes && $stage -le 26 && $stop_stage -ge 26 ]]; then
+  log "Stage 26: untranscribed audio (transfer.unlabelled_factor x the training audio), features"
+  timed "${kd[@]}" synth-unlabelled --config "$config" "${par[@]}" "$data/unlabelled/corpus"
+  timed "${kd[@]}" prepare synth "$data/unlabelled/corpus" "$data/unlabelled/manifests"
+  timed "${kd[@]}" compute-features --config "$config" --section features "${par[@]}" \
+    "$data/unlabelled/manifests" "$data/unlabelled/fbank"
+fi
+
+current=27
+if [[ $transfer == yes && $stage -le 27 && $stop_stage -ge 27 ]]; then
+  log "Stage 27: the ensemble labels the untranscribed audio; a student on both; the report"
+  timed "${kd[@]}" unlabelled-set --train-split "$train_split" "$data/senones" \
+    "$data/unlabelled/fbank" "$data/senones_unlab"
+  timed "${kd[@]}" cache-soft-targets --config "$config" --split "$train_split" \
+    "${teacher_args[@]}" "$data/senones_unlab" "$data/fbank" "$data/soft_unlab"
+  timed "${kd[@]}" distill --config "$config" "${splits[@]}" --cache-dir "$data/soft_unlab" \
+    "${teacher_args[@]}" "$data/senones_unlab" "$data/fbank" "$exp/student_unlab"
+  decode_model student_unlab "$exp/student_unlab"
+  "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "${voice_splits[@]}" \
+    "$exp" "$exp/report"
 fi
 
 log "Done: stages $stage..$stop_stage finished under $work_dir"
