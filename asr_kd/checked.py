@@ -13,7 +13,8 @@ library's traceback (``PytorchStreamReader failed reading zip archive``, h5py's
     read_json(path, maker="align")                info.json, stats, markers' siblings
     read_text(path, maker="prepare-lang")         words.txt, topo, any text file
     open_fst(path, maker="train-lm")              an OpenFst file (G.fst, L.fst, HCLG.fst)
-    read_manifest(path, maker="prepare")          a Lhotse cut manifest (eager CutSet)
+    read_manifest(path, maker="prepare")          a Lhotse cut manifest (eager CutSet; in
+                                                  asr_kd.data.manifests, which validates it)
 
 The reading stage defaults to the running ``asr-kd`` command, which the CLI records
 with :func:`set_command`; library callers may name it (``reader=``).
@@ -32,7 +33,6 @@ from asr_kd.stage import check_unchanged, is_done, note_file, read_marker, set_c
 
 if TYPE_CHECKING:
     import h5py
-    from lhotse import CutSet
 
 _COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "asr_kd_command", default=None
@@ -45,7 +45,7 @@ def set_command(name: str | None) -> None:
     set_command_name(name)
 
 
-def _who(reader: str | None) -> str:
+def reader_name(reader: str | None) -> str:
     return reader or _COMMAND.get() or "asr-kd"
 
 
@@ -63,7 +63,7 @@ def existing_file(path: Path | str, maker: str, reader: str | None = None) -> Pa
         BadInputError: it is a directory, empty, or changed since it was written.
     """
     path = Path(path)
-    who = _who(reader)
+    who = reader_name(reader)
     if not path.exists():
         raise MissingInputError(f"{who}: {path} does not exist: run '{maker}' first")
     if not path.is_file():
@@ -79,7 +79,7 @@ def unreadable(path: Path | str, maker: str, e: BaseException, reader: str | Non
                what: str = "file") -> BadInputError:  # fmt: skip
     """The error for a file that exists but cannot be read (to ``raise ... from None``)."""
     return BadInputError(
-        f"{_who(reader)}: {path} is truncated or not a {what} ({_reason(e)}); "
+        f"{reader_name(reader)}: {path} is truncated or not a {what} ({_reason(e)}); "
         f"rerun '{maker}' (with --force) to rewrite it"
     )
 
@@ -193,7 +193,9 @@ def check_storage(cuts: Iterable[Any], maker: str, reader: str | None = None) ->
         owner = _maker_of(Path(path), maker)
         if kind.endswith("_files"):  # one file per array, in a directory
             if not Path(path).is_dir():
-                raise MissingInputError(f"{_who(reader)}: {path} does not exist: run '{owner}'")
+                raise MissingInputError(
+                    f"{reader_name(reader)}: {path} does not exist: run '{owner}'"
+                )
         elif "hdf5" in kind:
             check_h5(path, owner, reader, deep=False)
             if kind == "numpy_hdf5":  # arrays stored as they are (lilcom's are bytes)
@@ -210,11 +212,12 @@ def _check_shape(path: str, maker: str, reader: str | None,
     with open_h5(path, maker, reader) as f:
         shape = tuple(f[key].shape) if key in f else None
     if shape is None:
-        raise BadInputError(f"{_who(reader)}: {path} holds no array for cut {cut_id} "
+        raise BadInputError(f"{reader_name(reader)}: {path} holds no array for cut {cut_id} "
                             f"(key {key}): it is not the archive its manifest names; "
                             f"rerun '{maker}'")  # fmt: skip
     if tuple(shape[1:]) != tail:
-        raise BadInputError(f"{_who(reader)}: {path} stores cut {cut_id} as {list(shape)} but "
+        who = reader_name(reader)
+        raise BadInputError(f"{who}: {path} stores cut {cut_id} as {list(shape)} but "
                             f"its manifest says [frames, {', '.join(map(str, tail))}] (an "
                             f"archive of another run?); rerun '{maker}'")  # fmt: skip
 
@@ -235,27 +238,3 @@ def _maker_of(path: Path, default: str) -> str:
         if is_done(d):
             return str(read_marker(d).get("stage") or default)
     return default
-
-
-def read_manifest(
-    path: Path | str, maker: str, reader: str | None = None, sampling_rate: int | None = None
-) -> CutSet:
-    """Read a cut manifest eagerly, check it is consistent
-    (:func:`asr_kd.data.validate.validate_manifest`: unique ids, supervisions inside their
-    recordings, ``sampling_rate`` when given) and check its archives
-    (:func:`check_storage`); an empty one is refused."""
-    from lhotse import CutSet
-
-    from asr_kd.data.validate import validate_manifest
-
-    path = existing_file(path, maker, reader)
-    try:
-        cuts = CutSet.from_file(path)
-        cuts = cuts.to_eager() if cuts is not None else None
-    except Exception as e:  # lhotse, gzip and json raise many kinds on a damaged file
-        raise unreadable(path, maker, e, reader, "cut manifest") from None
-    if cuts is None or len(cuts) == 0:
-        raise BadInputError(f"{_who(reader)}: {path} holds no cuts; rerun '{maker}'")
-    validate_manifest(cuts, path, _who(reader), maker, sampling_rate)
-    check_storage(cuts, maker, reader)
-    return cuts

@@ -16,8 +16,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from asr_kd.checked import check_h5, open_checkpoint, read_json, read_manifest
+from asr_kd.checked import check_h5, open_checkpoint, read_json
 from asr_kd.cli.main import cli
+from asr_kd.data.manifests import read_manifest
 from asr_kd.errors import BadInputError, MissingInputError
 
 

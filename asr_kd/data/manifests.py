@@ -18,8 +18,9 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from lhotse.array import Array, TemporalArray
 from lhotse.utils import fastcopy
 
-from asr_kd.checked import read_manifest
-from asr_kd.errors import MissingInputError
+from asr_kd.checked import check_storage, existing_file, reader_name, unreadable
+from asr_kd.data.validate import validate_manifest
+from asr_kd.errors import BadInputError, MissingInputError
 
 ALI_KEY = "mono_ali"
 """The cut field holding a forced alignment, per-frame (phone, HMM state) labels (a Lhotse
@@ -110,6 +111,26 @@ def write_split(
     recordings.to_file(manifest_path(out_dir, corpus, "recordings", split))
     supervisions.to_file(manifest_path(out_dir, corpus, "supervisions", split))
     cuts.to_file(manifest_path(out_dir, corpus, "cuts", split))
+    return cuts
+
+
+def read_manifest(
+    path: Path | str, maker: str, reader: str | None = None, sampling_rate: int | None = None
+) -> CutSet:
+    """Read a cut manifest eagerly, check it is consistent
+    (:func:`asr_kd.data.validate.validate_manifest`: unique ids, supervisions inside their
+    recordings, ``sampling_rate`` when given) and check its archives
+    (:func:`asr_kd.checked.check_storage`); an empty one is refused."""
+    path = existing_file(path, maker, reader)
+    try:
+        cuts = CutSet.from_file(path)
+        cuts = cuts.to_eager() if cuts is not None else None
+    except Exception as e:  # lhotse, gzip and json raise many kinds on a damaged file
+        raise unreadable(path, maker, e, reader, "cut manifest") from None
+    if cuts is None or len(cuts) == 0:
+        raise BadInputError(f"{reader_name(reader)}: {path} holds no cuts; rerun '{maker}'")
+    validate_manifest(cuts, path, reader_name(reader), maker, sampling_rate)
+    check_storage(cuts, maker, reader)
     return cuts
 
 

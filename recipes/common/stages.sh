@@ -319,7 +319,7 @@ fi
 current=24
 if [[ $stage -le 24 && $stop_stage -ge 24 ]]; then
   log "Stage 24: the report (RESULTS.md, results.json, plots)"
-  "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "${voice_splits[@]}" \
+  timed "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "${voice_splits[@]}" \
     "$exp" "$exp/report"
 fi
 
