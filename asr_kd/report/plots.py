@@ -20,6 +20,15 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as a PNG and free it."""
+    plt = _pyplot()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_systems(systems: Mapping[str, dict[str, Any]], path: Path) -> Path | None:
     """Bars of dev/test frame accuracy and WER per system (``results.json``'s systems)."""
     names = list(systems)
@@ -39,10 +48,7 @@ def plot_systems(systems: Mapping[str, dict[str, Any]], path: Path) -> Path | No
         ax.set_ylabel(label)
         ax.legend()
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(curves: Mapping[str, list[dict[str, Any]]], path: Path) -> Path | None:
@@ -67,10 +73,7 @@ def plot_learning_curves(curves: Mapping[str, list[dict[str, Any]]], path: Path)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_ensemble_size(points: Mapping[int, Any], path: Path) -> Path | None:
@@ -101,10 +104,7 @@ def plot_ensemble_size(points: Mapping[int, Any], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_data_fraction(rows: list[dict[str, Any]], path: Path) -> Path | None:
@@ -122,7 +122,4 @@ def plot_data_fraction(rows: list[dict[str, Any]], path: Path) -> Path | None:
            title="soft targets as a regulariser")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -207,7 +207,7 @@ def plot_transfer(doc: Mapping[str, Any], path: Path) -> Path | None:
         return None
     names = system_names(omitted)
     split = "test" if all("test" in omitted[n] for n in names) else "dev"
-    from asr_kd.report.plots import _pyplot
+    from asr_kd.report.plots import _pyplot, save_figure
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -222,10 +222,7 @@ def plot_transfer(doc: Mapping[str, Any], path: Path) -> Path | None:
     ax.set_ylim(0, 100)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def transfer_inputs(exp_dir: Path | str) -> list[list[Any]]:
