@@ -239,45 +239,57 @@ def train_models(
             identity = {"stage": f"{stage}-fused", "config": {"models": configs},
                         "world_size": 1}  # fmt: skip
         run_on_main(ctx, lambda: work.prepare(identity, force))
-        with rank_log(work.log, ctx):
-            logger.info("%s: %d model(s), rank %d of %d on %s; config %s (git %s)", stage, n,
-                        ctx.rank, ctx.world_size, ctx.device, json.dumps(configs[0]),
-                        git_revision())  # fmt: skip
-            members = _build(config, ctx, data, outs, builders, loss_fn)
-            subset_frames = sum(c.num_frames or 0 for c in data.train)
-            config = updates_for_fraction(config, subset_frames, data.train_total_frames,
-                                          world_size=ctx.world_size) \
-                if config.data_path == "frames" else config  # fmt: skip
-            source = make_source(data, config, ctx, members[0].model, collate_hooks)
-            config = updates_for_fraction(
-                config, subset_frames, data.train_total_frames,
-                math.ceil(source.count(0) / config.accum_grad),
-            ) if config.data_path != "frames" else config  # fmt: skip
-            if config.updates_as_full and config.train_fraction < 1.0:
-                logger.info("%s: %d updates, as on the whole training set, in %d epochs of "
-                            "%d passes", stage, config.max_steps, config.max_epochs,
-                            config.frame_passes)  # fmt: skip
-            trainer = Trainer(members, config, ctx, work, data, source, forward, callbacks)
-            trainer.restore()
-            m = members[0]
-            logger.info(
-                "model %s: %d parameters; %d training cuts (%.2f h), %d steps per epoch",
-                json.dumps(m.spec), sum(p.numel() for p in m.model.parameters()),
-                len(data.train), sum(c.duration for c in data.train) / 3600,
-                trainer.steps_per_epoch,
-            )  # fmt: skip
-            trainer.run()
-            trainer.close()
-            barrier(ctx)
+        try:
+            _train(ctx, work, stage, n, configs, config, data, outs, builders, loss_fn,
+                   collate_hooks, forward, callbacks, force, extra_summaries)  # fmt: skip
+        except BaseException:
             if ctx.is_main:
-                summaries = list(extra_summaries) or [{}] * n
-                for m, stage_config, more in zip(members, configs, summaries, strict=True):
-                    _finalise(trainer, m, stage, stage_config, force, config, data, more)
+                work.discard_if_unstarted()
+            raise
         if n > 1:
             shutil.rmtree(work.path)
         return outs
     finally:
         teardown(ctx)
+
+
+def _train(ctx, work, stage, n, configs, config, data, outs, builders, loss_fn, collate_hooks,
+           forward, callbacks, force, extra_summaries) -> None:  # fmt: skip
+    """The training itself, in ``work`` (prepared), then each model's output."""
+    with rank_log(work.log, ctx):
+        logger.info("%s: %d model(s), rank %d of %d on %s; config %s (git %s)", stage, n,
+                    ctx.rank, ctx.world_size, ctx.device, json.dumps(configs[0]),
+                    git_revision())  # fmt: skip
+        members = _build(config, ctx, data, outs, builders, loss_fn)
+        subset_frames = sum(c.num_frames or 0 for c in data.train)
+        config = updates_for_fraction(config, subset_frames, data.train_total_frames,
+                                      world_size=ctx.world_size) \
+            if config.data_path == "frames" else config  # fmt: skip
+        source = make_source(data, config, ctx, members[0].model, collate_hooks)
+        config = updates_for_fraction(
+            config, subset_frames, data.train_total_frames,
+            math.ceil(source.count(0) / config.accum_grad),
+        ) if config.data_path != "frames" else config  # fmt: skip
+        if config.updates_as_full and config.train_fraction < 1.0:
+            logger.info("%s: %d updates, as on the whole training set, in %d epochs of "
+                        "%d passes", stage, config.max_steps, config.max_epochs,
+                        config.frame_passes)  # fmt: skip
+        trainer = Trainer(members, config, ctx, work, data, source, forward, callbacks)
+        trainer.restore()
+        m = members[0]
+        logger.info(
+            "model %s: %d parameters; %d training cuts (%.2f h), %d steps per epoch",
+            json.dumps(m.spec), sum(p.numel() for p in m.model.parameters()),
+            len(data.train), sum(c.duration for c in data.train) / 3600,
+            trainer.steps_per_epoch,
+        )  # fmt: skip
+        trainer.run()
+        trainer.close()
+        barrier(ctx)
+        if ctx.is_main:
+            summaries = list(extra_summaries) or [{}] * n
+            for m, stage_config, more in zip(members, configs, summaries, strict=True):
+                _finalise(trainer, m, stage, stage_config, force, config, data, more)
 
 
 def _build(config, ctx, data, outs, builders, loss_fn) -> list[Member]:

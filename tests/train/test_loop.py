@@ -143,6 +143,7 @@ def test_frame_count_mismatch_is_refused_naming_cut_and_stage(tmp_path):
     data_dir, feature_dir = make_toy_data(tmp_path / "data", short_targets="train-004")
     with pytest.raises(BadInputError, match=r"train-004.*senone-targets"):
         train_model(data_dir, feature_dir, tmp_path / "exp", _config(), builder=toy_builder)
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "exp.work").exists()
 
 
 def test_senone_ids_beyond_the_inventory_are_refused(tmp_path):
@@ -156,6 +157,11 @@ def test_model_and_data_senone_inventories_must_match(toy_data, tmp_path):
     wrong = _config(model={"arch": "toy", "options": {"force_outputs": 9}})
     with pytest.raises(BadInputError, match="outputs 9 classes but the targets have 8"):
         train_model(data_dir, feature_dir, tmp_path / "exp", wrong, builder=toy_builder)
+    # failed before its first checkpoint: no exp/ and no exp.work/ left to refuse a rerun
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "exp.work").exists()
+    train_model(data_dir, feature_dir, tmp_path / "exp", _config(max_epochs=1, lr=0.05),
+                builder=toy_builder)  # fmt: skip
+    assert is_done(tmp_path / "exp")
 
     out = tmp_path / "ok"
     train_model(data_dir, feature_dir, out, _config(max_epochs=1), builder=toy_builder)
