@@ -44,7 +44,8 @@ from lhotse.cut import Cut
 
 from asr_kd.align.model_ali import AlignmentModel, ModelShardJob, check_tree, run_model_shard
 from asr_kd.align.mono import STAGE as TRAIN_STAGE
-from asr_kd.align.mono import MonoModel, ShardJob, ViterbiOptions, run_shard, shards
+from asr_kd.align.mono import MonoModel
+from asr_kd.align.shard import ShardJob, ViterbiOptions, run_shard, shards
 from asr_kd.align.tri import STAGE as TRI_STAGE
 from asr_kd.align.tri import TriModel, TriShardJob, run_tri_shard
 from asr_kd.config import to_dict

@@ -28,7 +28,7 @@ import kaldi_hmm_gmm as khg
 import kaldifst
 import numpy as np
 
-from asr_kd.align.mono import ViterbiOptions
+from asr_kd.align.shard import ViterbiOptions
 from asr_kd.errors import BadInputError
 from asr_kd.graph import fst_ops
 from asr_kd.graph.h import HmmLabels, HmmTopo, build_h

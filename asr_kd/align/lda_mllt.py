@@ -12,7 +12,7 @@ Why numpy: kaldi-hmm-gmm 1.1.4 exposes no LDA or MLLT accumulators or estimators
 and decoder classes only, no ``LdaEstimate`` or ``MlltAccs``), and both are small
 dense linear algebra: LDA is a generalised symmetric eigenproblem, MLLT Gales's
 row-by-row update. The statistics of MLLT are the full-covariance scatters of each
-Gaussian (:class:`asr_kd.align.mono.GmmStats` with ``xx``), so the transform is
+Gaussian (:class:`asr_kd.align.shard.GmmStats` with ``xx``), so the transform is
 estimated from the same pass that re-estimates the GMMs, and the GMM statistics are
 then carried into the new feature space exactly (``x -> A x``, ``x x^T -> A x x^T A^T``)
 before the ML update: the equivalent of Kaldi's ``gmm-transform-means`` followed by a

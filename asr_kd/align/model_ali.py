@@ -24,7 +24,13 @@ import numpy as np
 from lhotse.cut import Cut
 
 from asr_kd.align.graphs import GraphCompiler, beam_failure, viterbi_path
-from asr_kd.align.mono import ShardResult, ViterbiOptions, _load_lang, min_lengths, transcript_ids
+from asr_kd.align.shard import (
+    ShardResult,
+    ViterbiOptions,
+    load_lang_fst,
+    min_lengths,
+    transcript_ids,
+)
 from asr_kd.errors import BadInputError
 from asr_kd.graph.h import parse_topology
 from asr_kd.stage import MARKER, require_done, require_file
@@ -108,7 +114,7 @@ def run_model_shard(job: ModelShardJob) -> ShardResult:
         BadInputError: the model's outputs disagree with the cut's length or the tree.
     """
     model, v = job.model, job.viterbi
-    lang, _ = _load_lang(job.lang_dir, os.stat(Path(job.lang_dir) / MARKER).st_mtime_ns)
+    lang, _ = load_lang_fst(job.lang_dir, os.stat(Path(job.lang_dir) / MARKER).st_mtime_ns)
     tree = model.tree
     shift = job.cuts[0].frame_shift if job.cuts else None
     teacher = _teacher(model.spec, model.tree_id, tree.num_senones, shift, model.device)

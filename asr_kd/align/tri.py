@@ -56,18 +56,15 @@ from lhotse.cut import Cut
 
 from asr_kd.align.graphs import GmmScorer, GraphCompiler, beam_failure, viterbi_path
 from asr_kd.align.lda_mllt import estimate_mllt, gaussian_covariances
-from asr_kd.align.mono import (
+from asr_kd.align.mono import check_training_config, em_iterations, load_model_state, update_gmms
+from asr_kd.align.shard import (
     GmmStats,
     ShardResult,
     ViterbiOptions,
-    _load_lang,
     accumulate,
-    check_training_config,
-    em_iterations,
-    load_model_state,
+    load_lang_fst,
     min_lengths,
     transcript_ids,
-    update_gmms,
 )
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
@@ -293,7 +290,7 @@ def run_tri_shard(job: TriShardJob) -> ShardResult:
             or it has out-of-vocabulary words with ``oov="error"``.
     """
     model, v = job.model, job.viterbi
-    lang, _ = _load_lang(job.lang_dir, os.stat(Path(job.lang_dir) / MARKER).st_mtime_ns)
+    lang, _ = load_lang_fst(job.lang_dir, os.stat(Path(job.lang_dir) / MARKER).st_mtime_ns)
     compiler = scorer = None
     if job.mode == "viterbi":
         compiler = GraphCompiler(lang, model.tree, model.topos, v.transition_scale,

@@ -10,7 +10,7 @@ from lhotse import CutSet
 
 from asr_kd.align.align import ALI_KEY, AlignConfig, align, load_gmm, phone_segments
 from asr_kd.align.graphs import GmmScorer, GraphCompiler, viterbi_path
-from asr_kd.align.mono import ViterbiOptions, min_lengths, transcript_ids
+from asr_kd.align.shard import ViterbiOptions, min_lengths, transcript_ids
 from asr_kd.align.tri import (
     TriConfig,
     TriModel,
