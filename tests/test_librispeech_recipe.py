@@ -1,7 +1,7 @@
 """The LibriSpeech recipe on a synthesised LibriSpeech-layout corpus, through every stage.
 
-The corpus's split names (train-clean-5, dev-clean-2, test-clean) run the stages every
-recipe shares (recipes/common/stages.sh) to the report, in the synth recipe's schema.
+The corpus's split names (train-clean-5, dev-clean-2, test-clean and test-other) run the
+stages every recipe shares (recipes/common/stages.sh) to the report, in the synth recipe's schema.
 """
 
 import json
@@ -58,6 +58,19 @@ def test_fake_librispeech_reaches_the_report_in_synth_schema(tiny_librispeech):
     for role, part in PARTS.items():
         cuts = CutSet.from_file(work / "data" / "senones" / f"librispeech_cuts_{part}.jsonl.gz")
         assert len(cuts) >= {"train": 90}.get(role, 9), role
+    # The config's second test part (tiny: test-other, the fake corpus's other test
+    # speakers) is decoded by baseline, ensemble and student at dev's LM weight and
+    # reported beside test-clean.
+    other = CutSet.from_file(work / "data" / "senones" / "librispeech_cuts_test-other.jsonl.gz")
+    clean = CutSet.from_file(work / "data" / "senones" / "librispeech_cuts_test-clean.jsonl.gz")
+    assert len(other) >= 9 and not {c.supervisions[0].speaker for c in other} & {
+        c.supervisions[0].speaker for c in clean
+    }
+    for name in ("baseline", "ensemble", "student"):
+        doc = json.loads((exp / name / "decode_test-other" / "wer.json").read_text())
+        assert doc["selected_by"] != "best_on_this_set", doc  # dev's point, not tuned on it
+        got = results["voices"]["splits"]["test-other"][name]
+        assert got["wer"] == doc["wer"] and got["utterances"] == len(other)
     wer = json.loads((exp / "student" / "decode_test" / "wer.json").read_text())
     assert wer["wer"] == systems["student"]["test"]["wer"]
     assert "| student |" in res.stdout  # the run ends by printing the report table

@@ -189,3 +189,25 @@ def test_tiny_recipe_specialists_stages(tiny_run):
     # The generalist is the baseline: the same model, the same numbers.
     assert systems["generalist"]["dev"]["wer"] == systems["baseline"]["dev"]["wer"]
     assert "frame accuracy, %" in (exp / "report" / "RESULTS.md").read_text()
+
+
+@pytest.mark.slow
+def test_tiny_recipe_baselines_on_every_alignment(tiny_run):
+    """--tri2 yes then --realign yes: a baseline on the DNN's, mono's and tri2's alignments
+    besides the tri1 targets' own, each decoded, all scored against the stage-9 targets."""
+    work, _ = tiny_run
+    exp = work / "exp"
+    res = run_recipe("--config", "tiny", "--work-dir", str(work), "--stage", "8",
+                     "--stop-stage", "12", "--tri2", "yes", "--realign", "yes")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (exp / "tri2_ali" / ".done.json").is_file()
+    names = ["baseline_realigned", "baseline_mono", "baseline_tri2"]
+    for name in names:
+        wer = json.loads((exp / name / "decode_test" / "wer.json").read_text())
+        assert 0.0 <= wer["wer"] <= 150.0, name
+        assert wer["selected_by"] != "best_on_this_set", name  # test at dev's point
+    scores = json.loads((exp / "eval" / "realigned" / "eval.json").read_text())
+    assert {"baseline", *names} <= set(scores["teachers"]), scores["teachers"]
+    for split in scores["splits"].values():
+        for name in ["baseline", *names]:
+            assert 0.05 < split["systems"][name]["frame_acc"] < 0.8, (name, split)

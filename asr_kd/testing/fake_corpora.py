@@ -147,7 +147,7 @@ SYNTH_LIBRISPEECH_PARTS = {"train": "train-clean-5", "dev": "dev-clean-2", "test
 def make_synth_librispeech(
     root: Path | str,
     config: SynthCorpusConfig,
-    parts: dict[str, str] | None = None,
+    parts: dict[str, str | list[str]] | None = None,
     force: bool = False,
 ) -> Path:
     """Synthesise speech offline and lay it out exactly as a LibriSpeech download.
@@ -166,7 +166,9 @@ def make_synth_librispeech(
     Args:
         root: the download directory (the corpus is ``root/LibriSpeech``).
         config: the synthesiser's configuration (speakers, utterances, conditions).
-        parts: synth split -> LibriSpeech part; default :data:`SYNTH_LIBRISPEECH_PARTS`.
+        parts: synth split -> LibriSpeech part, or a list of parts over which the split's
+            speakers are dealt in turn (``test`` -> ``[test-clean, test-other]``: two
+            test sets of disjoint speakers); default :data:`SYNTH_LIBRISPEECH_PARTS`.
         force: redo a finished corpus.
 
     Returns:
@@ -176,7 +178,8 @@ def make_synth_librispeech(
     from asr_kd.data.synth import synthesize_corpus
     from asr_kd.stage import stage_output
 
-    parts = dict(parts or SYNTH_LIBRISPEECH_PARTS)
+    parts = {k: v if isinstance(v, str) else list(v)
+             for k, v in (parts or SYNTH_LIBRISPEECH_PARTS).items()}  # fmt: skip
     root = Path(root)
     config_dict = {"synth": to_dict(config), "parts": parts}
     with stage_output(root, "fake librispeech", config_dict, force) as tmp:
@@ -191,10 +194,13 @@ def make_synth_librispeech(
         numbers = {}
         speakers = {}
         words = set()
-        for split, part in parts.items():
+        for split, split_parts in parts.items():
             chapters: dict[str, list[str]] = {}
+            dealt = [split_parts] if isinstance(split_parts, str) else split_parts
+            part_of: dict[str, str] = {}
             for row in rows[split]:
                 spk = numbers.setdefault(row["speaker"], str(100 + len(numbers)))
+                part = part_of.setdefault(spk, dealt[len(part_of) % len(dealt)])
                 speakers[spk] = (row["gender"].upper()[0], part)
                 chapter = str(10 * int(spk) + 1)
                 lines = chapters.setdefault(f"{spk}/{chapter}", [])
@@ -206,7 +212,7 @@ def make_synth_librispeech(
                 shutil.copyfile(synth / row["audio"], flac)
             for folder, lines in chapters.items():
                 spk, chapter = folder.split("/")
-                (corpus_dir / part / folder / f"{spk}-{chapter}.trans.txt").write_text(
+                (corpus_dir / part_of[spk] / folder / f"{spk}-{chapter}.trans.txt").write_text(
                     "".join(lines)
                 )
         write_speakers_txt(corpus_dir, speakers)

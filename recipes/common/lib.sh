@@ -31,8 +31,10 @@ protocol: section (asr-kd protocol --config C KEY; see asr_kd/protocol.py).
   tri1 (default), tri2, mono, or a model's alignment (asr-kd align --model).
 --tri2: stage 8 also trains tri2 (LDA+MLLT, Kaldi's train_lda_mllt.sh) and its
   alignment exp/tri2_ali; default: yes when --alignment tri2.
---realign: after stage 12, align with the baseline DNN (exp/baseline_ali), its senone
-  targets, and a baseline retrained on them (exp/baseline_realigned); default no.
+--realign: after stage 12, align with the baseline DNN (exp/baseline_ali), and train a
+  baseline on it (exp/baseline_realigned) and on every other finished alignment
+  (exp/baseline_mono, _tri1, _tri2), each decoded and scored against the stage-9 targets
+  (exp/eval/realigned); default no.
 --transfer: optional stages 25-27 (an omitted phone; untranscribed audio); default: the
   config's transfer.enabled."
 shared_option() {

@@ -12,6 +12,9 @@
 #                                  stage 2 extracts their fbank, stage 18 decodes them with
 #                                  the baseline, the ensemble and the student at dev's LM
 #                                  weight, the report scores them by voice
+#   extra_test_splits=(SPLIT...)   more test splits of $data/manifests (LibriSpeech's
+#                                  test-other...): stage 18 decodes them as eval_sets, the
+#                                  report lists their WER beside the voices (may be empty)
 #   subset_dirs=(DIR...)           manifest dirs whose <split>_<name> subsets (voice engines)
 #                                  the report scores from the test decode (may be empty)
 # Stage 2-3 manifests are read from $data/manifests.
@@ -20,6 +23,7 @@ splits=(--train-split "$train_split" --dev-split "$dev_split")
 report_splits=(--dev-split "$dev_split" --test-split "$test_split")
 [[ -v eval_sets ]] || eval_sets=()
 [[ -v subset_dirs ]] || subset_dirs=()
+[[ -v extra_test_splits ]] || extra_test_splits=()
 voice_splits=()  # the report's WER per subset (voice engine) and per extra test set
 for d in "${subset_dirs[@]}"; do voice_splits+=(--voice-splits "$d"); done
 for set in "${eval_sets[@]}"; do voice_splits+=(--voice-splits "$data/manifests_$set"); done
@@ -150,21 +154,31 @@ if [[ $stage -le 12 && $stop_stage -ge 12 ]]; then
 fi
 
 if [[ $realign == yes && $stage -le 12 && $stop_stage -ge 12 ]]; then
-  log "Stage 12 (--realign yes): align with the baseline DNN, its senone targets, a baseline on them"
+  log "Stage 12 (--realign yes): align with the baseline DNN; a baseline on each alignment"
   timed "${kd[@]}" align --config "$config" "${par[@]}" --model "$exp/baseline" \
     "$data/fbank" "$data/lang" "$data/senones" "$exp/baseline_ali"
-  timed "${kd[@]}" senone-targets --train-split "$train_split" \
-    "$exp/baseline_ali" "$data/fbank" "$exp/tree" "$data/senones_baseline_ali"
-  timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 "${splits[@]}" \
-    "$data/senones_baseline_ali" "$data/fbank" "$exp/baseline_realigned"
-  # frame accuracy of both against one fixed reference ($data/senones)
+  # the DNN's alignment and every other finished one (mono, tri1, tri2) besides the
+  # targets' own ($alignment): senone targets on exp/tree, a baseline trained on them
+  # (exp/baseline_realigned for the DNN's, exp/baseline_<ali> for the others)
+  compared=("$exp/baseline")
+  for ali in baseline mono tri1 tri2; do
+    [[ $ali != "$alignment" && -f $exp/${ali}_ali/.done.json ]] || continue
+    name=baseline_$ali
+    [[ $ali == baseline ]] && name=baseline_realigned
+    timed "${kd[@]}" senone-targets --train-split "$train_split" \
+      "$exp/${ali}_ali" "$data/fbank" "$exp/tree" "$data/senones_${ali}_ali"
+    timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 "${splits[@]}" \
+      "$data/senones_${ali}_ali" "$data/fbank" "$exp/$name"
+    # written out: decode_system's --priors is the reference targets' (a later flag wins)
+    timed "${kd[@]}" decode --config "$config" "${jobs[@]}" --model "$exp/$name" \
+      --priors "$data/senones_${ali}_ali" --lang "$data/lang" \
+      --dev "$(senone_cuts "$dev_split")" --test "$(senone_cuts "$test_split")" \
+      "$exp/graph" "$exp/$name"
+    compared+=("$exp/$name")
+  done
+  # frame accuracy of every baseline against one fixed reference ($data/senones)
   timed "${kd[@]}" eval-ensemble --method arithmetic --split "$dev_split" --split "$test_split" \
-    --out-dir "$exp/eval/realigned" "$data/senones" "$exp/baseline" "$exp/baseline_realigned"
-  # written out: decode_system's --priors is the reference targets' (a later flag wins)
-  timed "${kd[@]}" decode --config "$config" "${jobs[@]}" --model "$exp/baseline_realigned" \
-    --priors "$data/senones_baseline_ali" --lang "$data/lang" \
-    --dev "$(senone_cuts "$dev_split")" --test "$(senone_cuts "$test_split")" \
-    "$exp/graph" "$exp/baseline_realigned"
+    --out-dir "$exp/eval/realigned" "$data/senones" "${compared[@]}"
 fi
 
 current=13
@@ -236,14 +250,20 @@ if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
     [[ $sys == ensemble ]] && model=$ensemble_spec
     decode_model "$sys" "$model"
   done
-  for set in "${eval_sets[@]}"; do
+  # the extra test sets and splits: baseline, ensemble and student at dev's point
+  extra_cuts=()
+  for set in "${eval_sets[@]}"; do extra_cuts+=("$data/fbank_$set/${corpus}_cuts_$set.jsonl.gz"); done
+  for split in "${extra_test_splits[@]}"; do extra_cuts+=("$(senone_cuts "$split")"); done
+  for cuts in "${extra_cuts[@]}"; do
+    name=$(basename "$cuts" .jsonl.gz)
+    name=${name#"${corpus}_cuts_"}
     for sys in baseline ensemble "$(protocol "system:student::${student_seeds[0]}")"; do
       model=$exp/$sys
       [[ $sys == ensemble ]] && model=$ensemble_spec
       read -ra opts <<< "$(protocol "decode_options:$sys")"
       timed "${kd[@]}" decode --config "$config" "${jobs[@]}" "${opts[@]}" --model "$model" \
         --priors "$data/senones" --lang "$data/lang" --tuned-on "$exp/$sys/decode_dev" \
-        "$data/fbank_$set/${corpus}_cuts_$set.jsonl.gz" "$exp/graph" "$exp/$sys/decode_$set"
+        "$cuts" "$exp/graph" "$exp/$sys/decode_$name"
     done
   done
 fi

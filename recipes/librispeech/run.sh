@@ -96,6 +96,7 @@ corpus=librispeech
 train_split=$train_part
 dev_split=$dev_part
 test_split=${test_parts[0]}
+extra_test_splits=("${test_parts[@]:1}")  # dev-other, test-other...: decoded, reported too
 lang_opts=(--map-oov)
 [[ -z $lexicon ]] || lang_opts+=(--lexicon "$lexicon" --whole-lexicon)
 lm_opts=()
