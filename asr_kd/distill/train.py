@@ -255,6 +255,12 @@ def distill(
         raise ConfigError("distill.source: cache needs distill.cache_dir ('cache-soft-targets')")
     if config.source == "on_the_fly" and not config.teachers:
         raise ConfigError("distill.source: on_the_fly needs distill.teachers")
+    if config.source == "cache" and train.augmented:
+        raise ConfigError(
+            "augment_* perturb the student's inputs, but cached soft targets were computed "
+            "on the clean ones: set distill.source: on_the_fly (the teachers then see the "
+            "same perturbed frames) or turn the augmentation off"
+        )
     if config.source == "cache":
         cache_dir = Path(config.cache_dir).resolve()
         cache = read_cache_info(cache_dir)

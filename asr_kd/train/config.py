@@ -95,6 +95,10 @@ class TrainConfig:
         omit_phone: leave every training frame whose senone belongs to this phone (a
             name of the lang's phone set, e.g. ``AH``) out of the training, frame path
             only (the paper's omitted "3"; :mod:`asr_kd.transfer.omit`). Dev is unchanged.
+        augment_freq_masks, augment_freq_width, augment_noise: frame path only: perturb
+            every training window (frequency masks up to ``augment_freq_width`` bins wide,
+            Gaussian noise of this standard deviation on the normalised features); on-the-fly
+            teachers see the same perturbed frames (:class:`asr_kd.train.frames.WindowAugment`).
     """
 
     model: dict[str, Any] = field(default_factory=_default_model)
@@ -131,6 +135,9 @@ class TrainConfig:
     updates_as_full: bool = False
     frame_passes: int = 1
     omit_phone: str | None = None
+    augment_freq_masks: int = 0
+    augment_freq_width: int = 0
+    augment_noise: float = 0.0
 
     def __post_init__(self) -> None:
         model = dict(self.model or {})
@@ -153,6 +160,8 @@ class TrainConfig:
                 f"omit_phone ({self.omit_phone}) masks frames of the frame path: set "
                 "data_path: frames"
             )
+        if self.augmented and self.data_path != "frames":
+            raise ValueError("augment_* perturb the frame path's windows: set data_path: frames")
         if self.nesterov and self.optimizer == "sgd" and self.momentum <= 0:
             raise ValueError("nesterov needs momentum > 0 (set nesterov: false or momentum)")
         if not 0.0 < self.train_fraction <= 1.0:
@@ -180,11 +189,21 @@ class TrainConfig:
             "grad_clip",
             "weight_decay",
             "min_lr",
+            "augment_freq_masks",
+            "augment_freq_width",
+            "augment_noise",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    @property
+    def augmented(self) -> bool:
+        """Whether the training windows are perturbed (``augment_*``)."""
+        return (self.augment_freq_masks > 0 and self.augment_freq_width > 0) or (
+            self.augment_noise > 0
+        )
 
 
 def updates_for_fraction(

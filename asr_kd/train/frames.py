@@ -21,6 +21,12 @@ A batch (the :class:`FrameBatches` source yields them; ``N`` frames)::
      ...             per-frame rows of the collate hooks, [N, 1, ...] (cached soft
                      targets: "soft_idx", "soft_prob" [N, 1, k], "soft_mass" [N, 1])}
 
+With ``augment_*`` set (:class:`WindowAugment`), every window is perturbed (frequency
+masks, additive noise) and ``windows_of`` gives on-the-fly teachers the same perturbed
+frames: teacher and student see one input ("consistent teaching"), so the soft targets
+match what the student is shown. Cached soft targets were computed on clean inputs:
+``distill`` refuses them with augmentation.
+
 A collate hook works on this path if it has ``frame_rows(cuts) -> {name: [frames,
 ...] tensor}``, the rows of every frame of ``cuts`` in order, loaded once
 (``asr_kd.distill.CachedSoftTargets`` has it). Teachers run on the fly see the same
@@ -34,6 +40,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -142,6 +149,78 @@ class FrameStore:
         return self.feats[frames]
 
 
+@dataclass(frozen=True)
+class WindowAugment:
+    """Perturbations of a frame batch's windows (``TrainConfig.augment_*``).
+
+    Attributes:
+        freq_masks: frequency masks per frame (SpecAugment's F masks), each of a width
+            drawn from ``0..freq_width``, set to 0 (the normalised features' mean) over the
+            frame's whole window.
+        freq_width: the widest mask, in feature bins.
+        noise: standard deviation of Gaussian noise added to the normalised features.
+    """
+
+    freq_masks: int = 0
+    freq_width: int = 0
+    noise: float = 0.0
+
+    @classmethod
+    def of(cls, config: Any) -> WindowAugment:
+        return cls(
+            int(getattr(config, "augment_freq_masks", 0)),
+            int(getattr(config, "augment_freq_width", 0)),
+            float(getattr(config, "augment_noise", 0.0)),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return (self.freq_masks > 0 and self.freq_width > 0) or self.noise > 0
+
+
+class BatchAugment:
+    """One batch's perturbation, the same for every window of its frames.
+
+    The mask of frame ``n`` and the noise at offset ``j`` from it are drawn from
+    generators seeded by ``key`` (seed, epoch, batch) and ``j``: a window of any context
+    (the student's, each teacher's) gets the same values where windows overlap, and a
+    resumed training draws what the uninterrupted one drew.
+    """
+
+    def __init__(self, spec: WindowAugment, n: int, dim: int, key: Sequence[int], device):
+        self.spec, self.n, self.dim, self.key, self.device = spec, n, dim, list(key), device
+        self.mask: torch.Tensor | None = None
+        if spec.freq_masks > 0 and spec.freq_width > 0:
+            g = self._generator(-1)
+            width = torch.randint(0, spec.freq_width + 1, (n, spec.freq_masks), generator=g)
+            start = (torch.rand(n, spec.freq_masks, generator=g) * (dim - width + 1)).long()
+            bins = torch.arange(dim)
+            inside = (bins >= start[..., None]) & (bins < (start + width)[..., None])
+            self.mask = inside.any(dim=1).to(device)  # [N, F]
+        self._noise: dict[int, torch.Tensor] = {}
+
+    def _generator(self, offset: int) -> torch.Generator:
+        seed = np.random.SeedSequence([*self.key, offset + 2**16]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(seed))
+
+    def noise_at(self, offset: int) -> torch.Tensor:
+        """``[N, F]`` noise of the frames ``offset`` away from the batch's frames."""
+        if offset not in self._noise:
+            g = self._generator(offset)
+            noise = torch.randn(self.n, self.dim, generator=g) * self.spec.noise
+            self._noise[offset] = noise.to(self.device)
+        return self._noise[offset]
+
+    def __call__(self, windows: torch.Tensor, left: int, right: int) -> torch.Tensor:
+        """``windows`` ``[N, left + 1 + right, F]`` perturbed."""
+        if self.spec.noise > 0:
+            noise = torch.stack([self.noise_at(j) for j in range(-left, right + 1)], dim=1)
+            windows = windows + noise.to(windows.dtype)
+        if self.mask is not None:
+            windows = windows.masked_fill(self.mask[:, None, :], 0.0)
+        return windows
+
+
 class FrameBatches:
     """This rank's frame minibatches of one epoch: the frame path's batch source.
 
@@ -160,6 +239,7 @@ class FrameBatches:
             device.
         keep: ``[M]`` bool, the frames trained on (``None``: all); the others still
             appear in their neighbours' windows (``TrainConfig.omit_phone``).
+        augment: perturbs every batch's windows (off by default).
     """
 
     def __init__(
@@ -173,6 +253,7 @@ class FrameBatches:
         rows: dict[str, torch.Tensor] | None = None,
         passes: int = 1,
         keep: np.ndarray | None = None,
+        augment: WindowAugment = WindowAugment(),
     ):
         self.store, self.context = store, (int(context[0]), int(context[1]))
         self.frames = None if keep is None else np.flatnonzero(keep)
@@ -180,6 +261,7 @@ class FrameBatches:
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.rows = dict(rows or {})
+        self.augment = augment
         self.epoch, self.skip = 0, 0
 
     def start(self, epoch: int, skip: int = 0) -> None:
@@ -210,21 +292,35 @@ class FrameBatches:
         size, step = self.batch_size, self.world_size
         for i in range(self.skip, self.count(self.epoch)):
             b = self.rank + i * step
-            yield self.batch(order[b * size : (b + 1) * size], on_device[b * size : (b + 1) * size])
+            index, dev = order[b * size : (b + 1) * size], on_device[b * size : (b + 1) * size]
+            yield self.batch(index, dev, key=(self.seed, self.epoch, b))
 
-    def batch(self, index: torch.Tensor, on_device: torch.Tensor | None = None) -> Batch:
+    def batch(
+        self,
+        index: torch.Tensor,
+        on_device: torch.Tensor | None = None,
+        key: Sequence[int] = (0,),
+    ) -> Batch:
         """The batch of the frames ``index`` ``[N]`` (on the CPU; ``on_device``: the same
-        on the store's device), as the module doc lays it out."""
+        on the store's device), as the module doc lays it out; ``key`` seeds its
+        augmentation."""
         store, (left, right) = self.store, self.context
         dev = on_device if on_device is not None else index.to(store.device)
         width = left + 1 + right
+        windows_of = functools.partial(store.windows, dev)
+        if self.augment.enabled:
+            aug = BatchAugment(self.augment, len(index), store.feats.shape[1], key, store.device)
+
+            def windows_of(left: int, right: int) -> torch.Tensor:
+                return aug(store.windows(dev, left, right), left, right)
+
         batch: Batch = {
-            "feats": store.windows(dev, left, right),
+            "feats": windows_of(left, right),
             "lengths": torch.full((len(index),), width, dtype=torch.int64, device=store.device),
             "targets": store.targets[dev][:, None],
             FRAME_WINDOW: True,
             "frame_index": dev,
-            "windows_of": functools.partial(store.windows, dev),
+            "windows_of": windows_of,
             "cut_ids": [store.cut_ids[c] for c in store.cut_of[index.numpy()]],
         }
         for name, rows in self.rows.items():
@@ -290,9 +386,13 @@ def frame_source(
         keep = (~torch.isin(store.targets, drop)).cpu().numpy()
         logger.info("frame path: %d of %d training frames left out (their senones: %s)",
                     int((~keep).sum()), store.num_frames, list(data.drop_senones))  # fmt: skip
+    augment = WindowAugment.of(config)
     source = FrameBatches(
-        store, context, batch_size, int(config.seed), rank, world_size, rows, passes, keep
-    )
+        store, context, batch_size, int(config.seed), rank, world_size, rows, passes, keep,
+        augment,
+    )  # fmt: skip
+    if augment.enabled:
+        logger.info("frame path: every window perturbed (%s)", augment)
     if source.count() < 1:
         raise ConfigError(
             f"{store.num_frames} training frames make no batch of {batch_size} frames for "

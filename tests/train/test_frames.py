@@ -176,6 +176,39 @@ def test_on_the_fly_teachers_score_their_own_windows_of_the_same_frames(data):
         lstm.batch_log_probs(batch, T, CPU)
 
 
+def _augmented_source(data, context, **augment):
+    config = types.SimpleNamespace(frame_batch_size=128, seed=0, num_workers=0, model={},
+                                   **{f"augment_{k}": v for k, v in augment.items()})  # fmt: skip
+    return frame_source(data, config, context, 0, 1, ())
+
+
+def test_augmented_windows_are_the_same_for_student_and_on_the_fly_teachers(data):
+    """Frequency masks and noise perturb the student's windows; a teacher's windows of
+    another context hold the same perturbed frames where they overlap; the draw depends
+    on (seed, epoch, batch) only, so a resumed epoch perturbs as the first run did."""
+    clean = _epoch(_source(data, (2, 3), batch=128))
+    source = _augmented_source(data, (2, 3), freq_masks=2, freq_width=3, noise=0.5)
+    first = _epoch(source)
+    assert len(first) == len(clean)
+    for got, ref in zip(first, clean, strict=True):
+        assert torch.equal(got["frame_index"], ref["frame_index"])
+        assert torch.equal(got["targets"], ref["targets"])
+        diff = got["feats"] - ref["feats"]
+        assert 0.3 < float(diff[diff != 0].std()) < 1.5  # noise (and masked bins) of ~0.5
+        wide = got["windows_of"](4, 5)  # a teacher with a wider context
+        torch.testing.assert_close(wide[:, 2:8], got["feats"])
+        assert torch.equal(got["windows_of"](2, 3), got["feats"])
+    # a masked bin is 0 across the frame's whole window, at most 2 masks of 3 bins
+    masks_only = _epoch(_augmented_source(data, (2, 3), freq_masks=2, freq_width=3))
+    for got in masks_only:
+        zero = (got["feats"] == 0).all(dim=1)  # [N, F]
+        assert zero.any() and int(zero.sum(dim=1).max()) <= 6
+    assert torch.equal(_epoch(source, skip=2)[0]["feats"], first[2]["feats"])
+    assert not torch.equal(_epoch(source, epoch=1)[0]["feats"], _epoch(source, epoch=1)[1]["feats"])
+    with pytest.raises(ValueError, match="augment_.*data_path: frames"):
+        TrainConfig(augment_noise=0.1)
+
+
 def test_sequence_models_and_per_cut_teachers_are_refused(data):
     with pytest.raises(ConfigError, match="lstm is a sequence model.*data_path: utterances"):
         config = TrainConfig(model={"arch": "lstm", "preset": "tiny"})
@@ -250,6 +283,16 @@ def test_students_learn_on_frames_from_cached_and_on_the_fly_targets_alike(toy_d
     # k = S in float32: the same targets, so the same student up to float rounding.
     for key, value in outs[0]["state_dict"].items():
         torch.testing.assert_close(value, outs[1]["state_dict"][key], atol=1e-3, rtol=1e-3)
+    # perturbed inputs: the teachers on the fly see them (and learn), the cache is refused
+    augmented = _frames_config(seed=3, max_epochs=1, augment_noise=0.2, augment_freq_masks=1,
+                               augment_freq_width=2)  # fmt: skip
+    with pytest.raises(ConfigError, match="cached soft targets.*on_the_fly"):
+        distill(data_dir, feature_dir, tmp_path / "no", kd, augmented, device="cpu")
+    assert not (tmp_path / "no").exists() and not (tmp_path / "no.work").exists()
+    out = tmp_path / "student_augmented"
+    distill(data_dir, feature_dir, out, dataclasses.replace(kd, source="on_the_fly"), augmented,
+            device="cpu")  # fmt: skip
+    assert json.loads((out / "train.json").read_text())["epochs"][-1]["dev_frame_acc"] > 0.8
 
 
 def _run_rank(rank: int, world_size: int, port: int, args: tuple) -> None:
