@@ -17,6 +17,9 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
   the full-data pair is the baseline and the student;
 - ``seeded_fractions``: the fractions trained with every subset seed (default: all); the
   others (points of the data-fraction curve) with the first seed only;
+- ``soft_fraction_alpha``: the soft-target fraction models' ``distill.alpha`` (None: the
+  student's); 1.0 trains them on the soft targets alone, as the paper's 3% question asks
+  of soft targets (with a hard term, minutes of audio are memorised);
 - ``decode_fractions``: which of those fractions' models are decoded (seed 0);
 - ``decode_overrides``: decoder settings per system, ``{pattern: {key: value}}`` with
   shell patterns on the exp/ name; ``asr-kd protocol decode_options:SYSTEM`` prints
@@ -56,6 +59,8 @@ class ProtocolConfig:
         subset_seeds: seeds of the subsets (the first is the unsuffixed name).
         seeded_fractions: fractions trained with every subset seed (None: all of them);
             the other fractions with the first seed only.
+        soft_fraction_alpha: ``distill.alpha`` of the soft-target fraction models
+            (``None``: the student's ``distill.alpha``).
         decode_fractions: fractions whose (first-seed) models are decoded.
         specialists: run the specialist stages.
         sweeps: run the optional sweep stages (ensemble size, T, alpha).
@@ -68,6 +73,7 @@ class ProtocolConfig:
     fractions: tuple[float, ...] = (0.03,)
     subset_seeds: tuple[int, ...] = (0,)
     seeded_fractions: tuple[float, ...] | None = None
+    soft_fraction_alpha: float | None = None
     decode_fractions: tuple[float, ...] = (0.03,)
     specialists: bool = False
     sweeps: bool = False
@@ -91,6 +97,9 @@ class ProtocolConfig:
             for arg in _set_args(options):
                 if any(c.isspace() for c in arg):
                     raise ValueError(f"decode_overrides[{pattern!r}]: {arg!r} holds a space")
+        alpha = self.soft_fraction_alpha
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"soft_fraction_alpha must be in [0, 1], got {alpha}")
         for name in ("decode_fractions", "seeded_fractions"):
             missing = sorted(set(getattr(self, name) or ()) - set(self.fractions))
             if missing:

@@ -23,6 +23,8 @@ def test_values_for_the_shell():
     p = ProtocolConfig(student_seeds=(0, 1), fractions=(0.03, 0.1), specialists=True)
     assert p.value("student_seeds") == "0 1" and p.value("fractions") == "0.03 0.1"
     assert p.value("specialists") == "yes" and p.value("sweeps") == "no"
+    assert p.value("soft_fraction_alpha") == ""  # the recipe then keeps distill.alpha
+    assert ProtocolConfig(soft_fraction_alpha=1.0).value("soft_fraction_alpha") == "1.0"
     with pytest.raises(KeyError, match="known: student_seeds"):
         p.value("students")
 
@@ -33,6 +35,7 @@ def test_values_for_the_shell():
         ({"fractions": [1.0]}, "fractions must lie in"),
         ({"student_seeds": [0, 0]}, "distinct"),
         ({"decode_fractions": [0.1]}, "not among fractions"),
+        ({"soft_fraction_alpha": 1.5}, r"soft_fraction_alpha must be in \[0, 1\]"),
         ({"seeded_fractions": [0.5]}, "seeded_fractions .* not among fractions"),
         ({"fractions": ["three"]}, "fractions must be"),
         ({"decode_overrides": {"hard_*": [1]}}, r"decode_overrides\['hard_\*'\] must map"),

@@ -222,6 +222,9 @@ fi
 current=17
 if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
   log "Stage 17: fractions of the training data: hard targets vs the ensemble's soft targets"
+  frac_alpha=$(protocol soft_fraction_alpha)  # the soft models' alpha; empty: distill.alpha
+  alpha_set=()
+  [[ -z $frac_alpha ]] || alpha_set=(--set "distill.alpha=$frac_alpha")
   for f in "${fractions[@]}"; do
     read -ra seeds <<< "$(protocol "subset_seeds:$f")"
     for s in "${seeds[@]}"; do
@@ -229,7 +232,7 @@ if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
       timed "${kd[@]}" train --config "$config" --section hard_3pct "${subset[@]}" "${splits[@]}" \
         "$data/senones" "$data/fbank" "$exp/$(protocol "system:hard:$f:$s")"
       timed "${kd[@]}" distill --config "$config" --train-section student_3pct "${splits[@]}" \
-        --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" \
+        --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" "${alpha_set[@]}" \
         --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
         "$exp/$(protocol "system:soft:$f:$s")"
     done
