@@ -32,13 +32,14 @@ senone_cuts() { echo "$data/senones/${corpus}_cuts_$1.jsonl.gz"; }
 
 # decode_system SCORES OUT [decode options]: dev with the LM-weight sweep, then test at
 # dev's point (never tuned on test), in one command (the model and graph loaded once);
-# writes OUT/decode_dev and OUT/decode_test. SCORES: --model SPEC or --oracle DIR.
+# writes OUT/decode_dev and OUT/decode_test. SCORES: --model SPEC or --oracle DIR. The
+# options come last: --priors DIR replaces the stage-9 targets' priors.
 decode_system() {
   local scores=("$1" "$2") out=$3
   shift 3
-  timed "${kd[@]}" decode --config "$config" "${jobs[@]}" "$@" "${scores[@]}" \
-    --priors "$data/senones" --lang "$data/lang" \
-    --dev "$(senone_cuts "$dev_split")" --test "$(senone_cuts "$test_split")" "$exp/graph" "$out"
+  timed "${kd[@]}" decode --config "$config" "${jobs[@]}" --priors "$data/senones" \
+    --lang "$data/lang" --dev "$(senone_cuts "$dev_split")" --test "$(senone_cuts "$test_split")" \
+    "${scores[@]}" "$@" "$exp/graph" "$out"
 }
 
 # decode_model NAME MODEL: decode_system of MODEL into exp/NAME with the config's decoder
@@ -169,11 +170,7 @@ if [[ $realign == yes && $stage -le 12 && $stop_stage -ge 12 ]]; then
       "$exp/${ali}_ali" "$data/fbank" "$exp/tree" "$data/senones_${ali}_ali"
     timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 "${splits[@]}" \
       "$data/senones_${ali}_ali" "$data/fbank" "$exp/$name"
-    # written out: decode_system's --priors is the reference targets' (a later flag wins)
-    timed "${kd[@]}" decode --config "$config" "${jobs[@]}" --model "$exp/$name" \
-      --priors "$data/senones_${ali}_ali" --lang "$data/lang" \
-      --dev "$(senone_cuts "$dev_split")" --test "$(senone_cuts "$test_split")" \
-      "$exp/graph" "$exp/$name"
+    decode_system --model "$exp/$name" "$exp/$name" --priors "$data/senones_${ali}_ali"
     compared+=("$exp/$name")
   done
   # frame accuracy of every baseline against one fixed reference ($data/senones)
