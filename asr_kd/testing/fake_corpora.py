@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import soundfile as sf
 
+from asr_kd.errors import ConfigError
+
 if TYPE_CHECKING:
     from asr_kd.data.synth import SynthCorpusConfig
 
@@ -197,6 +199,13 @@ def make_synth_librispeech(
         for split, split_parts in parts.items():
             chapters: dict[str, list[str]] = {}
             dealt = [split_parts] if isinstance(split_parts, str) else split_parts
+            num_speakers = len({row["speaker"] for row in rows[split]})
+            if num_speakers < len(dealt):
+                raise ConfigError(
+                    f"fake corpus: the {split} split has {num_speakers} speaker(s) for "
+                    f"{len(dealt)} parts ({', '.join(dealt)}); raise fake_corpus."
+                    f"{split}_speakers to at least {len(dealt)}"
+                )
             part_of: dict[str, str] = {}
             for row in rows[split]:
                 spk = numbers.setdefault(row["speaker"], str(100 + len(numbers)))

@@ -361,9 +361,9 @@ def test_recipe_fake_corpus_to_the_shared_stages(tmp_path):
     config = tmp_path / "fake.yaml"
     config.write_text(
         f"parent: {repo}/recipes/librispeech/conf/tiny.yaml\n"
-        "fake_corpus: {train_speakers: 3, dev_speakers: 1, test_speakers: 1,"
+        "fake_corpus: {train_speakers: 3, dev_speakers: 1, test_speakers: 2,"
         " train_utts_per_speaker: 3, eval_utts_per_speaker: 2, lm_sentences: 200}\n"
-    )
+    )  # tiny's two test parts (test-clean, test-other) get one test speaker each
     corpus = tmp_path / "download" / "LibriSpeech"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     cmd = [str(repo / "recipes/librispeech/run.sh"), "--config", str(config), "--fake-corpus"]
@@ -372,7 +372,8 @@ def test_recipe_fake_corpus_to_the_shared_stages(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = tmp_path / "w" / "data"
-    for part, n in (("train-clean-5", 9), ("dev-clean-2", 2), ("test-clean", 2)):
+    for part, n in (("train-clean-5", 9), ("dev-clean-2", 2), ("test-clean", 2),
+                    ("test-other", 2)):  # fmt: skip
         assert len(load_manifest(data / "manifests" / f"librispeech_cuts_{part}.jsonl.gz")) == n
         assert len(load_manifest(data / "fbank" / f"librispeech_cuts_{part}.jsonl.gz")) == n
     assert is_done(data / "mfcc") and is_done(data / "lang") and is_done(data / "lm")
@@ -389,3 +390,17 @@ def test_recipe_fake_corpus_to_the_shared_stages(tmp_path):
     missing.remove("--fake-corpus")
     proc = subprocess.run(missing, env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "pass --download or --fake-corpus" in proc.stderr
+
+
+def test_fake_corpus_needs_a_test_speaker_per_test_part(tmp_path):
+    from asr_kd.data.synth import SynthCorpusConfig
+    from asr_kd.testing.fake_corpora import make_synth_librispeech
+
+    config = SynthCorpusConfig(train_speakers=2, dev_speakers=1, test_speakers=2,
+                               train_utts_per_speaker=2, eval_utts_per_speaker=1,
+                               lm_sentences=50, voices={"espeak": 1.0})  # fmt: skip
+    parts = {"train": "train-clean-5", "dev": "dev-clean-2",
+             "test": ["test-clean", "test-other", "dev-other"]}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"test split has 2 speaker\(s\) for 3 parts"):
+        make_synth_librispeech(tmp_path / "download", config, parts)
+    assert not (tmp_path / "download").exists()
