@@ -158,10 +158,7 @@ class WorkDir:
         if force and self.path.exists():
             logger.info("--force: discarding the unfinished training in %s", self.path)
             shutil.rmtree(self.path)
-        if marker.is_file() and self.resume_point() is None:
-            # a training that failed before its first checkpoint: nothing to resume
-            logger.info("discarding %s: it holds no checkpoint to resume", self.path)
-            shutil.rmtree(self.path)
+        self.discard_if_unstarted()
         if marker.is_file():
             previous = json.loads(marker.read_text())
             if previous != identity:
@@ -183,10 +180,12 @@ class WorkDir:
         atomic_write_text(marker, json.dumps(identity, indent=2) + "\n")
 
     def discard_if_unstarted(self) -> None:
-        """Remove the directory if no checkpoint was written in it (a training that
-        failed while loading its data or first epoch leaves no ``<out>.work`` behind;
-        the error is in the stage's log)."""
+        """Remove the directory if no checkpoint was written in it: a training that
+        failed while loading its data or in its first epoch holds nothing to resume, so
+        it leaves no ``<out>.work`` behind and does not hold a rerun to its settings (the
+        error is in the stage's log)."""
         if self.path.is_dir() and not (self.checkpoints / "resume.json").is_file():
+            logger.info("discarding %s: it holds no checkpoint to resume", self.path)
             shutil.rmtree(self.path, ignore_errors=True)
 
     def resume_point(self) -> Path | None:

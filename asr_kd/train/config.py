@@ -36,6 +36,36 @@ def _default_model() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class WindowAugment:
+    """Perturbations of a frame batch's windows (``TrainConfig.augment_*``).
+
+    Attributes:
+        freq_masks: frequency masks per frame (SpecAugment's F masks), each of a width
+            drawn from ``0..freq_width``, set to 0 (the normalised features' mean) over the
+            frame's whole window.
+        freq_width: the widest mask, in feature bins.
+        noise: standard deviation of Gaussian noise added to the normalised features.
+    """
+
+    freq_masks: int = 0
+    freq_width: int = 0
+    noise: float = 0.0
+
+    @classmethod
+    def of(cls, config: Any) -> WindowAugment:
+        """The ``augment_*`` settings of a training config (0: off)."""
+        return cls(
+            int(getattr(config, "augment_freq_masks", 0)),
+            int(getattr(config, "augment_freq_width", 0)),
+            float(getattr(config, "augment_noise", 0.0)),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return (self.freq_masks > 0 and self.freq_width > 0) or self.noise > 0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Frame-level cross-entropy training of one acoustic model.
 
@@ -98,7 +128,7 @@ class TrainConfig:
         augment_freq_masks, augment_freq_width, augment_noise: frame path only: perturb
             every training window (frequency masks up to ``augment_freq_width`` bins wide,
             Gaussian noise of this standard deviation on the normalised features); on-the-fly
-            teachers see the same perturbed frames (:class:`asr_kd.train.frames.WindowAugment`).
+            teachers see the same perturbed frames (:class:`WindowAugment`).
     """
 
     model: dict[str, Any] = field(default_factory=_default_model)
@@ -201,9 +231,7 @@ class TrainConfig:
     @property
     def augmented(self) -> bool:
         """Whether the training windows are perturbed (``augment_*``)."""
-        return (self.augment_freq_masks > 0 and self.augment_freq_width > 0) or (
-            self.augment_noise > 0
-        )
+        return WindowAugment.of(self).enabled
 
 
 def updates_for_fraction(

@@ -40,7 +40,6 @@ import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,7 @@ import torch
 from lhotse import CutSet
 
 from asr_kd.errors import ConfigError
+from asr_kd.train.config import WindowAugment
 from asr_kd.train.dataset import (
     Batch,
     CollateHook,
@@ -149,35 +149,6 @@ class FrameStore:
         return self.feats[frames]
 
 
-@dataclass(frozen=True)
-class WindowAugment:
-    """Perturbations of a frame batch's windows (``TrainConfig.augment_*``).
-
-    Attributes:
-        freq_masks: frequency masks per frame (SpecAugment's F masks), each of a width
-            drawn from ``0..freq_width``, set to 0 (the normalised features' mean) over the
-            frame's whole window.
-        freq_width: the widest mask, in feature bins.
-        noise: standard deviation of Gaussian noise added to the normalised features.
-    """
-
-    freq_masks: int = 0
-    freq_width: int = 0
-    noise: float = 0.0
-
-    @classmethod
-    def of(cls, config: Any) -> WindowAugment:
-        return cls(
-            int(getattr(config, "augment_freq_masks", 0)),
-            int(getattr(config, "augment_freq_width", 0)),
-            float(getattr(config, "augment_noise", 0.0)),
-        )
-
-    @property
-    def enabled(self) -> bool:
-        return (self.freq_masks > 0 and self.freq_width > 0) or self.noise > 0
-
-
 class BatchAugment:
     """One batch's perturbation, the same for every window of its frames.
 
@@ -253,7 +224,7 @@ class FrameBatches:
         rows: dict[str, torch.Tensor] | None = None,
         passes: int = 1,
         keep: np.ndarray | None = None,
-        augment: WindowAugment = WindowAugment(),
+        augment: WindowAugment | None = None,
     ):
         self.store, self.context = store, (int(context[0]), int(context[1]))
         self.frames = None if keep is None else np.flatnonzero(keep)
@@ -261,7 +232,7 @@ class FrameBatches:
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.rows = dict(rows or {})
-        self.augment = augment
+        self.augment = augment or WindowAugment()
         self.epoch, self.skip = 0, 0
 
     def start(self, epoch: int, skip: int = 0) -> None:
