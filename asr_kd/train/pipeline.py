@@ -239,9 +239,13 @@ def train_models(
             identity = {"stage": f"{stage}-fused", "config": {"models": configs},
                         "world_size": 1}  # fmt: skip
         run_on_main(ctx, lambda: work.prepare(identity, force))
+        run = _Run(
+            ctx=ctx, work=work, stage=stage, config=config, stage_configs=configs, data=data,
+            outs=outs, builders=builders, loss_fn=loss_fn, collate_hooks=collate_hooks,
+            forward=forward, callbacks=callbacks, force=force, extra_summaries=extra_summaries,
+        )  # fmt: skip
         try:
-            _train(ctx, work, stage, n, configs, config, data, outs, builders, loss_fn,
-                   collate_hooks, forward, callbacks, force, extra_summaries)  # fmt: skip
+            _train(run)
         except BaseException:
             if ctx.is_main:
                 work.discard_if_unstarted()
@@ -253,19 +257,40 @@ def train_models(
         teardown(ctx)
 
 
-def _train(ctx, work, stage, n, configs, config, data, outs, builders, loss_fn, collate_hooks,
-           forward, callbacks, force, extra_summaries) -> None:  # fmt: skip
-    """The training itself, in ``work`` (prepared), then each model's output."""
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What one training of N models needs once its work dir is prepared."""
+
+    ctx: DistContext
+    work: WorkDir
+    stage: str
+    config: TrainConfig
+    stage_configs: list[dict[str, Any]]  # per model: its completion marker's config
+    data: TrainingData
+    outs: list[Path]
+    builders: Sequence[ModelBuilder]
+    loss_fn: LossFn | None
+    collate_hooks: Sequence[CollateHook]
+    forward: str
+    callbacks: Sequence[StepCallback]
+    force: bool
+    extra_summaries: Sequence[dict[str, Any]]
+
+
+def _train(run: _Run) -> None:
+    """The training itself, in ``run.work`` (prepared), then each model's output."""
+    ctx, work, stage, config, data = run.ctx, run.work, run.stage, run.config, run.data
+    configs, n = run.stage_configs, len(run.outs)
     with rank_log(work.log, ctx):
         logger.info("%s: %d model(s), rank %d of %d on %s; config %s (git %s)", stage, n,
                     ctx.rank, ctx.world_size, ctx.device, json.dumps(configs[0]),
                     git_revision())  # fmt: skip
-        members = _build(config, ctx, data, outs, builders, loss_fn)
+        members = _build(config, ctx, data, run.outs, run.builders, run.loss_fn)
         subset_frames = sum(c.num_frames or 0 for c in data.train)
         config = updates_for_fraction(config, subset_frames, data.train_total_frames,
                                       world_size=ctx.world_size) \
             if config.data_path == "frames" else config  # fmt: skip
-        source = make_source(data, config, ctx, members[0].model, collate_hooks)
+        source = make_source(data, config, ctx, members[0].model, run.collate_hooks)
         config = updates_for_fraction(
             config, subset_frames, data.train_total_frames,
             math.ceil(source.count(0) / config.accum_grad),
@@ -274,7 +299,7 @@ def _train(ctx, work, stage, n, configs, config, data, outs, builders, loss_fn, 
             logger.info("%s: %d updates, as on the whole training set, in %d epochs of "
                         "%d passes", stage, config.max_steps, config.max_epochs,
                         config.frame_passes)  # fmt: skip
-        trainer = Trainer(members, config, ctx, work, data, source, forward, callbacks)
+        trainer = Trainer(members, config, ctx, work, data, source, run.forward, run.callbacks)
         trainer.restore()
         m = members[0]
         logger.info(
@@ -287,9 +312,9 @@ def _train(ctx, work, stage, n, configs, config, data, outs, builders, loss_fn, 
         trainer.close()
         barrier(ctx)
         if ctx.is_main:
-            summaries = list(extra_summaries) or [{}] * n
+            summaries = list(run.extra_summaries) or [{}] * n
             for m, stage_config, more in zip(members, configs, summaries, strict=True):
-                _finalise(trainer, m, stage, stage_config, force, config, data, more)
+                _finalise(trainer, m, stage, stage_config, run.force, config, data, more)
 
 
 def _build(config, ctx, data, outs, builders, loss_fn) -> list[Member]:
