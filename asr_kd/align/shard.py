@@ -113,15 +113,16 @@ class GmmStats:
 
 
 @dataclass(frozen=True)
-class ShardJob:
-    """One shard of utterances and what to do with them (picklable).
+class ShardWork:
+    """One shard of utterances and what to do with them (picklable): the fields the
+    monophone (:class:`ShardJob`) and tri-phone (``align.tri.TriShardJob``) jobs share.
 
-    ``mode`` is ``"equal"`` (flat-start alignment), ``"viterbi"`` (re-align) or
-    ``"given"`` (accumulate along ``alignments``).
+    ``mode``: ``"viterbi"`` (align with ``model``) or ``"given"`` (accumulate along
+    ``alignments``); the monophone job also has ``"equal"`` (flat start).
     """
 
     cuts: list[Cut]
-    model: MonoModel
+    model: Any  # the subclass's GMM-HMM
     lang_dir: str
     speaker_stats: dict[str, FeatureStats] | None
     mode: str
@@ -129,6 +130,14 @@ class ShardJob:
     alignments: dict[str, np.ndarray] = field(default_factory=dict)
     accumulate: bool = True
     oov: str = "skip"
+
+
+@dataclass(frozen=True)
+class ShardJob(ShardWork):
+    """A monophone shard: ``mode`` ``"equal"`` (flat-start alignment), ``"viterbi"``
+    (re-align) or ``"given"`` (accumulate along ``alignments``)."""
+
+    model: MonoModel
     seed: int = 0
 
 

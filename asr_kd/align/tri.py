@@ -46,7 +46,7 @@ import pickle
 import shutil
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ from asr_kd.align.mono import check_training_config, em_iterations, load_model_s
 from asr_kd.align.shard import (
     GmmStats,
     ShardResult,
+    ShardWork,
     ViterbiOptions,
     accumulate,
     load_lang_fst,
@@ -262,19 +263,11 @@ def _counts_shape(topos: dict[int, HmmTopo]) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True)
-class TriShardJob:
-    """One shard of utterances: ``mode`` ``"viterbi"`` (align) or ``"given"`` (accumulate
+class TriShardJob(ShardWork):
+    """A tri-phone shard: ``mode`` ``"viterbi"`` (align) or ``"given"`` (accumulate
     along ``alignments``, ``[T, 2]`` (phone, state) per utterance)."""
 
-    cuts: list[Cut]
     model: TriModel
-    lang_dir: str
-    speaker_stats: dict[str, FeatureStats] | None
-    mode: str
-    viterbi: ViterbiOptions = ViterbiOptions()
-    alignments: dict[str, np.ndarray] = field(default_factory=dict)
-    accumulate: bool = True
-    oov: str = "skip"
     inter_word_silence: bool = True
     full_stats: bool = False
 
