@@ -21,6 +21,9 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
   student's); 1.0 trains them on the soft targets alone, as the paper's 3% question asks
   of soft targets (with a hard term, minutes of audio are memorised);
 - ``decode_fractions``: which of those fractions' models are decoded (seed 0);
+- ``decoded_teachers``: how many teachers (the first N) are decoded beside the baseline
+  (default: all); every teacher's frame accuracy is measured either way. Each lattice
+  decode costs minutes on 2 CPU cores: the demo decodes one;
 - ``decode_overrides``: decoder settings per system, ``{pattern: {key: value}}`` with
   shell patterns on the exp/ name; ``asr-kd protocol decode_options:SYSTEM`` prints
   every matching entry (in order) as ``--set key=value`` for ``asr-kd decode``;
@@ -62,6 +65,7 @@ class ProtocolConfig:
         soft_fraction_alpha: ``distill.alpha`` of the soft-target fraction models
             (``None``: the student's ``distill.alpha``).
         decode_fractions: fractions whose (first-seed) models are decoded.
+        decoded_teachers: the first N teachers are decoded (None: all of them).
         specialists: run the specialist stages.
         sweeps: run the optional sweep stages (ensemble size, T, alpha).
         decode_overrides: ``{pattern: {decode key: value}}``: settings of the ``decode``
@@ -75,6 +79,7 @@ class ProtocolConfig:
     seeded_fractions: tuple[float, ...] | None = None
     soft_fraction_alpha: float | None = None
     decode_fractions: tuple[float, ...] = (0.03,)
+    decoded_teachers: int | None = None
     specialists: bool = False
     sweeps: bool = False
     decode_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -97,6 +102,8 @@ class ProtocolConfig:
             for arg in _set_args(options):
                 if any(c.isspace() for c in arg):
                     raise ValueError(f"decode_overrides[{pattern!r}]: {arg!r} holds a space")
+        if self.decoded_teachers is not None and self.decoded_teachers < 0:
+            raise ValueError(f"decoded_teachers must be >= 0, got {self.decoded_teachers}")
         alpha = self.soft_fraction_alpha
         if alpha is not None and not 0.0 <= alpha <= 1.0:
             raise ValueError(f"soft_fraction_alpha must be in [0, 1], got {alpha}")

@@ -22,6 +22,13 @@ the search has real competition). ``--concat N`` joins N consecutive dev utteran
   ``--model``, the model): the share of utterances with the same words and both WERs,
   at the search's own point and at the best sweep point, for each GPU ``--max-active``;
   and the GPU 1-best against the CPU 1-best (both on ``--cpu-jobs`` processes).
+- ``tuned``: would a 1-best search at the point tuned on dev be a cheaper test search
+  than lattices? On the CPU with ``--config``'s decode section (default: the
+  defaults): the lattice search with its sweep picks the best point, then one 1-best
+  search at that LM weight for each of ``--one-best-beams`` (``acoustic_scale =
+  1/lm_weight``, ``max_active`` from the config): wall time, WER at the point and the
+  share of utterances with the lattice's words (model scores with ``--model``; the
+  noisy oracle otherwise).
 - ``profile`` (or ``--profile``): where the time of one pass goes, step by step (model
   scoring split into feature loading and the network, label gather and scale on the
   device, search, lattice conversion/write/read/parse, rescoring), for the CPU lattice
@@ -55,6 +62,7 @@ import numpy as np
 import torch
 
 import asr_kd.decode.cpu as cpu_module
+from asr_kd.config import load_section
 from asr_kd.data.manifests import load_cuts
 from asr_kd.decode.base import (
     DecodeConfig,
@@ -342,6 +350,48 @@ def compare(graph, fst, sets, log_priors, max_actives, executor: Executor | None
                 save()
 
 
+def tuned_rows(graph, fst, sets, log_priors, config: DecodeConfig, beams, executor, save,
+               rows: list) -> None:  # fmt: skip
+    """Append rows of the lattice sweep and of 1-best searches at its best point.
+
+    For each (name, Utts) of ``sets``: the lattice search (``config``) scores its grid
+    and picks the best point as the decode stage does; each beam of ``beams`` then
+    searches 1-best at that point (``acoustic_scale = 1/lm_weight``), against the lattice.
+    """
+    table = word_table(graph.words)
+    for name, utts in sets:
+        refs = dict(zip(utts.ids, utts.refs, strict=True))
+
+        def texts(hyps, point: Point, ids=tuple(utts.ids)) -> dict[str, str]:
+            return {u: words_to_text(h.sweep[point], table) for u, h in zip(ids, hyps, strict=True)}
+
+        lattice = replace(config, device="cpu", lattice=True)
+        decoder = make_decoder(graph, lattice, executor, fst_path=fst)
+        wall, hyps = run(decoder, utts.scores, log_priors, 32, lattice.grid())
+        errors = {p: compute_wer(refs, texts(hyps, p), alignments=False) for p in lattice.grid()}
+        best = min(errors, key=lambda p: (errors[p].errors, p))  # as the decode stage selects
+        base = texts(hyps, best)
+        row = {"scores": name, "utterances": len(utts.ids), "lm_weight": best[0],
+               "word_ins_penalty": best[1]}  # fmt: skip
+        rows.append({**row, "search": f"lattice (beam {lattice.beam:g}) + sweep",
+                     "wall_s": wall, "x_real_time": utts.audio / wall,
+                     "wer": errors[best].wer, "same_words": 1.0})  # fmt: skip
+        save()
+        for beam in beams:
+            if best[1]:  # a nonzero WIP needs lattices
+                break
+            search = replace(lattice, lattice=False, acoustic_scale=1.0 / best[0], beam=beam)
+            decoder = make_decoder(graph, search, executor, fst_path=fst)
+            wall, hyps = run(decoder, utts.scores, log_priors, 32, [best])
+            got = texts(hyps, best)
+            same = float(np.mean([got[u] == base[u] for u in base]))
+            rows.append({**row, "search": f"1-best at the point (beam {beam:g})",
+                         "wall_s": wall, "x_real_time": utts.audio / wall,
+                         "wer": compute_wer(refs, got, alignments=False).wer,
+                         "same_words": same})  # fmt: skip
+            save()
+
+
 # ---------------------------------------------------------------------------
 # Profile
 
@@ -460,9 +510,14 @@ def main() -> None:
     ap.add_argument(
         "--parts",
         default="speed,agreement",
-        help="what to run: speed, model-speed (needs --model), agreement, profile",
+        help="what to run: speed, model-speed (needs --model), agreement, tuned, profile",
     )
     ap.add_argument("--profile", action="store_true", help="add the profile part")
+    ap.add_argument(
+        "--config", type=Path, default=None, help="a recipe config: the tuned part's decode section"
+    )
+    ap.add_argument("--one-best-beams", default="10,13,16",
+                    help="the tuned part's 1-best beams")  # fmt: skip
     ap.add_argument("--no-graph-build", dest="build_graph", action="store_false",
                     help="no timed rebuild (it needs data/lang, data/lm, exp/tree)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
@@ -505,6 +560,7 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "rows": [],
         "agreement": [],
+        "tuned": [],
         "profile": [],
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -515,7 +571,7 @@ def main() -> None:
     cuda = gpu_ready()
     sets = [("noisy oracle", noisy.concat(args.concat))]
     model = model_times = None
-    if args.model and parts & {"model-speed", "agreement", "profile"}:
+    if args.model and parts & {"model-speed", "agreement", "profile", "tuned"}:
         model_times = Counter()
         device = "cuda" if torch.cuda.is_available() else "cpu"
         teacher = load_teacher(args.model, data / "senones", cuts, device)
@@ -538,6 +594,12 @@ def main() -> None:
             max_actives = [int(m) for m in args.max_active.split(",")]
             compare(graph, fst, sets, log_priors, max_actives, executor, save,
                     result["agreement"])  # fmt: skip
+        if "tuned" in parts:
+            print("\nsearch at the tuned point:", flush=True)
+            config = load_section(args.config, "decode", DecodeConfig)
+            beams = [float(b) for b in args.one_best_beams.split(",")]
+            tuned_rows(graph, fst, sets[-1:], log_priors, config, beams, executor, save,
+                       result["tuned"])  # fmt: skip
     if "profile" in parts:
         print("\nprofile:", flush=True)
         profile(graph, fst, sets, log_priors, args, model_times, result["profile"], save)
@@ -571,6 +633,15 @@ def print_tables(result: dict) -> None:
                 )
                 head = " " * len(head)
             print(f"{head} {'worst of sweep':<15} {100 * r['same_words_min_over_sweep']:9.1f}%")
+    if result["tuned"]:
+        print(f"\n{'scores':<24} {'search':<34} {'point':<9} {'wall s':>8} {'x RT':>7} "
+              f"{'WER':>6} {'same words':>10}")  # fmt: skip
+        for r in result["tuned"]:
+            point = f"{r['lm_weight']:g}/{r['word_ins_penalty']:g}"
+            print(
+                f"{r['scores'][:24]:<24} {r['search']:<34} {point:<9} {r['wall_s']:8.1f} "
+                f"{r['x_real_time']:7.1f} {r['wer']:6.2f} {100 * r['same_words']:9.1f}%"
+            )
 
 
 if __name__ == "__main__":

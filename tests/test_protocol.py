@@ -25,6 +25,8 @@ def test_values_for_the_shell():
     assert p.value("specialists") == "yes" and p.value("sweeps") == "no"
     assert p.value("soft_fraction_alpha") == ""  # the recipe then keeps distill.alpha
     assert ProtocolConfig(soft_fraction_alpha=1.0).value("soft_fraction_alpha") == "1.0"
+    assert p.value("decoded_teachers") == ""  # the recipe then decodes every teacher
+    assert ProtocolConfig(decoded_teachers=1).value("decoded_teachers") == "1"
     with pytest.raises(KeyError, match="known: student_seeds"):
         p.value("students")
 
@@ -36,6 +38,7 @@ def test_values_for_the_shell():
         ({"student_seeds": [0, 0]}, "distinct"),
         ({"decode_fractions": [0.1]}, "not among fractions"),
         ({"soft_fraction_alpha": 1.5}, r"soft_fraction_alpha must be in \[0, 1\]"),
+        ({"decoded_teachers": -1}, "decoded_teachers must be >= 0"),
         ({"seeded_fractions": [0.5]}, "seeded_fractions .* not among fractions"),
         ({"fractions": ["three"]}, "fractions must be"),
         ({"decode_overrides": {"hard_*": [1]}}, r"decode_overrides\['hard_\*'\] must map"),

@@ -211,3 +211,31 @@ def test_tiny_recipe_baselines_on_every_alignment(tiny_run):
     for split in scores["splits"].values():
         for name in ["baseline", *names]:
             assert 0.05 < split["systems"][name]["frame_acc"] < 0.8, (name, split)
+
+
+@pytest.mark.slow
+def test_tiny_recipe_decodes_the_protocols_teachers_only(tiny_run, tmp_path):
+    """protocol.decoded_teachers: 1 decodes teacher1 and leaves teacher2 undecoded."""
+    work, _ = tiny_run
+    exp = work / "exp"
+    conf = tmp_path / "one_teacher.yaml"
+    tiny = ROOT / "recipes" / "synth" / "conf" / "tiny.yaml"
+    conf.write_text(f"parent: {tiny}\nprotocol:\n  decoded_teachers: 1\n")
+    aside = tmp_path / "aside"
+    moved = {}
+    for d in sorted(exp.glob("teacher*/decode_*")):  # as if stage 18 had not run for them
+        moved[d] = aside / d.parent.name / d.name
+        moved[d].parent.mkdir(parents=True, exist_ok=True)
+        d.rename(moved[d])
+    try:
+        res = run_recipe("--config", str(conf), "--work-dir", str(work), "--stage", "18",
+                         "--stop-stage", "18")  # fmt: skip
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert (exp / "teacher1" / "decode_test" / "wer.json").is_file()
+        assert (exp / "baseline" / "decode_test" / "wer.json").is_file()
+        assert not list((exp / "teacher2").glob("decode_*"))
+    finally:  # the other tests' tiny run as it was
+        for d, kept in moved.items():
+            if d.exists():
+                subprocess.run(["rm", "-rf", str(d)], check=True)
+            kept.rename(d)

@@ -239,7 +239,10 @@ fi
 current=18
 if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
   log "Stage 18: decode dev (LM weight tuned) and test (dev's LM weight) for every system"
-  systems=(baseline "${teachers[@]##*/}" ensemble)
+  decoded=("${teachers[@]##*/}")
+  n_decoded=$(protocol decoded_teachers)  # empty: all
+  [[ -z $n_decoded ]] || decoded=("${decoded[@]:0:n_decoded}")
+  systems=(baseline "${decoded[@]}" ensemble)
   for seed in "${student_seeds[@]}"; do systems+=("$(protocol "system:student::$seed")"); done
   for f in "${decode_fractions[@]}"; do
     systems+=("$(protocol "system:hard:$f:${subset_seeds[0]}")")
