@@ -31,8 +31,13 @@ EXPERIMENT_DIR = $(if $(filter command line environment,$(origin WORK_DIR)),$(WO
 experiment: install
 	PATH="$(abspath $(BIN)):$$PATH" recipes/synth/run.sh --config converge --work-dir $(EXPERIMENT_DIR)
 
+# Two pytest workers (pytest-xdist), a test module each at a time (a module fixture such
+# as the tiny recipe runs once), one torch thread each: OpenMP threads spin-wait, and on
+# oversubscribed cores torch slows several-fold (a training beside a test run: 4x).
+# TEST_JOBS=1 runs the tests in one process.
+TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
 # local/ (corpus-specific preparation, as in Kaldi) is linted when a recipe has one.
 LINT_DIRS := $(wildcard asr_kd tests bench local)
