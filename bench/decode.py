@@ -377,9 +377,7 @@ def tuned_rows(graph, fst, sets, log_priors, config: DecodeConfig, beams, execut
                      "wall_s": wall, "x_real_time": utts.audio / wall,
                      "wer": errors[best].wer, "same_words": 1.0})  # fmt: skip
         save()
-        for beam in beams:
-            if best[1]:  # a nonzero WIP needs lattices
-                break
+        for beam in beams if not best[1] else ():  # a nonzero WIP needs lattices
             search = replace(lattice, lattice=False, acoustic_scale=1.0 / best[0], beam=beam)
             decoder = make_decoder(graph, search, executor, fst_path=fst)
             wall, hyps = run(decoder, utts.scores, log_priors, 32, [best])
