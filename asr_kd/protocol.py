@@ -23,7 +23,11 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
 - ``decode_fractions``: which of those fractions' models are decoded (seed 0);
 - ``decoded_teachers``: how many teachers (the first N) are decoded beside the baseline
   (default: all); every teacher's frame accuracy is measured either way. Each lattice
-  decode costs minutes on 2 CPU cores: the demo decodes one;
+  decode costs minutes on 2 CPU cores: the demo decodes none (the baseline is the single
+  model whose WER it reports);
+- ``extra_set_systems``: the systems that decode the extra test sets (held-out voices,
+  a second test set such as LibriSpeech's test-other) at dev's point: exp/ names
+  (``baseline``, ``ensemble``, ``student``, ``teacher<N>``, ...; default the first three);
 - ``decode_overrides``: decoder settings per system, ``{pattern: {key: value}}`` with
   shell patterns on the exp/ name; ``asr-kd protocol decode_options:SYSTEM`` prints
   every matching entry (in order) as ``--set key=value`` for ``asr-kd decode``;
@@ -34,10 +38,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ProtocolConfig", "fraction_tag", "system_name"]
+
+_SYSTEM = re.compile(r"baseline|ensemble|teacher\d+|student(_s\d+)?")
 
 
 def fraction_tag(fraction: float) -> str:
@@ -66,6 +73,7 @@ class ProtocolConfig:
             (``None``: the student's ``distill.alpha``).
         decode_fractions: fractions whose (first-seed) models are decoded.
         decoded_teachers: the first N teachers are decoded (None: all of them).
+        extra_set_systems: exp/ names of the systems that decode the extra test sets.
         specialists: run the specialist stages.
         sweeps: run the optional sweep stages (ensemble size, T, alpha).
         decode_overrides: ``{pattern: {decode key: value}}``: settings of the ``decode``
@@ -80,6 +88,7 @@ class ProtocolConfig:
     soft_fraction_alpha: float | None = None
     decode_fractions: tuple[float, ...] = (0.03,)
     decoded_teachers: int | None = None
+    extra_set_systems: tuple[str, ...] = ("baseline", "ensemble", "student")
     specialists: bool = False
     sweeps: bool = False
     decode_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -104,6 +113,12 @@ class ProtocolConfig:
                     raise ValueError(f"decode_overrides[{pattern!r}]: {arg!r} holds a space")
         if self.decoded_teachers is not None and self.decoded_teachers < 0:
             raise ValueError(f"decoded_teachers must be >= 0, got {self.decoded_teachers}")
+        bad = [n for n in self.extra_set_systems if not _SYSTEM.fullmatch(n)]
+        if bad or len(set(self.extra_set_systems)) != len(self.extra_set_systems):
+            raise ValueError(
+                f"extra_set_systems must be distinct exp/ names of stage 18's systems "
+                f"(baseline, ensemble, teacher<N>, student[_s<seed>]), got {self.extra_set_systems}"
+            )
         alpha = self.soft_fraction_alpha
         if alpha is not None and not 0.0 <= alpha <= 1.0:
             raise ValueError(f"soft_fraction_alpha must be in [0, 1], got {alpha}")

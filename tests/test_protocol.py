@@ -27,6 +27,7 @@ def test_values_for_the_shell():
     assert ProtocolConfig(soft_fraction_alpha=1.0).value("soft_fraction_alpha") == "1.0"
     assert p.value("decoded_teachers") == ""  # the recipe then decodes every teacher
     assert ProtocolConfig(decoded_teachers=1).value("decoded_teachers") == "1"
+    assert p.value("extra_set_systems") == "baseline ensemble student"
     with pytest.raises(KeyError, match="known: student_seeds"):
         p.value("students")
 
@@ -39,6 +40,8 @@ def test_values_for_the_shell():
         ({"decode_fractions": [0.1]}, "not among fractions"),
         ({"soft_fraction_alpha": 1.5}, r"soft_fraction_alpha must be in \[0, 1\]"),
         ({"decoded_teachers": -1}, "decoded_teachers must be >= 0"),
+        ({"extra_set_systems": ["baseline", "hard_3pct"]}, "extra_set_systems must be"),
+        ({"extra_set_systems": ["student", "student"]}, "extra_set_systems must be"),
         ({"seeded_fractions": [0.5]}, "seeded_fractions .* not among fractions"),
         ({"fractions": ["three"]}, "fractions must be"),
         ({"decode_overrides": {"hard_*": [1]}}, r"decode_overrides\['hard_\*'\] must map"),

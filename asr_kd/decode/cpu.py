@@ -24,7 +24,7 @@ import struct
 import tempfile
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,12 +161,52 @@ class CpuDecoder:
         points: Sequence[Point] | None = None,
     ) -> list[Hypothesis]:
         """Decode a padded batch; see :class:`~asr_kd.decode.base.Decoder`."""
+        jobs = self._jobs(log_likes, lengths, utt_ids, points)
+        fst = None if self.executor is not None else self.graph.fst
+        return map_progress(functools.partial(run_job, fst=fst), jobs, self.executor, "decode")
+
+    def submit(
+        self,
+        log_likes: torch.Tensor,
+        lengths: torch.Tensor,
+        utt_ids: Sequence[str] | None = None,
+        points: Sequence[Point] | None = None,
+    ) -> list[Future[Hypothesis]]:
+        """Start decoding a padded batch on the executor and return at once.
+
+        The futures are in batch order; the longest utterances are handed to the workers
+        first, so that a short one, not a long one, ends the batch. With the next batch
+        submitted before this one is collected, the workers never wait for the slowest
+        utterance of a batch (the decode stage keeps two batches in flight). Without an
+        executor the batch is decoded here and the futures are already done.
+        """
+        jobs = self._jobs(log_likes, lengths, utt_ids, points)
+        if self.executor is None:
+            done: list[Future[Hypothesis]] = []
+            for job in jobs:
+                fut: Future[Hypothesis] = Future()
+                fut.set_result(run_job(job, self.graph.fst))
+                done.append(fut)
+            return done
+        order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].scores))
+        futures: dict[int, Future[Hypothesis]] = {}
+        for i in order:
+            futures[i] = self.executor.submit(run_job, jobs[i])
+        return [futures[i] for i in range(len(jobs))]
+
+    def _jobs(
+        self,
+        log_likes: torch.Tensor,
+        lengths: torch.Tensor,
+        utt_ids: Sequence[str] | None,
+        points: Sequence[Point] | None,
+    ) -> list[UtteranceJob]:
         names = check_scores(log_likes, lengths, self.graph.num_senones, utt_ids)
         points = tuple(points) if points is not None else tuple(self.config.grid())
         if not self.config.lattice:
             self.config.check_one_best_points(points)
         scores = log_likes.detach().to("cpu", torch.float32).numpy()
-        jobs = [
+        return [
             UtteranceJob(
                 utt_id=name,
                 scores=scores[i, :n],
@@ -178,8 +218,6 @@ class CpuDecoder:
             )
             for i, (name, n) in enumerate(zip(names, lengths.tolist(), strict=True))
         ]
-        fst = None if self.executor is not None else self.graph.fst
-        return map_progress(functools.partial(run_job, fst=fst), jobs, self.executor, "decode")
 
 
 # ---------------------------------------------------------------------------

@@ -23,8 +23,9 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from asr_kd.decode.base import (
     DecodeConfig,
     Decoder,
     GraphLike,
+    Hypothesis,
     Point,
     check_graph,
     decoder_log_priors,
@@ -316,24 +318,51 @@ def _decode_all(
     points: list[Point],
     chunk: int,
 ) -> tuple[dict[Point, dict[str, list[int]]], dict[str, Any]]:
-    """Score and decode every cut; word ids per sweep point and utterance, and timings."""
+    """Score and decode every cut; word ids per sweep point and utterance, and timings.
+
+    A decoder with ``submit`` (the CPU decoder's worker processes) gets the next batch
+    before the previous one is collected: the model scores batch k+1 while the workers
+    search batch k, and no worker waits for the slowest utterance of a batch.
+    """
     sweep: dict[Point, dict[str, list[int]]] = {p: {} for p in points}
-    score_s = search_s = 0.0
+    score_s = 0.0
     frames = not_final = 0
+    submit = getattr(decoder, "submit", None)
+    pending: deque[tuple[list[Cut], list[Future[Hypothesis]]]] = deque()
+
+    def collect(batch: list[Cut], hyps: Iterable[Hypothesis]) -> None:
+        nonlocal not_final
+        for cut, hyp in zip(batch, hyps, strict=True):
+            not_final += not hyp.reached_final
+            for p in points:
+                sweep[p][cut.id] = hyp.sweep[p]
+        bar.update(len(batch))
+
+    start = time.perf_counter()
     with tqdm(total=len(cuts), desc=STAGE, unit="utt") as bar:
-        for batch in _chunks(cuts, chunk):
-            start = time.perf_counter()
-            log_likes, lengths = scorer(batch)
-            middle = time.perf_counter()
-            hyps = decoder.decode(log_likes, lengths, [c.id for c in batch], points)
-            score_s += middle - start
-            search_s += time.perf_counter() - middle
-            frames += int(lengths.sum())
-            for cut, hyp in zip(batch, hyps, strict=True):
-                not_final += not hyp.reached_final
-                for p in points:
-                    sweep[p][cut.id] = hyp.sweep[p]
-            bar.update(len(batch))
+        try:
+            for batch in _chunks(cuts, chunk):
+                scored = time.perf_counter()
+                log_likes, lengths = scorer(batch)
+                score_s += time.perf_counter() - scored
+                frames += int(lengths.sum())
+                ids = [c.id for c in batch]
+                if submit is None:
+                    collect(batch, decoder.decode(log_likes, lengths, ids, points))
+                    continue
+                pending.append((batch, submit(log_likes, lengths, ids, points)))
+                if len(pending) > 1:
+                    done, futures = pending.popleft()
+                    collect(done, [f.result() for f in futures])
+            while pending:
+                done, futures = pending.popleft()
+                collect(done, [f.result() for f in futures])
+        except BaseException:
+            for _, futures in pending:
+                for f in futures:
+                    f.cancel()
+            raise
+    search_s = time.perf_counter() - start - score_s  # wall time not spent scoring
     if not_final:
         logger.warning("%s: %d of %d utterances did not reach a final state of the graph "
                        "(partial paths scored)", STAGE, not_final, len(cuts))  # fmt: skip

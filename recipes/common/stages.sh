@@ -253,14 +253,16 @@ if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
     [[ $sys == ensemble ]] && model=$ensemble_spec
     decode_model "$sys" "$model"
   done
-  # the extra test sets and splits: baseline, ensemble and student at dev's point
+  # the extra test sets and splits: protocol.extra_set_systems at dev's point
+  read -ra extra_systems <<< "$(protocol extra_set_systems)"
   extra_cuts=()
   for set in "${eval_sets[@]}"; do extra_cuts+=("$data/fbank_$set/${corpus}_cuts_$set.jsonl.gz"); done
   for split in "${extra_test_splits[@]}"; do extra_cuts+=("$(senone_cuts "$split")"); done
   for cuts in "${extra_cuts[@]}"; do
     name=$(basename "$cuts" .jsonl.gz)
     name=${name#"${corpus}_cuts_"}
-    for sys in baseline ensemble "$(protocol "system:student::${student_seeds[0]}")"; do
+    for sys in "${extra_systems[@]}"; do
+      [[ $sys == student ]] && sys=$(protocol "system:student::${student_seeds[0]}")
       model=$exp/$sys
       [[ $sys == ensemble ]] && model=$ensemble_spec
       read -ra opts <<< "$(protocol "decode_options:$sys")"

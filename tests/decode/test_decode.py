@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +170,47 @@ def test_parallel_decoding_equals_in_process(graph):
     with make_executor(2) as executor:
         hyps = CpuDecoder(graph, DecodeConfig(), executor=executor).decode(*scores)
     assert [h.words for h in hyps] == utts
+
+
+class RecordingExecutor(ThreadPoolExecutor):
+    """A thread pool that records the frames of each utterance it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.frames: list[int] = []
+
+    def submit(self, fn, job, *args, **kwargs):
+        self.frames.append(len(job.scores))
+        return super().submit(fn, job, *args, **kwargs)
+
+
+def test_submit_hands_the_longest_utterance_first_and_keeps_batch_order(graph):
+    utts = [[1], [3, 1, 2], [2, 2], [1, 2, 3, 1]]
+    scores = batch(*(senone_scores(u) for u in utts))
+    with RecordingExecutor() as executor:
+        decoder = CpuDecoder(graph, DecodeConfig(), executor=executor)  # owns the graph file
+        futures = decoder.submit(*scores)
+        hyps = [f.result() for f in futures]
+    assert [h.words for h in hyps] == utts
+    assert executor.frames == sorted(scores[1].tolist(), reverse=True)
+
+
+def test_overlapped_batches_give_the_in_process_result(stage_inputs, tmp_path):
+    """Several batches in flight on worker processes: the same hypotheses, in cut order."""
+    _, graph_dir, priors = stage_inputs
+    (tmp_path / "more").mkdir()
+    words = [[1, 2], [3, 1, 2], [2], [2, 3], [1], [3, 1], [2, 1], [1, 3], [3], [2, 3, 1]]
+    cuts = make_cuts(tmp_path / "more", words)
+    oracle = functools.partial(oracle_score_fn, num_senones=NUM_SENONES)
+    config = DecodeConfig(batch_size=1)  # chunks of 4 cuts (4 x num_jobs): 3 batches
+    alone = decode_cuts(cuts, oracle, graph_dir, priors, tmp_path / "a", config)
+    with make_executor(2) as executor:
+        spread = decode_cuts(cuts, oracle, graph_dir, priors, tmp_path / "b", config,
+                             num_jobs=1, executor=executor)  # fmt: skip
+    assert spread["sweep"] == alone["sweep"] and spread["wer"] == 0.0
+    hyps = (tmp_path / "b" / "hyp.txt").read_text().splitlines()
+    assert [h.split()[0] for h in hyps] == [c.id for c in cuts]
+    assert (tmp_path / "a" / "hyp.txt").read_text() == (tmp_path / "b" / "hyp.txt").read_text()
 
 
 def test_make_decoder_auto_falls_back_to_cpu_without_cuda(graph):
