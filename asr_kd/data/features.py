@@ -30,8 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, Mfcc, MfccConfig
+from lhotse import (
+    AudioSource,
+    CutSet,
+    Fbank,
+    FbankConfig,
+    LilcomChunkyWriter,
+    Mfcc,
+    MfccConfig,
+    Recording,
+)
 from lhotse.features.base import FeatureExtractor
+from lhotse.utils import fastcopy
 
 from asr_kd.checked import read_json
 from asr_kd.config import to_dict
@@ -44,6 +54,8 @@ from asr_kd.stage import require_done, stage_output
 logger = logging.getLogger(__name__)
 
 STAGE = "compute-features"
+AUDIO_SOURCES = ("recorded", "clean")
+CLEAN_KEY = "clean_audio"  # the supervision's custom field that names a cut's clean copy
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,11 @@ class FeatureConfig:
         batch_duration: seconds of audio per batch on the GPU path.
         max_dropped: the fraction of a split's cuts that may be dropped (unreadable
             audio); each is listed in ``dropped.txt``. 0: any drop stops the stage.
+        audio: ``"recorded"`` (the cuts' recordings) or ``"clean"``: each cut's clean
+            copy (the supervision's ``clean_audio``, ``corpus.clean_copies``), of the
+            same length, so that the GMM stages align the utterance as it was before
+            its noise and room, and the models train on the noisy one with those
+            alignments (Kaldi's recipes for reverberated and far-field data).
     """
 
     kind: str = "fbank"
@@ -73,8 +90,11 @@ class FeatureConfig:
     device: str = "auto"
     batch_duration: float = 600.0
     max_dropped: float = 0.0
+    audio: str = "recorded"
 
     def __post_init__(self) -> None:
+        if self.audio not in AUDIO_SOURCES:
+            raise ValueError(f"audio must be one of {', '.join(AUDIO_SOURCES)}, got {self.audio!r}")
         if not 0.0 <= self.max_dropped < 1.0:
             raise ValueError(f"max_dropped must be a fraction in [0, 1), got {self.max_dropped}")
         if self.kind not in ("fbank", "mfcc"):
@@ -220,6 +240,31 @@ def _extract_split(
     )
 
 
+def clean_copies(cuts: CutSet, manifest: Path) -> CutSet:
+    """The cuts with each recording replaced by its clean copy (same id and length)."""
+    out, missing = [], []
+    for cut in cuts:
+        sup = cut.supervisions[0] if cut.supervisions else None
+        path = (sup.custom or {}).get(CLEAN_KEY) if sup is not None else None
+        if path is None:
+            missing.append(cut.id)
+            continue
+        rec = cut.recording
+        clean = Recording(
+            id=rec.id, sources=[AudioSource(type="file", channels=[0], source=path)],
+            sampling_rate=rec.sampling_rate, num_samples=rec.num_samples, duration=rec.duration,
+        )  # fmt: skip
+        out.append(fastcopy(cut, recording=clean))
+    if missing:
+        listed = ", ".join(missing[:MAX_LISTED]) + (" ..." if len(missing) > MAX_LISTED else "")
+        raise BadInputError(
+            f"{STAGE}: audio: clean, but {len(missing)} of {len(cuts)} cuts of {manifest} have "
+            f"no clean copy ({listed}): synthesise the corpus with corpus.clean_copies: true, "
+            "or set audio: recorded for a corpus without clean recordings"
+        )
+    return CutSet.from_cuts(out)
+
+
 def _local(num_jobs: int, executor: Executor | None, device: str):
     """One pool of CPU workers for every split (Lhotse would start one per call)."""
     if executor is not None or num_jobs <= 1 or device == "cuda":
@@ -268,6 +313,8 @@ def compute_features(
         for split, (corpus, path) in manifests.items():
             start = time.time()
             cuts = load_cuts(path, "prepare")
+            if config.audio == "clean":
+                cuts = clean_copies(cuts, path)
             recordings, supervisions, _ = cuts.decompose()
             validate_corpus(  # audio is checked by extraction (dropped_cuts)
                 recordings, supervisions, sampling_rate=config.sampling_rate, stage=STAGE,

@@ -23,11 +23,20 @@ The corpus directory written by :func:`synthesize_corpus`::
     <corpus_dir>/<split>/text               Kaldi-style "<utt-id> <TRANSCRIPT>"
     <corpus_dir>/<split>/utterances.jsonl   one JSON object per utterance (see below)
     <corpus_dir>/<split>/audio/<spk>/<utt>.flac
+    <corpus_dir>/<split>/clean/<spk>/<utt>.flac   with clean_copies: the same utterance
+                                                  without its noise and reverberation
 
 Each ``utterances.jsonl`` line holds ``id``, ``speaker``, ``gender``, ``text``,
 ``audio`` (relative path), ``sample_rate``, ``num_samples``, ``words``
 (``[[word, start_s, end_s], ...]``, empty for a voice without timings), ``condition``,
-``engine`` and ``voice`` (the engine's settings for the utterance).
+``engine`` and ``voice`` (the engine's settings for the utterance), and with
+``clean_copies`` ``clean_audio`` (relative path).
+
+Clean copies are for alignment, as Kaldi's recipes for reverberated or far-field data
+align the clean (or close-talk) recording and train on the degraded one with those
+alignments (AMI's ``--use-ihm-ali``): the copy has the same samples as ``audio``
+before the room and the noise (the faint noise floor and the peak level kept), so
+its frames line up one to one with the noisy utterance's.
 """
 
 from __future__ import annotations
@@ -94,6 +103,9 @@ class SynthCorpusConfig:
         heldout_voices: the same for the held-out split.
         heldout_speakers: speakers of the held-out split (each reads
             ``eval_utts_per_speaker`` of the test sentences).
+        clean_copies: also write every train, dev and test utterance without its noise and
+            reverberation
+            (``clean_audio``), for the GMM stages' alignment (``mfcc.audio: clean``).
     """
 
     seed: int = 0
@@ -121,6 +133,7 @@ class SynthCorpusConfig:
         default_factory=lambda: {"espeak": 0.5, "piper": 0.25, "hibari": 0.25}
     )
     heldout_speakers: int = 8
+    clean_copies: bool = False
 
     def __post_init__(self) -> None:
         for name in ("train_speakers", "dev_speakers", "test_speakers", "heldout_speakers"):
@@ -307,6 +320,19 @@ def render_utterance(
     The word timings are empty for a voice that gives none. The result depends only on
     ``job`` and ``config``: bit-identical across calls and processes.
     """
+    x, _, words, voice = render_with_clean_copy(job, config)
+    return x, words, voice
+
+
+def render_with_clean_copy(
+    job: UtteranceJob, config: SynthCorpusConfig
+) -> tuple[np.ndarray, np.ndarray, list[list[Any]], dict[str, Any]]:
+    """:func:`render_utterance`'s audio, and the same utterance without room and noise.
+
+    The clean copy has the same length and the same faint noise floor and peak level;
+    drawing it takes nothing from the utterance's random streams, so the noisy audio
+    is the same with and without it.
+    """
     rng = random.Random(job.seed)
     nrng = np.random.default_rng(job.seed)
     sr = config.sample_rate
@@ -327,6 +353,7 @@ def render_utterance(
     x = np.concatenate(
         [np.zeros(lead, np.float32), x, np.zeros(int(cond["trail_silence"] * sr), np.float32)]
     )
+    dry = x
     if "rt60" in cond:
         x = augment.reverberate(x, augment.synth_rir(sr, cond["rt60"], nrng))
     elif "rir" in cond:
@@ -335,12 +362,15 @@ def render_utterance(
     if "noise" in cond:
         noise = augment.make_noise(len(x), cond["noise"], nrng, sr)
         x = augment.add_noise(x, noise, cond["snr_db"])
-    x = augment.normalize_peak(x, peak=rng.uniform(0.3, 0.9))
+    peak = rng.uniform(0.3, 0.9)
+    x = augment.normalize_peak(x, peak=peak)
+    floor = augment.make_noise(len(dry), "white", np.random.default_rng([job.seed, 1]), sr)
+    clean = augment.normalize_peak(augment.add_noise(dry, floor, config.noise_floor_db), peak)
     words = [
         [w.upper(), round((lead + s) / sr, 4), round((lead + e) / sr, 4)]
         for w, s, e in zip(spoken, starts, ends, strict=True)
     ]
-    return x.astype(np.float32), words, voice
+    return x.astype(np.float32), clean.astype(np.float32), words, voice
 
 
 def _neural_speech(
@@ -363,11 +393,15 @@ def _neural_speech(
 
 
 def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) -> dict[str, Any]:
-    x, words, voice = render_utterance(job, config)
+    x, clean, words, voice = render_with_clean_copy(job, config)
     rel = Path(job.split) / "audio" / job.speaker.speaker_id / f"{job.utt_id}.flac"
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, x, config.sample_rate, subtype="PCM_16", format="FLAC")
+    extra = {}
+    if config.clean_copies and job.split != HELDOUT:  # the held-out set is only decoded
+        extra["clean_audio"] = str(
+            Path(job.split) / "clean" / job.speaker.speaker_id / f"{job.utt_id}.flac"
+        )
+        _write_flac(root / extra["clean_audio"], clean, config.sample_rate)
+    _write_flac(root / rel, x, config.sample_rate)
     return {
         "id": job.utt_id,
         "speaker": job.speaker.speaker_id,
@@ -380,7 +414,13 @@ def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) ->
         "words": words,
         "condition": job.condition,
         "voice": voice,
+        **extra,
     }
+
+
+def _write_flac(path: Path, x: np.ndarray, sample_rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x, sample_rate, subtype="PCM_16", format="FLAC")
 
 
 def synthesize_corpus(

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import soundfile as sf
 from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.supervision import AlignmentItem
 
@@ -63,6 +64,8 @@ def _manifests(rows: list[dict[str, Any]], corpus_dir: Path) -> tuple[RecordingS
         ]
         custom = {"condition": row["condition"], "voice": row["voice"]}
         custom["engine"] = row.get("engine", "espeak")
+        if "clean_audio" in row:
+            custom["clean_audio"] = str(_clean_copy(row, corpus_dir))
         supervisions.append(
             SupervisionSegment(
                 id=row["id"],
@@ -79,6 +82,23 @@ def _manifests(rows: list[dict[str, Any]], corpus_dir: Path) -> tuple[RecordingS
             )
         )
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
+
+
+def _clean_copy(row: dict[str, Any], corpus_dir: Path) -> Path:
+    """The utterance's clean copy, checked: readable, at its rate, as long as its audio."""
+    path = (corpus_dir / row["clean_audio"]).resolve()
+    try:
+        info = sf.info(str(path))
+    except (OSError, RuntimeError) as e:  # soundfile raises LibsndfileError (a RuntimeError)
+        raise BadInputError(
+            f"{STAGE}: utterance {row['id']}: clean copy {path} cannot be read ({e})"
+        ) from None
+    if info.samplerate != row["sample_rate"] or info.frames != row["num_samples"]:
+        raise BadInputError(
+            f"{STAGE}: utterance {row['id']}: clean copy {path} has {info.frames} samples at "
+            f"{info.samplerate} Hz, its audio {row['num_samples']} at {row['sample_rate']} Hz"
+        )
+    return path
 
 
 def _engine_splits(split: str, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

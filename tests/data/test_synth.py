@@ -232,3 +232,82 @@ def test_per_engine_splits_get_features_and_divide_the_decoded_sets(mixed_manife
         whole = {c.id for c in CutSet.from_file(paths[split])}
         parts = [subsets[f"{split}_{e}"] for e in engines]
         assert set().union(*parts) == whole and sum(map(len, parts)) == len(whole)
+
+
+def test_clean_copy_is_the_utterance_before_its_room_and_noise():
+    """The clean copy takes nothing from the utterance's random streams: the noisy audio
+    is bit-identical with and without it, and the copy lines up sample for sample."""
+    from asr_kd.data.synth import render_utterance, render_with_clean_copy
+
+    config = replace(TINY, noise_prob=1.0, reverb_prob=1.0, snr_db=(5.0, 5.0))
+    job = plan_corpus(config)[0][0]
+    assert "noise" in job.condition and ("rt60" in job.condition or "rir" in job.condition)
+    noisy, words, _ = render_utterance(job, config)
+    again, clean, words_again, _ = render_with_clean_copy(job, config)
+    assert np.array_equal(noisy, again) and words == words_again
+    assert clean.shape == noisy.shape and clean.dtype == np.float32
+    assert np.isclose(np.abs(clean).max(), np.abs(noisy).max(), rtol=1e-4)  # same peak level
+    # before the speech (the leading silence) only the faint floor, 45 dB under the speech,
+    # against 5 dB for the noise
+    lead = int(job.condition["lead_silence"] * config.sample_rate) - 160
+    assert np.sqrt(np.mean(clean[:lead] ** 2)) < 0.03 * np.sqrt(np.mean(noisy[:lead] ** 2))
+
+
+@pytest.fixture(scope="module")
+def clean_copy_corpus(tmp_path_factory):
+    from asr_kd.data.synth import synthesize_corpus
+    from asr_kd.data.synth_prepare import prepare_synth
+
+    root = tmp_path_factory.mktemp("clean_copies")
+    config = replace(TINY, clean_copies=True)
+    corpus = synthesize_corpus(root / "corpus", config)
+    return corpus, prepare_synth(corpus, root / "manifests")
+
+
+def test_mfcc_from_clean_copies_align_frame_for_frame(clean_copy_corpus, tmp_path):
+    from asr_kd.data.features import FeatureConfig, compute_features
+
+    corpus, manifests = clean_copy_corpus
+    rows = [json.loads(x) for x in (corpus / "train" / "utterances.jsonl").open()]
+    assert all((corpus / r["clean_audio"]).is_file() for r in rows)
+    recorded = compute_features(manifests["train"].parent, tmp_path / "a", FeatureConfig("mfcc"))
+    clean = compute_features(
+        manifests["train"].parent, tmp_path / "b", FeatureConfig("mfcc", audio="clean")
+    )
+    for split in ("train", "dev", "test"):
+        a = {c.id: c for c in CutSet.from_file(recorded[split])}
+        b = {c.id: c for c in CutSet.from_file(clean[split])}
+        assert a.keys() == b.keys()
+        for cut_id, cut in b.items():
+            speaker = cut.supervisions[0].speaker
+            assert cut.recording.sources[0].source.endswith(f"/clean/{speaker}/{cut_id}.flac")
+            assert cut.num_frames == a[cut_id].num_frames
+    noisy = next(r["id"] for r in rows if "noise" in r["condition"])
+    a = CutSet.from_file(recorded["train"]).to_eager()[noisy].load_features()
+    b = CutSet.from_file(clean["train"]).to_eager()[noisy].load_features()
+    assert np.abs(a - b).mean() > 0.5  # the noise is gone from the clean copy's cepstra
+
+
+def test_clean_audio_without_clean_copies_is_refused(tiny_manifests, tmp_path):
+    from asr_kd.data.features import FeatureConfig, compute_features
+    from asr_kd.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"no clean copy .*corpus.clean_copies: true"):
+        compute_features(tiny_manifests, tmp_path / "mfcc", FeatureConfig("mfcc", audio="clean"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_prepare_refuses_a_truncated_clean_copy(clean_copy_corpus, tmp_path):
+    import shutil
+
+    from asr_kd.data.synth_prepare import prepare_synth
+    from asr_kd.errors import BadInputError
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(clean_copy_corpus[0], corpus)
+    row = json.loads((corpus / "dev" / "utterances.jsonl").open().readline())
+    audio, rate = sf.read(corpus / row["clean_audio"], dtype="float32")
+    sf.write(corpus / row["clean_audio"], audio[: len(audio) // 2], rate, format="FLAC")
+    with pytest.raises(BadInputError, match=rf"utterance {row['id']}: clean copy .* samples"):
+        prepare_synth(corpus, tmp_path / "manifests")
+    assert not (tmp_path / "manifests").exists()
