@@ -7,6 +7,9 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
 - ``teacher`` / ``ensemble.num_teachers``: the baseline and N teachers, trained
   identically, differing in seed (the ensemble's gain is measured against the mean of
   these single models, with their spread);
+- ``baseline_in_ensemble``: the baseline is one of the ensemble's members (with N
+  teachers, an ensemble of N + 1 models for N + 1 trainings; the demo's choice, one
+  training fewer). Off, the ensemble is the N teachers and the baseline stands apart;
 - ``student_seeds``: students trained from the same soft targets with these seeds
   (``exp/student``, ``exp/student_s1``, ...): the share of the gain kept gets an
   interval over seeds;
@@ -72,6 +75,7 @@ class ProtocolConfig:
         soft_fraction_alpha: ``distill.alpha`` of the soft-target fraction models
             (``None``: the student's ``distill.alpha``).
         decode_fractions: fractions whose (first-seed) models are decoded.
+        baseline_in_ensemble: the baseline is a member of the ensemble.
         decoded_teachers: the first N teachers are decoded (None: all of them).
         extra_set_systems: exp/ names of the systems that decode the extra test sets.
         specialists: run the specialist stages.
@@ -87,6 +91,7 @@ class ProtocolConfig:
     seeded_fractions: tuple[float, ...] | None = None
     soft_fraction_alpha: float | None = None
     decode_fractions: tuple[float, ...] = (0.03,)
+    baseline_in_ensemble: bool = False
     decoded_teachers: int | None = None
     extra_set_systems: tuple[str, ...] = ("baseline", "ensemble", "student")
     specialists: bool = False

@@ -28,6 +28,7 @@ def test_values_for_the_shell():
     assert p.value("decoded_teachers") == ""  # the recipe then decodes every teacher
     assert ProtocolConfig(decoded_teachers=1).value("decoded_teachers") == "1"
     assert p.value("extra_set_systems") == "baseline ensemble student"
+    assert p.value("baseline_in_ensemble") == "no"
     with pytest.raises(KeyError, match="known: student_seeds"):
         p.value("students")
 

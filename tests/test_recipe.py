@@ -150,7 +150,10 @@ def test_tiny_recipe_report_has_every_system_with_sane_numbers(tiny_run):
             # reach 15-35%.
             assert 5.0 < entry[split]["frame_acc"] < 80.0, (name, split, entry)
             assert 0.0 <= entry[split]["wer"] <= 150.0, (name, split, entry)
-    assert systems["ensemble"]["params"] == 2 * systems["teacher1"]["params"]
+    # tiny inherits small's protocol.baseline_in_ensemble: the baseline and two teachers
+    assert systems["ensemble"]["params"] == 3 * systems["teacher1"]["params"]
+    members = json.loads((work / "exp" / "eval" / "ensemble" / "eval.json").read_text())
+    assert list(members["teachers"]) == ["baseline", "teacher1", "teacher2"]
     assert {"frame_acc", "wer", "frame_acc_interval", "reference"} <= set(results["gain_kept"])
     # The protocol's fields: the ensemble against the singles' mean, data fractions (10%
     # and the full set), bootstrap WER intervals around each system's WER.

@@ -185,8 +185,12 @@ if [[ $stage -le 13 && $stop_stage -ge 13 ]]; then
     "$data/senones" "$data/fbank" "$exp"
 fi
 
-teachers=()
-for d in "$exp"/teacher[0-9]*; do [[ -f $d/model.pt ]] && teachers+=("$d"); done
+# the ensemble's members: exp/teacher<N>, and first the baseline when the protocol says
+# so (protocol.baseline_in_ensemble)
+trained=()
+for d in "$exp"/teacher[0-9]*; do [[ -f $d/model.pt ]] && trained+=("$d"); done
+teachers=("${trained[@]}")
+[[ $(protocol baseline_in_ensemble) == yes ]] && teachers=("$exp/baseline" "${trained[@]}")
 teacher_args=()
 for t in "${teachers[@]}"; do teacher_args+=(--teacher "$t"); done
 ensemble_spec="ensemble:$(IFS=,; echo "${teachers[*]}")"
@@ -239,7 +243,7 @@ fi
 current=18
 if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
   log "Stage 18: decode dev (LM weight tuned) and test (dev's LM weight) for every system"
-  decoded=("${teachers[@]##*/}")
+  decoded=("${trained[@]##*/}")
   n_decoded=$(protocol decoded_teachers)  # empty: all
   [[ -z $n_decoded ]] || decoded=("${decoded[@]:0:n_decoded}")
   systems=(baseline "${decoded[@]}" ensemble)
