@@ -413,25 +413,57 @@ def boundary_errors(
 def word_boundary_accuracy(
     cuts: Sequence[Cut], lang: Lang, topo_text: str, config: AlignConfig
 ) -> dict | None:
-    """Share of word boundaries within each tolerance of the reference word timings."""
+    """Share of word boundaries within each tolerance of the reference word timings.
+
+    With cuts from several voice engines (the supervisions' ``engine``), ``by_engine``
+    gives the same figures per engine: their reference timings are not equally exact
+    (espeak's come from its own word events, piper's from its duration predictor).
+    """
     topo = khg.HmmTopology()
     topo.read(topo_text)
     # the last emitting state of each phone's HMM (2 for 3-state phones, 4 for SIL)
     last_state = {p: n - 1 for p, n in enumerate(topo.get_phone_to_num_pdf_classes()) if n > 0}
-    errors, with_ref, unmatched = [], 0, 0
+    errors: dict[str, list[np.ndarray]] = {}
+    with_ref: dict[str, int] = {}
+    unmatched: dict[str, int] = {}
     for cut in cuts:
         labels = cut.load_custom(ALI_KEY)
         err = boundary_errors(cut, labels, lang, last_state, config.oov == "map")
         sup = cut.supervisions[0] if cut.supervisions else None
-        if sup is not None and (sup.alignment or {}).get("word"):
-            with_ref += 1
-            unmatched += err is None
+        if sup is None or not (sup.alignment or {}).get("word"):
+            continue
+        engine = str((sup.custom or {}).get("engine", ""))
+        with_ref[engine] = with_ref.get(engine, 0) + 1
+        unmatched[engine] = unmatched.get(engine, 0) + (err is None)
         if err is not None:
-            errors.append(err)
+            errors.setdefault(engine, []).append(err)
     if not errors:
         return None
+    out = _boundary_shares(
+        [e for errs in errors.values() for e in errs],
+        sum(with_ref.values()) - sum(unmatched.values()), sum(unmatched.values()), config,
+    )  # fmt: skip
+    if len(with_ref) > 1:
+        out["by_engine"] = {
+            engine: _boundary_shares(
+                errors.get(engine, []),
+                with_ref[engine] - unmatched[engine],
+                unmatched[engine],
+                config,
+            )  # fmt: skip
+            for engine in sorted(with_ref)
+        }
+    return out
+
+
+def _boundary_shares(
+    errors: list[np.ndarray], matched: int, unmatched: int, config: AlignConfig
+) -> dict:
+    out: dict = {"utterances": matched, "unmatched_utterances": unmatched}
+    if not errors:
+        out["words"] = 0
+        return out
     err = np.abs(np.concatenate(errors))
-    out = {"utterances": with_ref - unmatched, "unmatched_utterances": unmatched}
     out["words"] = len(err)
     for col, name in enumerate(("start", "end", "end_to_next_word")):
         for tol in config.tolerances:

@@ -77,6 +77,32 @@ def test_summary_and_word_boundaries(ali_dir):
     assert "dev" in summary and "word_boundaries" in summary["dev"]
 
 
+def test_word_boundaries_per_engine_add_up_to_the_whole(ali_dir, data):
+    """Cuts of two engines: ``by_engine`` splits the words, and the whole is their mix."""
+    from lhotse.utils import fastcopy
+
+    from asr_kd.align.align import word_boundary_accuracy
+
+    cuts = list(CutSet.from_file(next(ali_dir.glob("*_cuts_train.jsonl.gz"))))
+    relabelled = []
+    for i, cut in enumerate(cuts):
+        sup = cut.supervisions[0]
+        custom = {**(sup.custom or {}), "engine": "piper" if i % 2 else "espeak"}
+        relabelled.append(fastcopy(cut, supervisions=[fastcopy(sup, custom=custom)]))
+    lang = Lang.load(data / "lang")
+    topo = lang.topo_text
+    whole = word_boundary_accuracy(cuts, lang, topo, LENIENT)
+    split = word_boundary_accuracy(relabelled, lang, topo, LENIENT)
+    assert "by_engine" not in whole  # one engine: no breakdown
+    parts = split.pop("by_engine")
+    assert split == whole
+    assert set(parts) == {"espeak", "piper"}
+    assert sum(p["words"] for p in parts.values()) == whole["words"]
+    assert sum(p["utterances"] for p in parts.values()) == whole["utterances"]
+    mixed = sum(p["start_within_50ms"] * p["words"] for p in parts.values()) / whole["words"]
+    assert mixed == pytest.approx(whole["start_within_50ms"], abs=1e-3)
+
+
 def _edited_features(data, tmp_path, edit) -> object:
     """A copy of the feature directory whose dev manifest went through ``edit(cuts)``."""
     copy = tmp_path / "mfcc"
