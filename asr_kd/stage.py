@@ -200,6 +200,7 @@ def require_done(path: Path | str, stage: str) -> Path:
     if not is_done(path):
         what = "is incomplete (no completion marker)" if path.exists() else "does not exist"
         raise MissingInputError(f"{path} {what}: run the '{stage}' stage first")
+    read_marker(path)  # an unreadable marker is an unfinished output, not a finished one
     _record_input(path, stage)
     return path
 
@@ -365,6 +366,12 @@ def finished(out_dir: Path | str, stage: str, config: dict[str, Any], force: boo
     if force or not is_done(out_dir):
         return False
     marker = read_marker(out_dir)
+    writer = marker.get("stage", "?")
+    if writer != stage:
+        raise AsrKdError(
+            f"{stage}: {out_dir} is the output of '{writer}', not of '{stage}'; choose "
+            "another output directory (or --force to replace it)"
+        )
     if marker.get("config") != json.loads(json.dumps(config, default=str)):
         raise AsrKdError(
             f"{out_dir} was written by '{stage}' with another configuration; "
@@ -486,6 +493,24 @@ def clean_stale(out_dir: Path | str) -> list[Path]:
     return removed
 
 
+def _check_replaceable(out_dir: Path, stage: str, force: bool) -> None:
+    """Refuse to replace a non-empty directory that no stage finished, unless forced.
+
+    A stage's output appears only when the stage finishes (the temporary sibling is
+    renamed), so such a directory is someone's own files, or the output of an
+    interrupted older version: either way not ours to delete without being told.
+    """
+    if force or is_done(out_dir) or not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    listed = sorted(p.name for p in out_dir.iterdir())
+    shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
+    raise BadInputError(
+        f"{stage}: {out_dir} exists and holds files ({shown}) but is no finished stage "
+        "output; move it away, choose another output directory, or pass --force to "
+        "replace it"
+    )
+
+
 @contextlib.contextmanager
 def stage_output(
     out_dir: Path | str, stage: str, config: dict[str, Any], force: bool = False
@@ -517,6 +542,7 @@ def stage_output(
         if finished(out_dir, stage, config, force):
             yield None
             return
+        _check_replaceable(out_dir, stage, force)
         tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
         if tmp.exists():
             shutil.rmtree(tmp)

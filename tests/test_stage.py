@@ -174,6 +174,36 @@ def test_corrupt_marker_is_named(tmp_path):
         _make(tmp_path / "out")
 
 
+def test_a_corrupt_input_marker_is_named_by_the_reading_stage(tmp_path):
+    _make(tmp_path / "corpus", stage="synth-corpus")
+    (tmp_path / "corpus" / ".done.json").write_text("{trunc")
+    with pytest.raises(BadInputError, match=r"corpus/.done.json is not a valid completion"):
+        _make(tmp_path / "out", inputs=[(tmp_path / "corpus", "synth-corpus")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_directory_of_other_files_is_not_replaced_without_force(tmp_path):
+    """An existing directory that no stage finished holds somebody's files: kept."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("mine")
+    with pytest.raises(BadInputError, match=r"out exists and holds files \(precious.txt\)"):
+        _make(out)
+    assert (out / "precious.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert _make(out, force=True) and not (out / "precious.txt").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _make(empty) and is_done(empty)  # an empty directory is simply filled
+
+
+def test_an_output_of_another_stage_names_its_writer(tmp_path):
+    _make(tmp_path / "fbank", stage="compute-features")
+    with pytest.raises(AsrKdError, match="output of 'compute-features', not of 'prepare synth'"):
+        _make(tmp_path / "fbank", stage="prepare synth")
+    assert read_marker(tmp_path / "fbank")["stage"] == "compute-features"
+
+
 def test_json_stage_computes_once_and_refuses_after_an_input_is_redone(tmp_path):
     from asr_kd.stage import json_stage
 

@@ -402,10 +402,17 @@ def load_graph(
         label_to_senone = np.asarray(labels["label_to_senone"], dtype=np.int64)
         size = int(labels["num_senones"])
         tid, words_sha = str(labels["tree_id"]), str(info["words_sha256"])
+        num_labels = {int(labels["num_labels"]), int(info.get("num_labels", labels["num_labels"]))}
     except (ValueError, KeyError, TypeError) as e:
         raise BadInputError(
             f"{graph_dir}: bad labels.json or info.json ({e}); rerun '{STAGE}'"
         ) from None
+    if num_labels != {len(label_to_senone)}:
+        raise BadInputError(
+            f"{graph_dir}/labels.json maps {len(label_to_senone)} labels, but the graph has "
+            f"{' / '.join(map(str, sorted(num_labels)))} (labels.json num_labels, info.json); "
+            f"rerun '{STAGE}'"
+        )
     if len(label_to_senone) and not 0 <= label_to_senone.min() <= label_to_senone.max() < size:
         raise BadInputError(f"{graph_dir}/labels.json maps labels outside 0..{size - 1}")
     if file_digest(graph_dir / "words.txt") != words_sha:

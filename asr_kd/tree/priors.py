@@ -90,9 +90,17 @@ def read_priors(path: Path | str) -> np.ndarray:
         counts = np.asarray(doc["counts"], dtype=np.float64)
         if counts.ndim != 1 or len(counts) != doc["num_senones"]:
             raise ValueError(f"{len(counts)} counts for num_senones={doc['num_senones']}")
+        bad = np.flatnonzero(~np.isfinite(counts) | (counts < 0))
+        if len(bad):
+            raise ValueError(
+                f"{len(bad)} counts are negative or not finite (senone {bad[0]}: {counts[bad[0]]})"
+            )
+        if not counts.sum() > 0:
+            raise ValueError("the counts sum to 0")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BadInputError(
-            f"{path} is not a priors file ({e}); the 'tree' stage writes it"
+            f"{path} is not a priors file ({e}); 'senone-targets' (alignment counts) or "
+            "'adjust-priors' (a model's posteriors) writes it"
         ) from None
     return counts
 

@@ -34,7 +34,7 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.cut import Cut
 
-from asr_kd.checked import read_json
+from asr_kd.checked import read_json, read_text
 from asr_kd.config import to_dict
 from asr_kd.data.features import FeatureStats, load_stats
 from asr_kd.data.gmm_features import FeatureTransform, gmm_features, load_transform
@@ -165,14 +165,36 @@ def _spread(occupancy: np.ndarray) -> dict[str, float]:
     return dict(zip(("min", "p5", "median", "p95", "max"), map(float, q), strict=True))
 
 
+def _failed_ids(ali_dir: Path, split: str) -> dict[str, str]:
+    """The align stage's ``failed_<split>.txt``: utterance id -> reason."""
+    path = ali_dir / f"failed_{split}.txt"
+    if not path.is_file() or path.stat().st_size == 0:  # empty: every utterance aligned
+        return {}
+    lines = read_text(path, "align").splitlines()
+    return {u: why.strip() for u, _, why in (line.partition(" ") for line in lines) if u}
+
+
 def _targets_for_split(
-    fbank: CutSet, aligned: dict[str, Cut], tree: ContextTree, writer: NumpyHdf5Writer
-) -> tuple[list[Cut], list[np.ndarray]]:
-    out, targets = [], []
+    fbank: CutSet,
+    aligned: dict[str, Cut],
+    failed: dict[str, str],
+    tree: ContextTree,
+    writer: NumpyHdf5Writer,
+    where: str,
+) -> tuple[list[Cut], list[np.ndarray], dict[str, str]]:
+    out, targets, left_out = [], [], {}
     for cut in fbank:
         ali_cut = aligned.get(cut.id)
         if ali_cut is None:
-            continue  # listed in the align stage's failed_<split>.txt
+            if cut.id not in failed:
+                raise BadInputError(
+                    f"{TARGETS_STAGE}: cut {cut.id} of the features has no alignment in "
+                    f"{where} and is not among its failed utterances: the features and the "
+                    "alignment come from different cut sets; rerun 'align' on these features' "
+                    "cuts"
+                )
+            left_out[cut.id] = failed[cut.id]
+            continue
         senones = tree.senones_for_alignment(load_alignment(ali_cut))
         if len(senones) != cut.num_frames:
             raise BadInputError(
@@ -184,7 +206,7 @@ def _targets_for_split(
         array = writer.store_array(cut.id, senones, frame_shift=shift, temporal_dim=0)
         out.append(cut.with_custom(SENONE_KEY, array))
         targets.append(senones)
-    return out, targets
+    return out, targets, left_out
 
 
 def senone_targets_stage(
@@ -217,12 +239,20 @@ def senone_targets_stage(
         for split, (_, path) in find_cut_manifests(fbank_dir, "compute-features").items():
             if split not in alignments:
                 logger.warning("%s: no alignments for split %s; skipped", TARGETS_STAGE, split)
+                info.setdefault("splits_without_alignment", []).append(split)
                 continue
             aligned = {c.id: c for c in load_cuts(alignments[split][1], "align")}
             fbank = load_cuts(path, "compute-features")
+            failed = _failed_ids(ali_dir, split)
+            where = f"{ali_dir} ({split})"
             with NumpyHdf5Writer(tmp / f"{SENONE_KEY}_{split}.h5") as writer:
-                cuts, targets = _targets_for_split(fbank, aligned, tree, writer)
+                cuts, targets, left_out = _targets_for_split(
+                    fbank, aligned, failed, tree, writer, where
+                )
             relocate_storage(CutSet.from_cuts(cuts), tmp, out_dir).to_file(tmp / path.name)
+            if left_out:  # each with the align stage's reason
+                lines = "".join(f"{u} {why}\n" for u, why in sorted(left_out.items()))
+                (tmp / f"left_out_{split}.txt").write_text(lines)
             info[split] = {"cuts": len(cuts), "left_out": len(fbank) - len(cuts),
                            "frames": int(sum(len(t) for t in targets))}  # fmt: skip
             if split == prior_split:

@@ -180,3 +180,28 @@ def test_model_whose_posteriors_are_the_reference_recovers_it(data, tri_dir, tmp
     assert same_senone == frames and same_phone == frames
     summary = _boundaries(out)
     assert summary["dev"]["word_boundaries"] == _boundaries(ref_dir)["dev"]["word_boundaries"]
+
+
+def test_senone_targets_leave_out_only_the_listed_failures(data, tri_dir, tmp_path):
+    """A cut without an alignment is left out only when the align stage listed it."""
+    import shutil
+
+    from asr_kd.errors import BadInputError
+
+    ref_dir = align(data / "mfcc", data / "lang", tri_dir, data / "tri1_ali_ref", LENIENT)
+    ali = tmp_path / "ali"
+    shutil.copytree(ref_dir, ali)
+    (ali / ".outputs.json").unlink(missing_ok=True)  # an alignment from before the record
+    manifest = ali / "synth_cuts_train.jsonl.gz"
+    cuts = CutSet.from_file(manifest).to_eager()
+    gone = cuts[0].id
+    cuts.filter(lambda c: c.id != gone).to_file(manifest)
+    with pytest.raises(BadInputError, match=rf"cut {gone} of the features has no alignment"):
+        senone_targets_stage(ali, data / "mfcc", data / "tree", tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    with open(ali / "failed_train.txt", "a") as f:
+        f.write(f"{gone} no path through the graph\n")
+    out = senone_targets_stage(ali, data / "mfcc", data / "tree", tmp_path / "b")
+    assert (out / "left_out_train.txt").read_text() == f"{gone} no path through the graph\n"
+    info = json.loads((out / "info.json").read_text())
+    assert info["train"]["left_out"] == 1 and info["train"]["cuts"] == len(cuts) - 1

@@ -236,6 +236,21 @@ def test_load_graph_names_the_stage_when_missing(tmp_path):
         load_graph(tmp_path / "nothing")
 
 
+def test_labels_json_shorter_than_the_graph_is_refused(tiny, tmp_path):
+    """A labels.json cut short would let the decoder read past its score matrix."""
+    import shutil
+
+    copy = tmp_path / "graph"
+    shutil.copytree(tiny.graph_dir, copy)
+    (copy / ".outputs.json").unlink(missing_ok=True)  # as a graph from before the record
+    labels = json.loads((copy / "labels.json").read_text())
+    labels["label_to_senone"] = labels["label_to_senone"][:-5]
+    (copy / "labels.json").write_text(json.dumps(labels))
+    n = labels["num_labels"]
+    with pytest.raises(BadInputError, match=rf"maps {n - 5} labels, but the graph has {n}"):
+        load_graph(copy)
+
+
 def test_graph_from_another_lang_or_tree_is_refused(tiny):
     other = prepare_lang(["A", "CAT", "ON", "THE", "MAT", "BIRD"], tiny.root / "other_lang")
     tiny.graph.check(lang_dir=tiny.lang.dir, tree_id=tiny.graph.tree_id, num_senones=None)

@@ -343,3 +343,20 @@ def test_a_tree_without_splits_maps_every_state_and_round_trips(tmp_path):
     loaded = ContextTree.load(tmp_path / "tree.json")
     assert loaded.senone(T, AA, B, 2) == tree.senone(0, AA, 0, 2)
     assert loaded.senones_for_alignment(np.zeros((0, 2), np.int32)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "counts, message",
+    [
+        ([3.0, -5.0, 0.0], r"1 counts are negative or not finite \(senone 1: -5.0\)"),
+        ([3.0, float("nan")], "negative or not finite"),
+        ([0.0, 0.0], "the counts sum to 0"),
+    ],
+)
+def test_priors_with_impossible_counts_are_refused(tmp_path, counts, message):
+    from asr_kd.tree.priors import write_priors
+
+    write_priors(tmp_path / "priors.json", np.array(counts))
+    with pytest.raises(BadInputError, match=message) as e:
+        read_priors(tmp_path / "priors.json")
+    assert "priors.json" in str(e.value) and "'senone-targets'" in str(e.value)
