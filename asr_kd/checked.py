@@ -15,6 +15,8 @@ library's traceback (``PytorchStreamReader failed reading zip archive``, h5py's
     open_fst(path, maker="train-lm")              an OpenFst file (G.fst, L.fst, HCLG.fst)
     read_manifest(path, maker="prepare")          a Lhotse cut manifest (eager CutSet; in
                                                   asr_kd.data.manifests, which validates it)
+    load_features(cut)                            a cut's feature matrix (lilcom, HDF5)
+    load_weights(model, state, path, maker)       a checkpoint's weights into their model
 
 The reading stage defaults to the running ``asr-kd`` command, which the CLI records
 with :func:`set_command`; library callers may name it (``reader=``).
@@ -220,6 +222,44 @@ def _check_shape(path: str, maker: str, reader: str | None,
         raise BadInputError(f"{who}: {path} stores cut {cut_id} as {list(shape)} but "
                             f"its manifest says [frames, {', '.join(map(str, tail))}] (an "
                             f"archive of another run?); rerun '{maker}'")  # fmt: skip
+
+
+def load_features(cut: Any, maker: str = "compute-features", reader: str | None = None) -> Any:
+    """``cut.load_features()``, with a damaged archive named (cut, file, the stage that
+    writes it) instead of lilcom's ``decompress_float returned 6`` or h5py's ``OSError``.
+    """
+    try:
+        return cut.load_features()
+    except (ValueError, OSError, KeyError, EOFError, RuntimeError, TypeError) as e:
+        features = getattr(cut, "features", None)
+        where = getattr(features, "storage_path", None) or "its feature archive"
+        owner = _maker_of(Path(where), maker) if features is not None else maker
+        raise BadInputError(
+            f"{reader_name(reader)}: cut {cut.id}: the features in {where} cannot be read "
+            f"({_reason(e)}): the archive is damaged; rerun '{owner}' (with --force)"
+        ) from None
+
+
+def load_weights(
+    model: Any,
+    state: Any,
+    path: Path | str,
+    maker: str,
+    reader: str | None = None,
+    what: str = "the model it describes",
+) -> None:
+    """``model.load_state_dict(state)``; weights of another shape or names (an edited or
+    damaged file, a checkpoint of another model) are one line naming the file."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as e:
+        lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+        more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+        raise BadInputError(
+            f"{reader_name(reader)}: the weights in {path} do not fit {what}: {detail}{more}; "
+            f"rerun '{maker}' (with --force), or give the checkpoint of that model"
+        ) from None
 
 
 def note_audio(recordings: Iterable[Any], default: str = "prepare") -> None:

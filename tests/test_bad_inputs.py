@@ -354,5 +354,67 @@ def test_truncated_senone_targets_are_named_before_training(tmp_path):
     assert "rerun 'senone-targets'" in str(e.value)
 
 
+def test_damaged_feature_archive_names_the_cut_and_the_file(tmp_path):
+    """lilcom's "decompress_float returned 7" becomes the cut, the archive and its maker."""
+    import numpy as np
+    from lhotse import LilcomChunkyWriter, MonoCut
+    from lhotse.features import Features
+
+    from asr_kd.checked import load_features
+
+    x = np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32)
+    with LilcomChunkyWriter(tmp_path / "feats") as writer:
+        key = writer.write("utt1", x)
+    archive = tmp_path / "feats.lca"
+    features = Features(type="fbank", num_frames=300, num_features=80, frame_shift=0.01,
+                        sampling_rate=16000, start=0, duration=3.0,
+                        storage_type="lilcom_chunky", storage_path=str(archive),
+                        storage_key=key)  # fmt: skip
+    cut = MonoCut("utt1", 0, 3.0, 0, features=features)
+    assert np.abs(load_features(cut) - x).max() < 0.05
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 200] = bytes(200)  # zeros in the middle
+    archive.write_bytes(bytes(data))
+    with pytest.raises(BadInputError) as e:
+        load_features(cut, reader="train")
+    message = str(e.value)
+    assert message.startswith(f"train: cut utt1: the features in {archive} cannot be read")
+    assert "rerun 'compute-features'" in message and "\n" not in message
+
+
+def test_an_error_from_a_dataloader_worker_is_its_own_message():
+    from asr_kd.cli.main import _original_lines
+
+    text = (
+        "Caught BadInputError in DataLoader worker process 0.\nOriginal Traceback (most "
+        'recent call last):\n  File "x.py", line 3, in f\n    raise BadInputError(m)\n'
+        "asr_kd.errors.BadInputError: train: cut utt1: the features cannot be read\n"
+    )
+    assert _original_lines(text) == ["train: cut utt1: the features cannot be read"]
+    assert _original_lines("two\nlines") == ["two", "lines"]
+
+
+def test_a_model_file_that_is_no_asr_kd_model_or_does_not_fit_is_named(tmp_path, tmp_path_factory):
+    from teacher_toy import toy_teachers
+
+    from asr_kd.train.checkpoint import load_model
+
+    source = toy_teachers(tmp_path_factory)[0] / "model.pt"
+    doc = torch.load(source, weights_only=True)
+    plain = tmp_path / "plain.pt"
+    torch.save(doc["state_dict"], plain)  # a bare state_dict, as a user's training saves
+    with pytest.raises(BadInputError, match=r"plain.pt is a torch file but no asr-kd model"):
+        load_model(plain)
+    name = next(k for k in doc["state_dict"] if k.endswith("weight"))
+    doc["state_dict"][name] = doc["state_dict"][name][:-1]  # one row short
+    edited = tmp_path / "edited.pt"
+    torch.save(doc, edited)
+    with pytest.raises(BadInputError) as e:
+        load_model(edited)
+    message = str(e.value)
+    assert f"the weights in {edited} do not fit the model it describes" in message
+    assert "size mismatch" in message and "\n" not in message and "rerun 'train'" in message
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

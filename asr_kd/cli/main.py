@@ -64,7 +64,7 @@ class _Cli(click.Group):
             name = ctx.invoked_subcommand or "asr-kd"
             if _debug(ctx):
                 traceback.print_exc()
-            lines = str(e).strip().splitlines() or [""]
+            lines = _original_lines(str(e))
             if isinstance(e, AsrKdError):
                 message = "\n".join(lines)
             else:
@@ -77,6 +77,18 @@ class _Cli(click.Group):
             sys.exit(1)
         finally:
             set_command_line(None)  # a later library call in this process is no command
+
+
+def _original_lines(text: str) -> list[str]:
+    """An error's message lines; for one re-raised by a DataLoader worker ("Caught
+    ValueError in DataLoader worker process 0. Original Traceback ..."), the original
+    error's own message, not the worker's traceback."""
+    lines = text.strip().splitlines() or [""]
+    if lines[0].startswith("Caught ") and any(x.startswith("Original Traceback") for x in lines):
+        last = next((x for x in reversed(lines) if x.strip()), "")
+        _, _, original = last.partition(": ")
+        return [original or last]
+    return lines
 
 
 def _log_to_files(message: str, e: BaseException) -> None:

@@ -43,7 +43,7 @@ from lhotse import (
 from lhotse.features.base import FeatureExtractor
 from lhotse.utils import fastcopy
 
-from asr_kd.checked import read_json
+from asr_kd.checked import load_features, read_json
 from asr_kd.config import to_dict
 from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.data.validate import MAX_LISTED, validate_corpus
@@ -161,7 +161,7 @@ def feature_stats(cuts: CutSet) -> tuple[FeatureStats, dict[str, FeatureStats]]:
     """Global and per-speaker statistics of the cuts' features."""
     total, per_spk = _Accumulator(), {}
     for cut in cuts:
-        feats = cut.load_features()
+        feats = load_features(cut)
         total.add(feats)
         speaker = cut.supervisions[0].speaker if cut.supervisions else None
         per_spk.setdefault(speaker or cut.recording_id, _Accumulator()).add(feats)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from lhotse.cut import Cut
 
+from asr_kd.checked import load_features
 from asr_kd.data.features import FeatureStats
 from asr_kd.errors import BadInputError
 from asr_kd.stage import require_done, require_file
@@ -100,7 +101,7 @@ def normalised_mfcc(
     Returns:
         ``[T, num_ceps]`` float64.
     """
-    feats = cut.load_features()
+    feats = load_features(cut)
     if speaker_stats is None:
         f = feats.astype(np.float64)
         stats = FeatureStats(len(f), f.mean(axis=0), np.maximum(f.var(axis=0), 1e-10))

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from lhotse.dataset import SimpleCutSampler
 
+from asr_kd.checked import load_features
 from asr_kd.stage import atomic_write_text, require_done
 from asr_kd.teachers import SPECIALISTS_FILE
 from asr_kd.train.dataset import PAD_TARGET, TARGETS_STAGE, load_split, read_targets_info
@@ -50,7 +51,7 @@ def _split_counts(teacher, cuts, in_cluster: torch.Tensor, num_senones: int,
     sums = np.zeros(5)
     for batch in SimpleCutSampler(cuts.sort_by_duration(), max_duration=max_duration):
         cuts_b = list(batch)
-        feats = [c.load_features() for c in cuts_b]
+        feats = [load_features(c) for c in cuts_b]
         if hasattr(teacher, "posteriors_batch"):
             probs, _, active, lengths = teacher.posteriors_batch(cuts_b, feats)
             pred = probs.argmax(-1)

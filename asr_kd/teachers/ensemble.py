@@ -29,6 +29,7 @@ import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
 
+from asr_kd.checked import load_features
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.teachers.base import Teacher, TeacherBase, check_finite, check_teacher
 from asr_kd.teachers.combine import METHODS, combine_log_probs, normalise_weights
@@ -205,7 +206,7 @@ def member_log_probs(
             log-probabilities (naming the cut and the member).
     """
     if feats is None and any(m.needs_features for m in members):
-        feats = [cut.load_features() for cut in cuts]
+        feats = [load_features(cut) for cut in cuts]
     outs = [m.log_probs_batch(cuts, temperature, feats) for m in members]
     device = outs[0][0].device
     lengths = outs[0][1]

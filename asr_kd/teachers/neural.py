@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from lhotse.cut import Cut
 
+from asr_kd.checked import load_features, load_weights
 from asr_kd.errors import BadInputError, ConfigError, MissingInputError
 from asr_kd.stage import file_digest
 from asr_kd.teachers.base import TeacherBase, check_finite, check_temperature
@@ -83,7 +84,7 @@ class NeuralTeacher(TeacherBase):
         self.needs_features = True
 
     def _features(self, cut: Cut, raw: np.ndarray | None) -> np.ndarray:
-        feats = cut.load_features() if raw is None else raw
+        feats = load_features(cut) if raw is None else raw
         shift = cut.features.frame_shift if cut.features is not None else None
         if shift is not None and abs(shift - self.frame_shift) > 1e-6:
             raise BadInputError(
@@ -255,10 +256,7 @@ def _load_weights(model: torch.nn.Module, ckpt: Path, key: str | None, label: st
         if not isinstance(state, Mapping) or key not in state:
             raise BadInputError(f"teacher {label}: {ckpt} has no entry {key!r}")
         state = state[key]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as e:
-        raise BadInputError(f"teacher {label}: {ckpt} does not fit {target}: {e}") from None
+    load_weights(model, state, ckpt, "your training", reader=f"teacher {label}", what=target)
 
 
 def _normalizer(stats: Any, base_dir: Path, label: str) -> FeatureNormalizer | None:

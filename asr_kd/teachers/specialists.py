@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lhotse.cut import Cut
 
+from asr_kd.checked import load_weights, open_checkpoint
 from asr_kd.errors import BadInputError, ConfigError, MissingInputError
 from asr_kd.stage import file_digest, is_done
 from asr_kd.teachers.base import Teacher, TeacherBase, check_temperature
@@ -147,10 +148,13 @@ def load_specialist_system(
         file = path / entry["file"]
         if not file.is_file():
             raise MissingInputError(f"{file} does not exist: rerun 'train-specialists'")
-        saved = torch.load(file, map_location="cpu", weights_only=True)
+        saved = open_checkpoint(file, "train-specialists")
+        if not isinstance(saved, dict) or not {"cluster", "state_dict"} <= set(saved):
+            raise BadInputError(f"{file} is no specialist checkpoint (no cluster or state_dict); "
+                                "rerun 'train-specialists' with --force")  # fmt: skip
         cluster = [int(s) for s in saved["cluster"]]
         model = make_specialist(gen.model, gen.num_senones, cluster)
-        model.load_state_dict(saved["state_dict"])
+        load_weights(model, saved["state_dict"], file, "train-specialists")
         specialists.append(NeuralTeacher(
             model, gen.normalizer, len(cluster) + 1, gen.tree_id, gen.frame_shift,
             f"specialist{entry['index']}", f"specialist:{file}", gen.device, amp,

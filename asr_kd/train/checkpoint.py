@@ -29,14 +29,14 @@ import os
 import random
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from asr_kd.checked import open_checkpoint
+from asr_kd.checked import load_weights, open_checkpoint
 from asr_kd.errors import AsrKdError, BadInputError, MissingInputError
 from asr_kd.stage import acquire_lock, atomic_write_text, finished
 from asr_kd.train.dataset import FeatureNormalizer
@@ -292,13 +292,21 @@ def load_model(
     if not path.is_file():
         raise MissingInputError(f"{path} does not exist: run the 'train' stage first")
     doc = load_file(path)
-    state_dict = doc.pop("state_dict")
     fields = ModelInfo.__dataclass_fields__
+    required = [k for k, f in fields.items() if f.default is f.default_factory is MISSING]
+    missing = [k for k in ("state_dict", *required) if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise BadInputError(
+            f"{path} is a torch file but no asr-kd model (no {', '.join(missing)}): 'train' "
+            "writes model.pt; a model of your own is a plug-in teacher (README, 'Your own "
+            "model')"
+        )
+    state_dict = doc.pop("state_dict")
     info = ModelInfo(**{k: v for k, v in doc.items() if k in fields})
     model, _, _ = builder(
         resolved_spec(info.spec, info.model_config), info.feat_dim, info.num_senones
     )
-    model.load_state_dict(state_dict)
+    load_weights(model, state_dict, path, "train")
     return model.to(device).eval(), info
 
 

@@ -32,7 +32,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 
-from asr_kd.checked import read_json
+from asr_kd.checked import load_features, read_json
 from asr_kd.data.manifests import find_cut_manifests, load_cuts
 from asr_kd.errors import BadInputError, MissingInputError
 from asr_kd.stage import require_done
@@ -122,7 +122,7 @@ class SenoneDataset(torch.utils.data.Dataset):
         return batch
 
     def _features(self, cut: Cut) -> np.ndarray:
-        feats = cut.load_features()
+        feats = load_features(cut)
         if feats.ndim != 2 or feats.shape[1] != self.normalizer.dim:
             raise BadInputError(
                 f"cut {cut.id}: features of shape {feats.shape}, expected [T, "

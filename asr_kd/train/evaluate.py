@@ -20,6 +20,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import SimpleCutSampler
 
+from asr_kd.checked import load_features
 from asr_kd.errors import BadInputError, ConfigError
 from asr_kd.stage import atomic_write_text
 from asr_kd.train.checkpoint import ModelBuilder, check_compatible, load_model, registry_builder
@@ -244,7 +245,7 @@ def log_posteriors(
     if isinstance(x, Cut):
         if normalizer is None:
             raise ValueError("log_posteriors of a cut needs the model's feature normalizer")
-        feats = torch.from_numpy(normalizer(x.load_features()))[None]
+        feats = torch.from_numpy(normalizer(load_features(x)))[None]
         batch = {"feats": feats, "lengths": torch.tensor([feats.shape[1]])}
     else:
         batch = x

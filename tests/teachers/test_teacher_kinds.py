@@ -122,7 +122,7 @@ def test_user_module_teacher_errors_are_clear(data, dev_cuts, tmp_path):
     with pytest.raises(BadInputError, match="outputs 8 classes but declares 9"):
         teacher.log_probs(dev_cuts[0])
     path, _ = _write_user_teacher(tmp_path, data, state_dict_key=None)
-    with pytest.raises(BadInputError, match="does not fit teacher_toy:TinyNet"):
+    with pytest.raises(BadInputError, match="do not fit teacher_toy:TinyNet"):
         load(path, device="cpu")
     path, _ = _write_user_teacher(tmp_path, data, senones=8)
     with pytest.raises(ConfigError, match="unknown key.*senones"):
