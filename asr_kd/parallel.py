@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-from asr_kd.errors import ConfigError
+from asr_kd.errors import AsrKdError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ def make_executor(
 
 
 def _single_threaded() -> None:
-    """Worker start-up: one intra-op thread each, so N workers use N cores, not N x N."""
+    """Worker start-up: one intra-op thread each, so N workers use N cores, not N x N;
+    SIGTERM ends a worker at once (the command's own handler unwinds the parent)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch = sys.modules.get("torch")  # only when the parent uses it; importing costs seconds
     if torch is not None:
         torch.set_num_threads(1)
@@ -88,10 +91,22 @@ def map_progress(
         results: list[R | None] = [None] * len(items)
         try:
             for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
+                results[futures[fut]] = worker_result(fut)
                 bar.update()
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
         return results  # type: ignore[return-value]
+
+
+def worker_result(future: Future[R]) -> R:
+    """``future.result()``; a worker process that died (killed by the system when memory
+    ran out, or by a signal) is one error saying so, not ``BrokenProcessPool``."""
+    try:
+        return future.result()
+    except BrokenExecutor:
+        raise AsrKdError(
+            "a worker process died while working (killed by a signal, or by the system when "
+            "memory ran out: see dmesg); rerun with fewer --num-jobs or more memory"
+        ) from None

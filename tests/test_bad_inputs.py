@@ -416,5 +416,28 @@ def test_a_model_file_that_is_no_asr_kd_model_or_does_not_fit_is_named(tmp_path,
     assert "size mismatch" in message and "\n" not in message and "rerun 'train'" in message
 
 
+def test_sigterm_removes_the_stages_temporary_output_and_lock(tmp_path):
+    """A batch system's time limit or ``kill`` unwinds the stage as Ctrl-C does."""
+    import signal
+    import time
+
+    out = tmp_path / "corpus"
+    conf = Path(__file__).parents[1] / "recipes" / "synth" / "conf" / "tiny.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from asr_kd.cli.main import cli; cli()", "synth-corpus",
+         "--config", str(conf), str(out)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("corpus.tmp-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.glob("corpus.tmp-*")), "the stage never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == "asr-kd synth-corpus: terminated"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no tmp dir, no lock, no output
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 import traceback
+from typing import Any
 
 import click
 
@@ -52,14 +55,16 @@ class _Cli(click.Group):
 
     def invoke(self, ctx: click.Context):
         reset_inputs()  # one command, one stage: nothing recorded before it is its input
+        previous = _on_sigterm(_terminate)
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # the stage's temporary output is gone by now
             name = ctx.invoked_subcommand or "asr-kd"
-            click.echo(f"asr-kd {name}: interrupted", err=True)
-            sys.exit(130)
+            how, status = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+            click.echo(f"asr-kd {name}: {how}", err=True)
+            sys.exit(status)
         except Exception as e:
             name = ctx.invoked_subcommand or "asr-kd"
             if _debug(ctx):
@@ -77,6 +82,23 @@ class _Cli(click.Group):
             sys.exit(1)
         finally:
             set_command_line(None)  # a later library call in this process is no command
+            _on_sigterm(previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch system's time limit): unwinds like Ctrl-C, so that a
+    stage removes its temporary output and lock instead of leaving them to the next run."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM (main thread only); returns the previous one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _original_lines(text: str) -> list[str]:

@@ -34,14 +34,47 @@ logger = logging.getLogger(__name__)
 STAGE = "prepare synth"
 
 
+# The fields of an utterances.jsonl row that the manifests are made from, and their types.
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str, "speaker": str, "gender": str, "text": str, "audio": str,
+    "sample_rate": int, "num_samples": int, "words": list, "condition": dict, "voice": dict,
+}  # fmt: skip
+
+
 def _read_utterances(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise BadInputError(f"{STAGE}: {path}:{lineno} is not valid JSON ({e})") from None
+    rows: list[dict[str, Any]] = []
+    first: dict[str, int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise BadInputError(
+            f"{STAGE}: {path} is not UTF-8 text ({e}); rerun 'synth-corpus'"
+        ) from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"{STAGE}: {path}:{lineno} is not valid JSON ({e})") from None
+        if not isinstance(row, dict):
+            raise BadInputError(f"{STAGE}: {path}:{lineno} is a JSON {type(row).__name__}, not an "
+                                "utterance object; rerun 'synth-corpus'")  # fmt: skip
+        bad = [k for k, t in _FIELDS.items() if not isinstance(row.get(k), t)]
+        if bad:
+            raise BadInputError(
+                f"{STAGE}: {path}:{lineno} (utterance {row.get('id', '?')}): field(s) "
+                f"{', '.join(bad)} missing or of the wrong type; rerun 'synth-corpus'"
+            )
+        if row["id"] in first:
+            raise BadInputError(
+                f"{STAGE}: {path}:{lineno}: utterance id {row['id']} repeats line "
+                f"{first[row['id']]}; ids must be unique (rerun 'synth-corpus')"
+            )
+        first[row["id"]] = lineno
+        rows.append(row)
+    if not rows:
+        raise BadInputError(f"{STAGE}: {path} holds no utterances; rerun 'synth-corpus'")
     return rows
 
 

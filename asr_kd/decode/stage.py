@@ -50,6 +50,7 @@ from asr_kd.decode.base import (
     words_to_text,
 )
 from asr_kd.errors import BadInputError, ConfigError
+from asr_kd.parallel import worker_result
 from asr_kd.scoring.wer import WerResult, compute_wer, format_errs, format_hyps
 from asr_kd.stage import note_input, recorded_inputs, require_file, stage_output
 from asr_kd.tree.priors import prior_source, read_priors
@@ -182,6 +183,14 @@ def decode_cuts(
     cuts = list(cuts)
     if not cuts:
         raise BadInputError(f"{STAGE}: no cuts to decode for {out_dir}")
+    untranscribed = [c.id for c in cuts if not reference_text(c).strip()]
+    if untranscribed:
+        shown = ", ".join(untranscribed[:5]) + (" ..." if len(untranscribed) > 5 else "")
+        raise BadInputError(
+            f"{STAGE}: {len(untranscribed)} of {len(cuts)} cuts have no reference transcript "
+            f"({shown}): WER is scored against the supervisions' text; give their "
+            "transcripts or leave them out of the decoded set"
+        )
     stage_config = {
         "graph_dir": str(graph_dir), "priors": str(priors_path), "scores_id": scores_id,
         "lm_weight": lm_weight, "word_ins_penalty": word_ins_penalty,
@@ -353,10 +362,10 @@ def _decode_all(
                 pending.append((batch, submit(log_likes, lengths, ids, points)))
                 if len(pending) > 1:
                     done, futures = pending.popleft()
-                    collect(done, [f.result() for f in futures])
+                    collect(done, [worker_result(f) for f in futures])
             while pending:
                 done, futures = pending.popleft()
-                collect(done, [f.result() for f in futures])
+                collect(done, [worker_result(f) for f in futures])
         except BaseException:
             for _, futures in pending:
                 for f in futures:

@@ -175,6 +175,11 @@ class CachedSoftTargets:
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_senones):
             raise BadInputError(f"cut {cut_id}: cached senone ids outside 0..{self.num_senones - 1}"
                                 f" in {self.where}; rerun '{CACHE_STAGE}'")  # fmt: skip
+        if prob.size and not (np.isfinite(prob).all() and prob.min() >= 0):
+            raise BadInputError(
+                f"cut {cut_id}: cached soft targets hold NaN, Inf or negative probabilities "
+                f"in {self.where}; rerun '{CACHE_STAGE}'"
+            )
         return idx, prob
 
 

@@ -43,12 +43,23 @@ def texts_from_manifest(path: Path | str) -> list[str]:
         MissingInputError: the file does not exist.
         BadInputError: it holds neither supervisions nor cuts.
     """
-    from lhotse import CutSet, SupervisionSet
-    from lhotse.serialization import load_manifest_lazy_or_eager
-
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"manifest {path} does not exist")
+    try:
+        return _manifest_texts(path)
+    except (ValueError, KeyError, TypeError, OSError, EOFError) as e:  # JSON, gzip, UTF-8
+        lines = str(e).strip().splitlines()
+        raise BadInputError(
+            f"manifest {path} cannot be read ({type(e).__name__}: {lines[0] if lines else ''}):"
+            " it is truncated or damaged; rewrite it (the 'prepare' stage that made it)"
+        ) from None
+
+
+def _manifest_texts(path: Path) -> list[str]:
+    from lhotse import CutSet, SupervisionSet
+    from lhotse.serialization import load_manifest_lazy_or_eager
+
     manifest = load_manifest_lazy_or_eager(path)
     if isinstance(manifest, SupervisionSet):
         supervisions = iter(manifest)
@@ -87,8 +98,14 @@ def read_texts(path: Path | str, text_format: TextFormat = "auto") -> list[str]:
     if not path.is_file():
         raise MissingInputError(f"text file {path} does not exist")
     opener = gzip.open if path.suffix == ".gz" else open  # e.g. librispeech-lm-norm.txt.gz
-    with opener(path, "rt", encoding="utf-8") as f:
-        lines = [line.split() for line in f]
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            lines = [line.split() for line in f]
+    except (UnicodeDecodeError, OSError, EOFError) as e:  # not UTF-8, a damaged gzip
+        raise BadInputError(
+            f"text file {path} cannot be read ({type(e).__name__}: {e}); give UTF-8 text "
+            "(plain, Kaldi 'text' or gzipped)"
+        ) from None
     lines = [fields for fields in lines if fields]
     if text_format == "auto":
         text_format = "kaldi" if _looks_like_kaldi_text(lines) else "plain"

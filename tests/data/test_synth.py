@@ -311,3 +311,37 @@ def test_prepare_refuses_a_truncated_clean_copy(clean_copy_corpus, tmp_path):
     with pytest.raises(BadInputError, match=rf"utterance {row['id']}: clean copy .* samples"):
         prepare_synth(corpus, tmp_path / "manifests")
     assert not (tmp_path / "manifests").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no_num_samples", r"utterances.jsonl:1 \(utterance .*\): field\(s\) num_samples missing"),
+        ("a_list", r"utterances.jsonl:1 is a JSON list, not an utterance object"),
+        ("duplicate", r"utterances.jsonl:2: utterance id .* repeats line 1"),
+        ("empty", r"utterances.jsonl holds no utterances"),
+    ],
+)
+def test_prepare_refuses_malformed_utterance_rows(tiny_corpus, tmp_path, damage, message):
+    import shutil
+
+    from asr_kd.data.synth_prepare import prepare_synth
+    from asr_kd.errors import BadInputError
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    path = corpus / "dev" / "utterances.jsonl"
+    rows = [json.loads(x) for x in path.open()]
+    if damage == "no_num_samples":
+        del rows[0]["num_samples"]
+    lines = [json.dumps(r) for r in rows]
+    if damage == "a_list":
+        lines[0] = json.dumps(list(rows[0].values()))
+    elif damage == "duplicate":
+        lines[1] = lines[0]
+    elif damage == "empty":
+        lines = []
+    path.write_text("".join(x + "\n" for x in lines))
+    with pytest.raises(BadInputError, match=message):
+        prepare_synth(corpus, tmp_path / "manifests")
+    assert not (tmp_path / "manifests").exists()

@@ -528,3 +528,16 @@ def test_gpu_one_best_agrees_with_the_cpu_one_best():
     assert gpu_decoder.timings["search"] > 0
     with pytest.raises(ConfigError, match="without lattices"):
         gpu_decoder.decode(log_likes[:1], lengths[:1], points=[(12.0, 0.5)])
+
+
+def test_cuts_without_a_reference_transcript_are_refused(stage_inputs, tmp_path):
+    from lhotse.utils import fastcopy
+
+    cuts, graph_dir, priors = stage_inputs
+    silent = fastcopy(cuts[1], supervisions=[fastcopy(cuts[1].supervisions[0], text=" ")])
+    oracle = functools.partial(oracle_score_fn, num_senones=NUM_SENONES)
+    with pytest.raises(
+        BadInputError, match=rf"1 of 4 cuts have no reference transcript \({silent.id}\)"
+    ):
+        decode_cuts([cuts[0], silent, *cuts[2:]], oracle, graph_dir, priors, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -295,3 +295,17 @@ def test_the_distill_command_reads_both_sections(world, tmp_path):
     assert result.exit_code == 0
     marker = read_marker(out)["config"]
     assert marker["distill"]["max_steps"] == 2 and marker["distillation"]["temperature"] == 2.0
+
+
+def test_cached_probabilities_that_are_not_finite_name_the_cut_and_the_cache():
+    from types import SimpleNamespace
+
+    from asr_kd.distill.cache import CachedSoftTargets
+    from asr_kd.errors import BadInputError
+
+    idx = np.array([[0, 1], [1, 2]], dtype=np.int32)
+    prob = np.array([[0.7, 0.2], [np.nan, 0.1]], dtype=np.float16)
+    arrays = {"utt1": (SimpleNamespace(load=lambda: idx), SimpleNamespace(load=lambda: prob))}
+    cache = CachedSoftTargets(arrays, num_senones=3, where="data/soft (soft_train.h5)")
+    with pytest.raises(BadInputError, match=r"cut utt1: cached soft targets hold NaN.*soft_train"):
+        cache.frame_rows([SimpleNamespace(id="utt1", num_frames=2)])

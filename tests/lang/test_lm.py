@@ -193,3 +193,18 @@ def test_rerun_skips_unless_an_input_changed(tmp_path):
     (tmp_path / "lm.txt").write_text("THE CAT SAT\nTHE CAT\n")
     with pytest.raises(AsrKdError, match="another configuration"):
         train_lm(tmp_path / "lm.txt", lang, tmp_path / "lm", order=2)
+
+
+def test_unreadable_texts_and_manifests_are_named(tmp_path):
+    from asr_kd.errors import BadInputError
+
+    binary = tmp_path / "words.txt"
+    binary.write_bytes(b"HELLO WORLD\n\xff\xfe\x00 BAD\n")
+    with pytest.raises(BadInputError, match=r"text file .*words.txt cannot be read \(Unicode"):
+        read_texts(binary)
+    manifest = tmp_path / "sups.jsonl.gz"
+    with gzip.open(manifest, "wt") as f:
+        f.write('{"id": "a", "recording_id": "a", "start": 0, "duration": 1, "text": "HI"}\n')
+        f.write("not json\n")
+    with pytest.raises(BadInputError, match=r"manifest .*sups.jsonl.gz cannot be read"):
+        texts_from_manifest(manifest)
