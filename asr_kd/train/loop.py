@@ -371,10 +371,10 @@ class Trainer:
                if not math.isfinite(float(loss))]  # fmt: skip
         where = f"step {pos.step + 1} (epoch {pos.epoch + 1})"
         if bad:
-            ids = ", ".join(i for ids in bad for i in ids)
+            ids = _some([i for ids in bad for i in ids])
             what = f"non-finite loss{of} at {where} in the batch of cuts {ids}"
         else:
-            ids = ", ".join(i for b in micro for i in b["cut_ids"])
+            ids = _some([i for b in micro for i in b["cut_ids"]])
             what = (
                 f"non-finite gradient{of} at {where} (loss finite here; another rank or the "
                 f"backward pass overflowed); this rank's cuts: {ids}"
@@ -502,3 +502,10 @@ class Trainer:
             m.tb.add_scalar("train/epoch_frame_acc", record["train_frame_acc"], self.position.step)
         st.sums = {}
         return selected
+
+
+def _some(ids: list[str], shown: int = 8) -> str:
+    """The first ids of a batch and how many more (a frame batch holds hundreds)."""
+    unique = list(dict.fromkeys(ids))
+    more = f" and {len(unique) - shown} more" if len(unique) > shown else ""
+    return ", ".join(unique[:shown]) + more
