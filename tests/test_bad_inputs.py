@@ -439,5 +439,16 @@ def test_sigterm_removes_the_stages_temporary_output_and_lock(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no tmp dir, no lock, no output
 
 
+def test_a_missing_stage_output_given_as_text_names_its_stage(tmp_path):
+    """Not click's "Invalid value for '--words-from': File ... does not exist"."""
+    missing = tmp_path / "data" / "manifests" / "synth_supervisions_train.jsonl.gz"
+    result = _run(["prepare-lang", "--words-from", str(missing), str(tmp_path / "lang")])
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line == (f"asr-kd prepare-lang: error: manifest {missing} does not exist: run the "
+                    "'prepare' stage that writes it first")  # fmt: skip
+    assert not (tmp_path / "lang").exists()
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

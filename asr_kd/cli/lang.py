@@ -24,7 +24,7 @@ def lm_outputs(command):
     command = click.option(
         "--dev",
         "dev_text",
-        type=click.Path(exists=True, dir_okay=False),
+        type=click.Path(dir_okay=False),  # read_texts names a missing file and its stage
         default=None,
         help="Held-out transcripts (text or manifest) to report the perplexity on.",
     )(command)
@@ -39,7 +39,7 @@ def lm_outputs(command):
     "sources",
     multiple=True,
     required=True,
-    type=click.Path(exists=True, dir_okay=False),
+    type=click.Path(dir_okay=False),
     help="Text file or Lhotse cut/supervision manifest whose words form the vocabulary "
     "(repeatable; e.g. the training cuts and the LM text).",
 )
@@ -82,7 +82,7 @@ def prepare_lang(
 
 
 @click.command("train-lm")
-@click.argument("lm_text", type=click.Path(exists=True, dir_okay=False))
+@click.argument("lm_text", type=click.Path(dir_okay=False))
 @lm_outputs
 @click.option("--order", type=int, default=None,
               help="N-gram order: the same as --set order=N (default: the lm "
@@ -91,7 +91,7 @@ def prepare_lang(
     "--add-text",
     "extra_texts",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
+    type=click.Path(dir_okay=False),
     help="More LM training text (repeatable; e.g. a corpus's LM text next to the transcripts).",
 )
 @text_format_option

@@ -45,7 +45,9 @@ def texts_from_manifest(path: Path | str) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingInputError(f"manifest {path} does not exist")
+        raise MissingInputError(
+            f"manifest {path} does not exist: run the 'prepare' stage that writes it first"
+        )
     try:
         return _manifest_texts(path)
     except (ValueError, KeyError, TypeError, OSError, EOFError) as e:  # JSON, gzip, UTF-8
@@ -96,7 +98,10 @@ def read_texts(path: Path | str, text_format: TextFormat = "auto") -> list[str]:
     if text_format not in TEXT_FORMATS:
         raise ValueError(f"text_format must be one of {TEXT_FORMATS}, got {text_format!r}")
     if not path.is_file():
-        raise MissingInputError(f"text file {path} does not exist")
+        raise MissingInputError(
+            f"text file {path} does not exist (the corpus's LM text, a Kaldi 'text' or a "
+            "manifest: run the stage that writes it first)"
+        )
     opener = gzip.open if path.suffix == ".gz" else open  # e.g. librispeech-lm-norm.txt.gz
     try:
         with opener(path, "rt", encoding="utf-8") as f:
