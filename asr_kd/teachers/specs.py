@@ -48,6 +48,11 @@ def parse_ensemble_spec(spec: str) -> tuple[list[str], str]:
     head, sep, tail = body.rpartition(":")
     if sep and tail in METHODS:
         body, method = head, tail
+    elif sep and head and tail.isidentifier() and not Path(body).exists():
+        raise ConfigError(
+            f"ensemble spec {spec!r}: unknown combination {tail!r}; the ensembles combine by "
+            f"{' or '.join(METHODS)} (ensemble:A,B:geometric)"
+        )
     members = [m.strip() for m in body.split(",") if m.strip()]
     if not members:
         raise ConfigError(

@@ -88,6 +88,8 @@ def test_ensemble_spec_is_a_teacher_that_combines_its_members(teachers, data):
     assert load(f"ensemble:{teachers[0]},{teachers[1]}").method == "arithmetic"
     with pytest.raises(ConfigError, match="names no members"):
         load("ensemble::geometric")
+    with pytest.raises(ConfigError, match="unknown combination 'harmonic'; .* arithmetic or geo"):
+        parse_ensemble_spec(f"ensemble:{teachers[0]},{teachers[1]}:harmonic")
 
 
 def test_ensemble_file_with_weights_and_refusals(teachers, tmp_path):
