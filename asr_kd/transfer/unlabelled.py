@@ -60,15 +60,24 @@ def unlabelled_corpus_config(corpus: Any, factor: float, seed: int) -> Any:
 
 def strip_transcript(cut: Cut) -> Cut:
     """The cut as untranscribed audio: supervisions without text, ``unlabelled: true``,
-    no senone targets; its id and speaker prefixed ``unlab-`` (another corpus's speaker
-    ids may repeat the transcribed set's)."""
-    sups = [fastcopy(s, text=None, id=PREFIX + s.id,
+    no senone targets; its id, recording id and speaker prefixed ``unlab-`` (another
+    corpus's ids may repeat the transcribed set's: the synthesiser names the utterances of
+    every corpus it writes alike)."""
+    sups = [fastcopy(s, text=None, id=PREFIX + s.id, recording_id=PREFIX + s.recording_id,
                      speaker=PREFIX + s.speaker if s.speaker else None)
             for s in cut.supervisions]  # fmt: skip
     custom = {k: v for k, v in (cut.custom or {}).items() if k != "senones"}
+    changes: dict = {}
+    if cut.recording is not None:
+        changes["recording"] = fastcopy(cut.recording, id=PREFIX + cut.recording.id)
+    if cut.features is not None and cut.features.recording_id:
+        changes["features"] = fastcopy(
+            cut.features, recording_id=PREFIX + cut.features.recording_id
+        )
     return fastcopy(
-        cut, id=PREFIX + cut.id, supervisions=sups, custom={**custom, UNLABELLED_KEY: True}
-    )
+        cut, id=PREFIX + cut.id, supervisions=sups, custom={**custom, UNLABELLED_KEY: True},
+        **changes,
+    )  # fmt: skip
 
 
 def make_unlabelled_set(

@@ -171,3 +171,24 @@ def test_synth_unlabelled_writes_factor_times_the_training_utterances(tmp_path):
     lines = (out / "train" / "text").read_text().splitlines()
     assert len(lines) == 2 * 3  # 2 speakers x round(1.5 x 2)
     assert json.loads((out / ".done.json").read_text())["config"]["seed"] == 77
+
+
+def test_untranscribed_cuts_of_another_corpus_keep_their_own_recording_ids():
+    """The synthesiser names every corpus's utterances alike: the untranscribed corpus's
+    spk0004-train-0000 is another recording than the transcribed one's."""
+    from lhotse.testing.dummies import dummy_cut, dummy_supervision
+    from lhotse.utils import fastcopy
+
+    from asr_kd.data.validate import manifest_problems
+    from asr_kd.transfer.unlabelled import PREFIX, strip_transcript
+
+    labelled = dummy_cut(0, duration=1.0, supervisions=[dummy_supervision(0, text="HELLO")])
+    other = dummy_cut(0, duration=2.0, supervisions=[dummy_supervision(0, text="WORLD")])
+    other = fastcopy(other, recording=fastcopy(other.recording, num_samples=32000, duration=2.0))
+    assert manifest_problems([labelled, fastcopy(other, id="x")])  # same recording id, two sizes
+    stripped = strip_transcript(other)
+    rec = labelled.recording.id
+    assert stripped.recording.id == stripped.features.recording_id == PREFIX + rec
+    assert [s.recording_id for s in stripped.supervisions] == [PREFIX + rec]
+    assert stripped.supervisions[0].text is None
+    assert manifest_problems([labelled, stripped]) == []
