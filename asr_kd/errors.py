@@ -5,6 +5,8 @@ expected and which stage produces the missing or bad input. The CLI turns them i
 a one-line error and a non-zero exit; anything else is a bug and keeps its traceback.
 """
 
+from collections.abc import Iterable
+
 
 class AsrKdError(Exception):
     """Base class of every error the toolkit reports to its user."""
@@ -28,3 +30,14 @@ class StageBusyError(AsrKdError):
 
 class StaleInputError(AsrKdError):
     """A finished output was made from an input that an upstream stage has since redone."""
+
+
+def first_few(ids: Iterable[str], shown: int = 8) -> str:
+    """The first ``shown`` distinct ids, comma-separated, and how many more there are.
+
+    >>> first_few(["a", "b", "b", "c"], shown=2)
+    'a, b and 1 more'
+    """
+    unique = list(dict.fromkeys(ids))
+    more = f" and {len(unique) - shown} more" if len(unique) > shown else ""
+    return ", ".join(unique[:shown]) + more

@@ -50,6 +50,7 @@ from asr_kd.errors import (
     MissingInputError,
     StageBusyError,
     StaleInputError,
+    first_few,
 )
 
 logger = logging.getLogger(__name__)
@@ -503,10 +504,9 @@ def _check_replaceable(out_dir: Path, stage: str, force: bool) -> None:
     if force or is_done(out_dir) or not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
     listed = sorted(p.name for p in out_dir.iterdir())
-    shown = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
     raise BadInputError(
-        f"{stage}: {out_dir} exists and holds files ({shown}) but is no finished stage "
-        "output; move it away, choose another output directory, or pass --force to "
+        f"{stage}: {out_dir} exists and holds files ({first_few(listed, 5)}) but is no finished "
+        "stage output; move it away, choose another output directory, or pass --force to "
         "replace it"
     )
 

@@ -47,7 +47,7 @@ from asr_kd.checked import load_features, read_json
 from asr_kd.config import to_dict
 from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.data.validate import MAX_LISTED, validate_corpus
-from asr_kd.errors import BadInputError
+from asr_kd.errors import BadInputError, first_few
 from asr_kd.parallel import make_executor
 from asr_kd.stage import require_done, stage_output
 
@@ -256,11 +256,11 @@ def clean_copies(cuts: CutSet, manifest: Path) -> CutSet:
         )  # fmt: skip
         out.append(fastcopy(cut, recording=clean))
     if missing:
-        listed = ", ".join(missing[:MAX_LISTED]) + (" ..." if len(missing) > MAX_LISTED else "")
         raise BadInputError(
             f"{STAGE}: audio: clean, but {len(missing)} of {len(cuts)} cuts of {manifest} have "
-            f"no clean copy ({listed}): synthesise the corpus with corpus.clean_copies: true, "
-            "or set audio: recorded for a corpus without clean recordings"
+            f"no clean copy ({first_few(missing, MAX_LISTED)}): synthesise the corpus with "
+            "corpus.clean_copies: true, or set audio: recorded for a corpus without clean "
+            "recordings"
         )
     return CutSet.from_cuts(out)
 

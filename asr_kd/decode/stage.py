@@ -49,7 +49,7 @@ from asr_kd.decode.base import (
     word_table,
     words_to_text,
 )
-from asr_kd.errors import BadInputError, ConfigError
+from asr_kd.errors import BadInputError, ConfigError, first_few
 from asr_kd.parallel import worker_result
 from asr_kd.scoring.wer import WerResult, compute_wer, format_errs, format_hyps
 from asr_kd.stage import note_input, recorded_inputs, require_file, stage_output
@@ -185,11 +185,10 @@ def decode_cuts(
         raise BadInputError(f"{STAGE}: no cuts to decode for {out_dir}")
     untranscribed = [c.id for c in cuts if not reference_text(c).strip()]
     if untranscribed:
-        shown = ", ".join(untranscribed[:5]) + (" ..." if len(untranscribed) > 5 else "")
         raise BadInputError(
             f"{STAGE}: {len(untranscribed)} of {len(cuts)} cuts have no reference transcript "
-            f"({shown}): WER is scored against the supervisions' text; give their "
-            "transcripts or leave them out of the decoded set"
+            f"({first_few(untranscribed, 5)}): WER is scored against the supervisions' text; "
+            "give their transcripts or leave them out of the decoded set"
         )
     stage_config = {
         "graph_dir": str(graph_dir), "priors": str(priors_path), "scores_id": scores_id,

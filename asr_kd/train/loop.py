@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from asr_kd.errors import AsrKdError, ConfigError
+from asr_kd.errors import AsrKdError, ConfigError, first_few
 from asr_kd.train.checkpoint import WorkDir, load_file, rng_state, set_rng_state
 from asr_kd.train.config import LrSchedule, TrainConfig, make_optimizer, resolve_amp
 from asr_kd.train.dataset import PAD_TARGET, Batch, TrainingData
@@ -371,10 +371,10 @@ class Trainer:
                if not math.isfinite(float(loss))]  # fmt: skip
         where = f"step {pos.step + 1} (epoch {pos.epoch + 1})"
         if bad:
-            ids = _some([i for ids in bad for i in ids])
+            ids = first_few([i for ids in bad for i in ids])
             what = f"non-finite loss{of} at {where} in the batch of cuts {ids}"
         else:
-            ids = _some([i for b in micro for i in b["cut_ids"]])
+            ids = first_few([i for b in micro for i in b["cut_ids"]])
             what = (
                 f"non-finite gradient{of} at {where} (loss finite here; another rank or the "
                 f"backward pass overflowed); this rank's cuts: {ids}"
@@ -502,10 +502,3 @@ class Trainer:
             m.tb.add_scalar("train/epoch_frame_acc", record["train_frame_acc"], self.position.step)
         st.sums = {}
         return selected
-
-
-def _some(ids: list[str], shown: int = 8) -> str:
-    """The first ids of a batch and how many more (a frame batch holds hundreds)."""
-    unique = list(dict.fromkeys(ids))
-    more = f" and {len(unique) - shown} more" if len(unique) > shown else ""
-    return ", ".join(unique[:shown]) + more
