@@ -45,7 +45,7 @@ from lhotse.utils import fastcopy
 
 from asr_kd.checked import load_features, read_json
 from asr_kd.config import to_dict
-from asr_kd.data.manifests import find_cut_manifests, load_cuts, relocate_storage
+from asr_kd.data.manifests import CLEAN_KEY, find_cut_manifests, load_cuts, relocate_storage
 from asr_kd.data.validate import MAX_LISTED, validate_corpus
 from asr_kd.errors import BadInputError, first_few
 from asr_kd.parallel import make_executor
@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 
 STAGE = "compute-features"
 AUDIO_SOURCES = ("recorded", "clean")
-CLEAN_KEY = "clean_audio"  # the supervision's custom field that names a cut's clean copy
 
 
 @dataclass(frozen=True)

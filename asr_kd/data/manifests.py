@@ -27,6 +27,10 @@ ALI_KEY = "mono_ali"
 TemporalArray written by ``asr-kd align``; the name predates tri-phone alignments and
 is kept so that existing work dirs read)."""
 
+CLEAN_KEY = "clean_audio"
+"""The supervision's custom field naming the cut's clean copy (the audio before room and
+noise, ``corpus.clean_copies``), which ``compute-features`` reads for ``audio: clean``."""
+
 # The corpus name ends at the first ``_cuts_`` (``_recordings_``...): split names may hold
 # ``_`` and ``-`` (``test_piper``, ``dev-clean``); corpus names may not hold the kind.
 _CUTS = re.compile(r"^(?P<corpus>.+?)_cuts_(?P<split>.+)\.jsonl\.gz$")

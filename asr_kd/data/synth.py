@@ -320,18 +320,18 @@ def render_utterance(
     The word timings are empty for a voice that gives none. The result depends only on
     ``job`` and ``config``: bit-identical across calls and processes.
     """
-    x, _, words, voice = render_with_clean_copy(job, config)
+    x, _, words, voice = render_with_clean_copy(job, config, clean_copy=False)
     return x, words, voice
 
 
 def render_with_clean_copy(
-    job: UtteranceJob, config: SynthCorpusConfig
-) -> tuple[np.ndarray, np.ndarray, list[list[Any]], dict[str, Any]]:
+    job: UtteranceJob, config: SynthCorpusConfig, clean_copy: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, list[list[Any]], dict[str, Any]]:
     """:func:`render_utterance`'s audio, and the same utterance without room and noise.
 
     The clean copy has the same length and the same faint noise floor and peak level;
     drawing it takes nothing from the utterance's random streams, so the noisy audio
-    is the same with and without it.
+    is the same with and without it. ``clean_copy=False`` skips it (``None``).
     """
     rng = random.Random(job.seed)
     nrng = np.random.default_rng(job.seed)
@@ -364,13 +364,16 @@ def render_with_clean_copy(
         x = augment.add_noise(x, noise, cond["snr_db"])
     peak = rng.uniform(0.3, 0.9)
     x = augment.normalize_peak(x, peak=peak)
-    floor = augment.make_noise(len(dry), "white", np.random.default_rng([job.seed, 1]), sr)
-    clean = augment.normalize_peak(augment.add_noise(dry, floor, config.noise_floor_db), peak)
+    clean = None
+    if clean_copy:
+        floor = augment.make_noise(len(dry), "white", np.random.default_rng([job.seed, 1]), sr)
+        clean = augment.normalize_peak(augment.add_noise(dry, floor, config.noise_floor_db), peak)
+        clean = clean.astype(np.float32)
     words = [
         [w.upper(), round((lead + s) / sr, 4), round((lead + e) / sr, 4)]
         for w, s, e in zip(spoken, starts, ends, strict=True)
     ]
-    return x.astype(np.float32), clean.astype(np.float32), words, voice
+    return x.astype(np.float32), clean, words, voice
 
 
 def _neural_speech(
@@ -393,10 +396,11 @@ def _neural_speech(
 
 
 def _synthesize_job(job: UtteranceJob, config: SynthCorpusConfig, root: Path) -> dict[str, Any]:
-    x, clean, words, voice = render_with_clean_copy(job, config)
+    wanted = config.clean_copies and job.split != HELDOUT  # the held-out set is only decoded
+    x, clean, words, voice = render_with_clean_copy(job, config, clean_copy=wanted)
     rel = Path(job.split) / "audio" / job.speaker.speaker_id / f"{job.utt_id}.flac"
     extra = {}
-    if config.clean_copies and job.split != HELDOUT:  # the held-out set is only decoded
+    if clean is not None:
         extra["clean_audio"] = str(
             Path(job.split) / "clean" / job.speaker.speaker_id / f"{job.utt_id}.flac"
         )

@@ -22,7 +22,7 @@ import soundfile as sf
 from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.supervision import AlignmentItem
 
-from asr_kd.data.manifests import manifest_path, write_split
+from asr_kd.data.manifests import CLEAN_KEY, manifest_path, write_split
 from asr_kd.data.synth import HELDOUT, SPLITS
 from asr_kd.data.text import check_in_cmudict
 from asr_kd.data.validate import check_vocabulary, validate_corpus
@@ -98,7 +98,7 @@ def _manifests(rows: list[dict[str, Any]], corpus_dir: Path) -> tuple[RecordingS
         custom = {"condition": row["condition"], "voice": row["voice"]}
         custom["engine"] = row.get("engine", "espeak")
         if "clean_audio" in row:
-            custom["clean_audio"] = str(_clean_copy(row, corpus_dir))
+            custom[CLEAN_KEY] = str(_clean_copy(row, corpus_dir))
         supervisions.append(
             SupervisionSegment(
                 id=row["id"],
