@@ -27,9 +27,12 @@ demo: install
 
 # The paper's protocol with converged models (conf/converge.yaml, ~3 h on 2 cores);
 # its report is exp/report/RESULTS.md under the work dir (default recipes/synth/converge).
+# TRANSFER=yes adds stages 25-27 (an omitted phone, untranscribed audio; ~2 h more).
 EXPERIMENT_DIR = $(if $(filter command line environment,$(origin WORK_DIR)),$(WORK_DIR),recipes/synth/converge)
+TRANSFER ?= auto
 experiment: install
-	PATH="$(abspath $(BIN)):$$PATH" recipes/synth/run.sh --config converge --work-dir $(EXPERIMENT_DIR)
+	PATH="$(abspath $(BIN)):$$PATH" recipes/synth/run.sh --config converge --work-dir $(EXPERIMENT_DIR) \
+		--transfer $(TRANSFER)
 
 # Two pytest workers (pytest-xdist), a test module each at a time (a module fixture such
 # as the tiny recipe runs once), one torch thread each: OpenMP threads spin-wait, and on
