@@ -10,7 +10,12 @@ word's reference start to that onset (positive: the sound starts after the refer
 at two thresholds under the utterance's peak frame energy (2.5 ms frames). Prints a
 table and writes JSON.
 
+With ``--ali-dir`` (an alignment stage's output) and ``--lang``, also the aligner's
+signed word-start errors on espeak's timings by the word's first phone (positive: the
+aligner starts the word after the reference): where the misses of 20 ms are.
+
     python bench/word_onsets.py CORPUS_DIR [--splits train dev] [--out bench/out]
+                                [--ali-dir W/exp/tri1_ali --lang W/data/lang]
 
 CORPUS_DIR: a ``synth-corpus`` output written with ``corpus.clean_copies: true``.
 """
@@ -54,12 +59,64 @@ def measure(corpus_dir: Path, split: str) -> dict[str, dict[int, list[float]]]:
     return out
 
 
+def start_errors_by_first_phone(ali_dir: Path, lang_dir: Path, split: str, engine: str):
+    """first phone -> signed word-start errors (ms) of ``engine``'s timed words."""
+    import kaldi_hmm_gmm as khg
+    from lhotse import CutSet
+
+    from asr_kd.align.align import boundary_errors
+    from asr_kd.data.manifests import ALI_KEY
+    from asr_kd.lang.lang_dir import Lang
+
+    lang = Lang.load(lang_dir)
+    topo = khg.HmmTopology()
+    topo.read(lang.topo_text)
+    last_state = {p: n - 1 for p, n in enumerate(topo.get_phone_to_num_pdf_classes()) if n > 0}
+    out: dict[str, list[float]] = {}
+    for path in sorted(ali_dir.glob(f"*_cuts_{split}.jsonl.gz")):
+        for cut in CutSet.from_file(path):
+            sup = cut.supervisions[0]
+            if (sup.custom or {}).get("engine") != engine:
+                continue
+            err = boundary_errors(cut, cut.load_custom(ALI_KEY), lang, last_state, True)
+            if err is None:
+                continue
+            for word, start_err in zip(sup.text.split(), err[:, 0], strict=True):
+                first = lang.lexicon[word][0][0] if word in lang.lexicon else lang.oov_word
+                out.setdefault(first, []).append(1000 * float(start_err))
+    return out
+
+
+def print_first_phones(by_phone: dict[str, list[float]], split: str, shown: int = 10) -> list:
+    rows = []
+    for phone, values in by_phone.items():
+        v = np.asarray(values)
+        rows.append({"split": split, "first_phone": phone, "words": len(v),
+                     "missed_20ms": int(np.sum(np.abs(v) > 20)),
+                     "within_20ms": round(float(np.mean(np.abs(v) <= 20)), 3),
+                     "median_ms": round(float(np.median(v)), 1)})  # fmt: skip
+    rows.sort(key=lambda r: -r["missed_20ms"])
+    total = sum(r["missed_20ms"] for r in rows)
+    print(f"\n{split}: espeak word starts off by > 20 ms: {total}, by first phone "
+          f"({shown} largest)")  # fmt: skip
+    print("| first phone | words | missed | within 20 ms | median (ms) |")
+    print("|:--|--:|--:|--:|--:|")
+    for r in rows[:shown]:
+        print(f"| {r['first_phone']} | {r['words']} | {r['missed_20ms']} | "
+              f"{100 * r['within_20ms']:.0f}% | {r['median_ms']:+.1f} |")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus_dir", type=Path)
     parser.add_argument("--splits", nargs="+", default=["train", "dev"])
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--ali-dir", type=Path, default=None)
+    parser.add_argument("--lang", type=Path, default=None)
     args = parser.parse_args()
+    if (args.ali_dir is None) != (args.lang is None):
+        parser.error("--ali-dir and --lang go together")
 
     rows = []
     for split in args.splits:
@@ -81,9 +138,15 @@ def main() -> None:
         print(f"| {r['split']} | {r['engine']} | -{r['below_peak_db']} dB | {r['utterances']} | "
               f"{r['median_ms']:+.1f} | {r['p10_ms']:+.1f} | {r['p90_ms']:+.1f} | "
               f"{100 * r['within_20ms']:.0f}% |")  # fmt: skip
+    first_phones = []
+    if args.ali_dir is not None:
+        for split in args.splits:
+            by_phone = start_errors_by_first_phone(args.ali_dir, args.lang, split, "espeak")
+            first_phones += print_first_phones(by_phone, split)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "word_onsets.json"
-    path.write_text(json.dumps({"corpus_dir": str(args.corpus_dir), "rows": rows}, indent=2))
+    doc = {"corpus_dir": str(args.corpus_dir), "rows": rows, "first_phones": first_phones}
+    path.write_text(json.dumps(doc, indent=2))
     print(f"wrote {path}")
 
 
