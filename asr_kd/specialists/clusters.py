@@ -20,16 +20,22 @@ Here, for ``S`` senones:
    spreads among their members (the positive covariance between distinct members);
    ``num_specialists`` keeps the most confused ones.
 
-:func:`find_clusters` runs 2–5 on a covariance matrix.
+:func:`find_clusters` runs 2–5 on a covariance matrix; :func:`prediction_covariance`
+runs a teacher over training frames for step 1; :func:`read_clusters` checks a given
+``clusters.json``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from asr_kd.errors import BadInputError
 
 __all__ = [
     "ClusterResult",
@@ -229,3 +235,53 @@ def find_clusters(
     return ClusterResult(
         [clusters[i] for i in order], [int(a) for a in assignment], frames, [mass[i] for i in order]
     )
+
+
+def prediction_covariance(teacher, cuts, max_frames: int, max_duration: float, device):
+    """Covariance of the teacher's distributions over (up to) ``max_frames`` frames."""
+    from lhotse.dataset import SimpleCutSampler
+
+    cuts = cuts.sort_by_duration()  # a deterministic, length-homogeneous order
+    if max_frames > 0:
+        ids = sorted(c.id for c in cuts)
+        order = np.random.default_rng(0).permutation(len(ids))
+        keep, frames = [], 0
+        by_id = {c.id: c for c in cuts}
+        for i in order:
+            if frames >= max_frames:
+                break
+            keep.append(ids[i])
+            frames += by_id[ids[i]].num_frames
+        cuts = cuts.subset(cut_ids=keep)
+    acc = CovarianceAccumulator(teacher.num_senones, device)
+    sampler = SimpleCutSampler(cuts, max_duration=max_duration)
+    for batch in sampler:
+        log_probs, lengths = teacher.log_probs_batch(list(batch))
+        valid = (
+            torch.arange(log_probs.shape[1], device=log_probs.device)
+            < lengths.to(log_probs.device)[:, None]
+        )
+        acc.add(log_probs[valid].exp())
+    return acc
+
+
+def read_clusters(path: Path, num_senones: int) -> list[list[int]]:
+    """The clusters of a ``clusters.json`` (an earlier run's, or the user's), checked
+    against the senone inventory: ids in range, no cluster empty, none overlapping."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        clusters = [[int(s) for s in c] for c in doc["clusters"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInputError(f"{path}: not a clusters file ({e}); 'clusters': [[ids]]") from None
+    seen: set[int] = set()
+    for i, c in enumerate(clusters):
+        bad = [s for s in c if not 0 <= s < num_senones]
+        if bad or not c:
+            raise BadInputError(
+                f"{path}: cluster {i} is empty or names senones outside 0..{num_senones - 1} "
+                f"({bad[:5]}); it was made for another tree"
+            )
+        if seen & set(c):
+            raise BadInputError(f"{path}: cluster {i} overlaps an earlier one")
+        seen |= set(c)
+    return clusters

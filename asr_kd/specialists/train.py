@@ -161,56 +161,6 @@ def senone_counts(cuts: Any, num_senones: int) -> np.ndarray:
     return counts
 
 
-def _prediction_covariance(teacher, cuts, max_frames: int, max_duration: float, device):
-    """Covariance of the teacher's distributions over (up to) ``max_frames`` frames."""
-    from lhotse.dataset import SimpleCutSampler
-
-    from asr_kd.specialists.clusters import CovarianceAccumulator
-
-    cuts = cuts.sort_by_duration()  # a deterministic, length-homogeneous order
-    if max_frames > 0:
-        ids = sorted(c.id for c in cuts)
-        order = np.random.default_rng(0).permutation(len(ids))
-        keep, frames = [], 0
-        by_id = {c.id: c for c in cuts}
-        for i in order:
-            if frames >= max_frames:
-                break
-            keep.append(ids[i])
-            frames += by_id[ids[i]].num_frames
-        cuts = cuts.subset(cut_ids=keep)
-    acc = CovarianceAccumulator(teacher.num_senones, device)
-    sampler = SimpleCutSampler(cuts, max_duration=max_duration)
-    for batch in sampler:
-        log_probs, lengths = teacher.log_probs_batch(list(batch))
-        valid = (
-            torch.arange(log_probs.shape[1], device=log_probs.device)
-            < lengths.to(log_probs.device)[:, None]
-        )
-        acc.add(log_probs[valid].exp())
-    return acc
-
-
-def _read_clusters(path: Path, num_senones: int) -> list[list[int]]:
-    try:
-        doc = json.loads(Path(path).read_text())
-        clusters = [[int(s) for s in c] for c in doc["clusters"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInputError(f"{path}: not a clusters file ({e}); 'clusters': [[ids]]") from None
-    seen: set[int] = set()
-    for i, c in enumerate(clusters):
-        bad = [s for s in c if not 0 <= s < num_senones]
-        if bad or not c:
-            raise BadInputError(
-                f"{path}: cluster {i} is empty or names senones outside 0..{num_senones - 1} "
-                f"({bad[:5]}); it was made for another tree"
-            )
-        if seen & set(c):
-            raise BadInputError(f"{path}: cluster {i} overlaps an earlier one")
-        seen |= set(c)
-    return clusters
-
-
 def _fused_mode(config: SpecialistConfig, device: torch.device) -> str:
     if config.fused != "auto":
         return config.fused
@@ -534,10 +484,10 @@ def train_specialists(
 
 
 def _clusters(config, teacher, train, clusters_file, tmp, num_senones, tree_id, dev):
-    from asr_kd.specialists.clusters import find_clusters
+    from asr_kd.specialists.clusters import find_clusters, prediction_covariance, read_clusters
 
     if clusters_file is not None:
-        clusters = _read_clusters(Path(clusters_file), num_senones)
+        clusters = read_clusters(Path(clusters_file), num_senones)
         doc = {"num_clusters": len(clusters), "sizes": [len(c) for c in clusters],
                "covered_senones": sum(len(c) for c in clusters), "frames": None,
                "source": str(clusters_file), "clusters": clusters}  # fmt: skip
@@ -549,7 +499,7 @@ def _clusters(config, teacher, train, clusters_file, tmp, num_senones, tree_id, 
             source = load(config.cluster_teacher, tree_id, num_senones, device=dev,
                           amp=config.amp)  # fmt: skip
         t0 = time.time()
-        acc = _prediction_covariance(source, train, config.cluster_frames, 200.0, dev)
+        acc = prediction_covariance(source, train, config.cluster_frames, 200.0, dev)
         result = find_clusters(
             acc.covariance(), config.num_clusters, config.min_cluster_size,
             config.max_cluster_size, config.kmeans_passes, config.seed, acc.frames,
