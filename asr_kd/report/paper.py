@@ -13,7 +13,9 @@ Added to the report by :func:`add_protocol_results` (all percent):
   ``student_s<K>``: their mean), ``frame_acc_interval`` the range over student seeds,
   and ``reference``: what the gain was measured from;
 - ``comparisons``: paired bootstrap comparisons of test WER per utterance (ensemble,
-  student vs baseline; soft vs hard targets on the smallest data fraction);
+  student vs baseline; soft vs hard targets per data fraction; where the transfer-set
+  experiments ran, the student on untranscribed audio too vs the student, and the
+  student without the omitted phone vs its hard-target control);
 - ``data_fraction``: per fraction (``hard_<P>pct[_s<K>]``, ``soft_<P>pct[_s<K>]``; 100%:
   baseline and students) the mean over subset seeds of dev/test frame accuracy and WER,
   for hard targets also the dev frame accuracy of the final epoch (hard targets are
@@ -36,6 +38,9 @@ from asr_kd.scoring.bootstrap import bootstrap_wer, paired_bootstrap, read_utt_c
 STUDENT_N = re.compile(r"^student(?:_s(\d+))?$")
 FRACTION_N = re.compile(r"^(hard|soft)_(\d+(?:\.\d+)?)pct(?:_s(\d+))?$")
 METRICS = (("frame_acc", False), ("wer", True))
+# The transfer-set experiments' systems (asr_kd.report.transfer), each against the system
+# it should be read against.
+TRANSFER_PAIRS = (("student", "student_unlab"), ("omit_control", "omit_student"))
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -177,6 +182,7 @@ def comparisons(systems: Mapping[str, Any], dirs: Mapping[str, SystemDirs]) -> l
     pairs = [("baseline", "ensemble"), *[("baseline", s) for s in _students(systems)]]
     hard = sorted(n for n in systems if FRACTION_N.match(n) and n.startswith("hard_"))
     pairs += [(h, "soft" + h[4:]) for h in hard if "soft" + h[4:] in systems]
+    pairs += [p for p in TRANSFER_PAIRS if p[0] in systems and p[1] in systems]
     out = []
     for a, b in pairs:
         if a not in dirs or b not in dirs:

@@ -43,6 +43,7 @@ def test_protocol_fields(tmp_path):
     _system(exp, "hard_3pct", 30, 0.20, 0.20, epochs=[0.20, 0.15])  # best 1, final 2
     _system(exp, "soft_3pct", 24, 0.30, 0.30)
     _system(exp, "hard_3pct_s1", 30, 0.22, 0.22)
+    _system(exp, "student_unlab", 9, 0.545, 0.545)
     doc = report(exp, tmp_path / "report", device="cpu")
     s = doc["systems"]
     lo, hi = s["baseline"]["test"]["wer_interval"]
@@ -60,6 +61,9 @@ def test_protocol_fields(tmp_path):
     ens = pairs[("baseline", "ensemble")]
     assert ens["delta"] < 0 and ens["significant"] and ens["p_improve"] == 1.0
     assert pairs[("hard_3pct", "soft_3pct")]["significant"]
+    # the transfer-set student against the student it extends (one utterance fixed)
+    assert pairs[("student", "student_unlab")]["delta"] == pytest.approx(-100 / 240, abs=1e-3)
+    assert ("omit_control", "omit_student") not in pairs  # not run here
     rows = doc["data_fraction"]
     assert [r["fraction"] for r in rows] == [0.03, 1.0]
     hard = rows[0]["hard"]
