@@ -34,6 +34,11 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
 - ``decode_overrides``: decoder settings per system, ``{pattern: {key: value}}`` with
   shell patterns on the exp/ name; ``asr-kd protocol decode_options:SYSTEM`` prints
   every matching entry (in order) as ``--set key=value`` for ``asr-kd decode``;
+- ``train_jobs``: independent trainings run at once, one thread each (the teachers,
+  through ``train-ensemble --num-jobs``; the students and the data-fraction models, and
+  the transfer stages' pair, as background jobs of the recipe): on 2 CPU cores two
+  one-thread trainings do 1.47x the frames of one two-thread training
+  (``bench/RESULTS.md``). 1 on a GPU, where ``ensemble.fused`` trains teachers together;
 - ``specialists``, ``sweeps``: the optional stages.
 """
 
@@ -78,6 +83,8 @@ class ProtocolConfig:
         baseline_in_ensemble: the baseline is a member of the ensemble.
         decoded_teachers: the first N teachers are decoded (None: all of them).
         extra_set_systems: exp/ names of the systems that decode the extra test sets.
+        train_jobs: independent trainings run at once (one thread each); 1: one after
+            another.
         specialists: run the specialist stages.
         sweeps: run the optional sweep stages (ensemble size, T, alpha).
         decode_overrides: ``{pattern: {decode key: value}}``: settings of the ``decode``
@@ -94,6 +101,7 @@ class ProtocolConfig:
     baseline_in_ensemble: bool = False
     decoded_teachers: int | None = None
     extra_set_systems: tuple[str, ...] = ("baseline", "ensemble", "student")
+    train_jobs: int = 1
     specialists: bool = False
     sweeps: bool = False
     decode_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -116,6 +124,8 @@ class ProtocolConfig:
             for arg in _set_args(options):
                 if any(c.isspace() for c in arg):
                     raise ValueError(f"decode_overrides[{pattern!r}]: {arg!r} holds a space")
+        if self.train_jobs < 1:
+            raise ValueError(f"train_jobs must be at least 1, got {self.train_jobs}")
         if self.decoded_teachers is not None and self.decoded_teachers < 0:
             raise ValueError(f"decoded_teachers must be >= 0, got {self.decoded_teachers}")
         bad = [n for n in self.extra_set_systems if not _SYSTEM.fullmatch(n)]

@@ -76,6 +76,44 @@ def test_tiny_recipe_lang_alignment_and_senones(tiny_run):
     assert priors["num_frames"] == info["train"]["frames"]
 
 
+def _jobs_script(exp: Path, train_jobs: int, jobs: str) -> subprocess.CompletedProcess:
+    """lib.sh's background-job pool on shell commands (no asr-kd)."""
+    script = f"""set -euo pipefail
+recipe_dir={ROOT}/recipes/synth
+source {ROOT}/recipes/common/lib.sh
+exp={exp}; current=17; train_jobs={train_jobs}
+mkdir -p "$exp/log"
+{jobs}
+wait_jobs
+echo all finished
+"""
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_background_trainings_run_one_thread_each_and_report_their_times(tmp_path):
+    jobs = "\n".join(f"bg_job m{i} bash -c 'sleep 0.3; echo threads $OMP_NUM_THREADS'"
+                      for i in range(3))  # fmt: skip
+    res = _jobs_script(tmp_path, 2, jobs)
+    assert res.returncode == 0 and "all finished" in res.stdout
+    for i in range(3):
+        assert f"m{i}: stage 17 took" in res.stdout
+        assert "threads 1" in (tmp_path / "log" / f"m{i}.log").read_text()
+    # train_jobs 1: in the foreground, the command's own output on the console
+    res = _jobs_script(tmp_path, 1, "bg_job m bash -c 'echo threads ${OMP_NUM_THREADS:-all}'")
+    assert res.returncode == 0 and "threads all" in res.stdout
+
+
+def test_a_failed_background_training_fails_the_stage_with_its_log(tmp_path):
+    jobs = """bg_job good bash -c 'sleep 0.5; echo fine'
+bg_job bad bash -c 'echo "student: the loss is NaN at cut u1" >&2; exit 3'
+bg_job third bash -c 'echo ok'"""
+    res = _jobs_script(tmp_path, 2, jobs)
+    assert res.returncode == 1 and "all finished" not in res.stdout
+    assert "the loss is NaN at cut u1" in res.stderr  # the end of the failed job's log
+    assert "bad failed" in res.stderr and f"{tmp_path}/log/bad.log" in res.stderr
+    assert "good: stage 17 took" in res.stdout and "third: stage 17 took" in res.stdout
+
+
 def test_stage_without_its_input_fails_with_one_line(tmp_path):
     res = run_recipe("--config", "tiny", "--work-dir", str(tmp_path), "--stage", "1",
                      "--stop-stage", "1")  # fmt: skip

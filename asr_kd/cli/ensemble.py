@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from asr_kd.cli.options import config_option, force_option, set_option
+from asr_kd.cli.options import config_option, force_option, jobs_option, set_option
 from asr_kd.config import load_section
 
 
@@ -21,15 +21,17 @@ from asr_kd.config import load_section
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @config_option
 @set_option
+@jobs_option
 @force_option
 def train_ensemble(
     data_dir, feature_dir, exp_dir, train_section, train_split, dev_split, device, config_path,
-    overrides, force,
+    overrides, num_jobs, force,
 ) -> None:  # fmt: skip
     """Train the teachers of the 'ensemble' config section into EXP_DIR/teacher1..N.
 
     They share the training settings of --train-section and differ in their
     initialisation seeds; 'fused: true' trains them in one batched program.
+    --num-jobs N trains N separate teachers at once on the CPU, one thread each.
     Override with --set ensemble.num_teachers=4 (the ensemble) or --set lr=0.1 (training).
     """
     from asr_kd.ensemble import EnsembleConfig
@@ -43,6 +45,7 @@ def train_ensemble(
     outs = run(
         Path(data_dir), Path(feature_dir), Path(exp_dir), ensemble, train,
         train_split=train_split, dev_split=dev_split, device=device, force=force,
+        num_jobs=num_jobs,
     )  # fmt: skip
     click.echo(f"teachers: {' '.join(str(o) for o in outs)}")
 

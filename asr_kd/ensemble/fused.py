@@ -7,7 +7,11 @@ the training config's ``seed``, shared by all. Each teacher is an ordinary train
 output, ``<exp>/<prefix>K/`` with ``model.pt`` and ``train.json``, whichever way it
 was trained:
 
-- separately: one :func:`asr_kd.train.train_model` run per teacher;
+- separately: one :func:`asr_kd.train.train_model` run per teacher, one after another
+  or, with ``num_jobs`` > 1 on the CPU, that many at once in worker processes of one
+  thread each (two one-thread trainings on 2 cores do 1.47x the frames of one two-thread
+  training: ``bench/RESULTS.md``, "Independent trainings side by side"); on a GPU
+  they run one after another (``fused: true`` is the GPU's way to train them together);
 - fused (``fused: true``): all teachers in one process and one data pass, one
   :class:`asr_kd.train.Trainer` over the group. Every batch is read once and goes
   through all teachers at once: their weights are stacked and one ``torch.func.vmap``
@@ -37,8 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from asr_kd.errors import ConfigError
+from asr_kd.parallel import make_executor, worker_result
 from asr_kd.train import StepCallback, TrainConfig, train_model, train_models
 from asr_kd.train.checkpoint import ModelBuilder, registry_builder, seed_everything
+from asr_kd.train.distributed import resolve_device
 
 __all__ = ["EnsembleConfig", "seeded_builder", "train_ensemble", "train_fused"]
 
@@ -124,6 +130,7 @@ def train_ensemble(
     device: str = "auto",
     force: bool = False,
     builder: ModelBuilder = registry_builder,
+    num_jobs: int = 1,
 ) -> list[Path]:
     """Train the ensemble's teachers into ``<exp_dir>/<prefix>1..N`` (``train-ensemble``).
 
@@ -132,7 +139,10 @@ def train_ensemble(
         exp_dir: the experiment directory the teachers are written into.
         ensemble: number, seeds, architectures, fused or not.
         config: the training settings shared by all teachers.
-        builder: builds a model from a spec (default: the registry).
+        builder: builds a model from a spec (default: the registry; with ``num_jobs`` >
+            1 it must be picklable, a module-level function).
+        num_jobs: separate teachers trained at once on the CPU, one thread each (the
+            teachers are those of one-thread trainings one after another, bit for bit).
 
     Returns:
         The teachers' directories.
@@ -147,17 +157,39 @@ def train_ensemble(
             data_dir, feature_dir, outs, train, seeds, forward=mode, train_split=train_split,
             dev_split=dev_split, device=device, force=force, builder=builder,
         )  # fmt: skip
-    for k, (out, seed) in enumerate(zip(outs, seeds, strict=True)):
-        train = config
-        if ensemble.architectures:
-            train = dataclasses.replace(config, model=ensemble.architectures[k])
-        logger.info("%s: teacher %d of %d (init seed %d) -> %s", STAGE, k + 1, n, seed, out)
-        train_model(
-            data_dir, feature_dir, out, train, train_split=train_split, dev_split=dev_split,
-            device=device, force=force, builder=seeded_builder(seed, builder), stage=STAGE,
-            extra_config=_extra(k, n, seed, False, mode),
-        )  # fmt: skip
+    jobs = [
+        (k, n, seed, out, dataclasses.replace(config, model=ensemble.architectures[k])
+         if ensemble.architectures else config)
+        for k, (out, seed) in enumerate(zip(outs, seeds, strict=True))
+    ]  # fmt: skip
+    common = dict(data_dir=data_dir, feature_dir=feature_dir, mode=mode, train_split=train_split,
+                  dev_split=dev_split, device=device, force=force, builder=builder)  # fmt: skip
+    if num_jobs > 1 and n > 1 and resolve_device(device).type == "cpu":
+        logger.info("%s: %d teachers, %d at a time (one thread each)", STAGE, n, num_jobs)
+        with make_executor(min(num_jobs, n)) as pool:
+            futures = [pool.submit(_train_teacher, *job, **common) for job in jobs]
+            for future in futures:
+                worker_result(future)
+        return outs
+    if num_jobs > 1:
+        logger.info("%s: on %s the teachers train one after another", STAGE, device)
+    for job in jobs:
+        _train_teacher(*job, **common)
     return outs
+
+
+def _train_teacher(
+    k: int, n: int, seed: int, out: Path, config: TrainConfig, *, data_dir: Path | str,
+    feature_dir: Path | str, mode: str, train_split: str, dev_split: str, device: str,
+    force: bool, builder: ModelBuilder,
+) -> None:  # fmt: skip
+    """Teacher ``k`` of ``n`` (init seed ``seed``) into ``out``: one ordinary training."""
+    logger.info("%s: teacher %d of %d (init seed %d) -> %s", STAGE, k + 1, n, seed, out)
+    train_model(
+        data_dir, feature_dir, out, config, train_split=train_split, dev_split=dev_split,
+        device=device, force=force, builder=seeded_builder(seed, builder), stage=STAGE,
+        extra_config=_extra(k, n, seed, False, mode),
+    )  # fmt: skip
 
 
 def train_fused(

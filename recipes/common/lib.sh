@@ -70,6 +70,48 @@ timed() {
   log "stage $current took $((SECONDS - start)) s"
 }
 
+# Independent trainings run as up to protocol.train_jobs background jobs of one thread
+# each, as Kaldi's recipes run jobs with `&` and `wait` (on 2 CPU cores two one-thread
+# trainings do 1.47x the frames of one two-thread training: bench/RESULTS.md).
+# bg_job NAME CMD...: runs `timed CMD` once fewer than train_jobs jobs run, its output in
+# $exp/log/NAME.log (train_jobs 1: in the foreground, as any command). wait_jobs: waits
+# for them all; if any failed, prints the end of each failed job's log and exits 1.
+bg_pids=()
+bg_names=()
+bg_job() {
+  local name=$1
+  shift
+  if [[ $train_jobs -le 1 ]]; then
+    timed "$@"
+    return
+  fi
+  while [[ $(jobs -rp | wc -l) -ge $train_jobs ]]; do wait -n || true; done
+  log "$name: started in the background (one thread; log: $exp/log/$name.log)"
+  ( export OMP_NUM_THREADS=1; timed "$@" ) > "$exp/log/$name.log" 2>&1 &
+  bg_pids+=($!)
+  bg_names+=("$name")
+}
+
+wait_jobs() {
+  local i name failed=()
+  for i in "${!bg_pids[@]}"; do
+    name=${bg_names[$i]}
+    if wait "${bg_pids[$i]}"; then
+      log "$name: $(grep -h ' took ' "$exp/log/$name.log" | tail -n 1 | sed 's/.*stage/stage/')"
+    else
+      failed+=("$name")
+      echo "--- the end of $exp/log/$name.log:" >&2
+      tail -n 15 "$exp/log/$name.log" >&2
+    fi
+  done
+  bg_pids=()
+  bg_names=()
+  if [[ ${#failed[@]} -gt 0 ]]; then
+    log "stage $current: ${failed[*]} failed (logs in $exp/log/)" >&2
+    exit 1
+  fi
+}
+
 # setup_recipe SCRIPT: checks the arguments (recipes/check_args.sh), resolves the config
 # and the protocol, makes W/data and W/exp; sets config, data, exp, jobs, par, kd and the
 # protocol's lists.
@@ -84,6 +126,7 @@ setup_recipe() {
   read -ra fractions <<< "$(protocol fractions)"
   read -ra subset_seeds <<< "$(protocol subset_seeds)"
   read -ra decode_fractions <<< "$(protocol decode_fractions)"
+  train_jobs=$(protocol train_jobs)
   data=$work_dir/data
   exp=$work_dir/exp
   mkdir -p "$data" "$exp/log"

@@ -182,7 +182,7 @@ current=13
 if [[ $stage -le 13 && $stop_stage -ge 13 ]]; then
   log "Stage 13: the teachers: N DNNs that differ in their initialisation seed"
   timed "${kd[@]}" train-ensemble --config "$config" --train-section teacher "${splits[@]}" \
-    "$data/senones" "$data/fbank" "$exp"
+    --num-jobs "$train_jobs" "$data/senones" "$data/fbank" "$exp"
 fi
 
 # the ensemble's members: exp/teacher<N>, and first the baseline when the protocol says
@@ -214,9 +214,9 @@ current=16
 if [[ $stage -le 16 && $stop_stage -ge 16 ]]; then
   log "Stage 16: distil the ensemble into students of the same size (protocol.student_seeds)"
   for seed in "${student_seeds[@]}"; do
-    timed "${kd[@]}" distill --config "$config" --set "student.seed=$seed" "${splits[@]}" \
-      --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
-      "$exp/$(protocol "system:student::$seed")"
+    name=$(protocol "system:student::$seed")
+    bg_job "$name" "${kd[@]}" distill --config "$config" --set "student.seed=$seed" "${splits[@]}" \
+      --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" "$exp/$name"
   done
 fi
 
@@ -230,15 +230,19 @@ if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
     read -ra seeds <<< "$(protocol "subset_seeds:$f")"
     for s in "${seeds[@]}"; do
       subset=(--set "train_fraction=$f" --set "subset_seed=$s")
-      timed "${kd[@]}" train --config "$config" --section hard_3pct "${subset[@]}" "${splits[@]}" \
-        "$data/senones" "$data/fbank" "$exp/$(protocol "system:hard:$f:$s")"
-      timed "${kd[@]}" distill --config "$config" --train-section student_3pct "${splits[@]}" \
-        --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" "${alpha_set[@]}" \
-        --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
-        "$exp/$(protocol "system:soft:$f:$s")"
+      hard=$(protocol "system:hard:$f:$s")
+      soft=$(protocol "system:soft:$f:$s")
+      bg_job "$hard" "${kd[@]}" train --config "$config" --section hard_3pct "${subset[@]}" \
+        "${splits[@]}" "$data/senones" "$data/fbank" "$exp/$hard"
+      bg_job "$soft" "${kd[@]}" distill --config "$config" --train-section student_3pct \
+        "${splits[@]}" --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" \
+        "${alpha_set[@]}" --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" \
+        "$data/fbank" "$exp/$soft"
     done
   done
 fi
+# stages 16 and 17's trainings share one pool of train_jobs background jobs
+wait_jobs
 
 current=18
 if [[ $stage -le 18 && $stop_stage -ge 18 ]]; then
@@ -358,10 +362,12 @@ current=25
 if [[ $transfer == yes && $stage -le 25 && $stop_stage -ge 25 ]]; then
   phone=$(asr-kd transfer-config --config "$config" omit_phone 2>/dev/null)
   log "Stage 25: $phone left out of the transfer set: a hard-target control and a student"
-  timed "${kd[@]}" train --config "$config" --section teacher --set seed=0 \
+  bg_job omit_control "${kd[@]}" train --config "$config" --section teacher --set seed=0 \
     --set "omit_phone=$phone" "${splits[@]}" "$data/senones" "$data/fbank" "$exp/omit_control"
-  timed "${kd[@]}" distill --config "$config" --set "student.omit_phone=$phone" "${splits[@]}" \
-    --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" "$exp/omit_student"
+  bg_job omit_student "${kd[@]}" distill --config "$config" --set "student.omit_phone=$phone" \
+    "${splits[@]}" --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
+    "$exp/omit_student"
+  wait_jobs
   timed "${kd[@]}" eval-omitted-phone --config "$config" --dev-split "$dev_split" \
     --test-split "$test_split" --system "student=$exp/omit_student" \
     --system "control=$exp/omit_control" --system "full=$exp/student" \

@@ -136,3 +136,31 @@ def test_ensemble_config_is_checked():
         EnsembleConfig(num_teachers=2, architectures=archs, fused=True)
     with pytest.raises(ValueError, match="1 architectures for 2 teachers"):
         EnsembleConfig(num_teachers=2, architectures=({"arch": "dnn"},))
+
+
+def test_teachers_trained_at_once_are_those_of_one_thread_trainings(data, tmp_path):
+    """--num-jobs 2: two worker processes of one thread each, the same teachers bit for
+    bit as one-thread trainings one after another, each an ordinary finished output."""
+    ens = EnsembleConfig(num_teachers=2, seeds=(3, 7))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = train_ensemble(*data, tmp_path / "serial", ens, toy_config(**CONFIG), device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    at_once = train_ensemble(*data, tmp_path / "at_once", ens, toy_config(**CONFIG),
+                             device="cpu", num_jobs=2)  # fmt: skip
+    assert [p.name for p in at_once] == ["teacher1", "teacher2"]
+    for k, (a, b) in enumerate(zip(serial, at_once, strict=True)):
+        assert state_dicts_equal(_weights(a), _weights(b))
+        assert is_done(b) and read_marker(b)["stage"] == STAGE
+        assert read_marker(b)["config"]["ensemble"]["init_seed"] == (3, 7)[k]
+    assert not list((tmp_path / "at_once").glob("*.tmp-*"))
+
+
+def test_a_teacher_that_fails_at_once_names_its_error(data, tmp_path):
+    ens = EnsembleConfig(num_teachers=2, seeds=(3, 7))
+    with pytest.raises(Exception, match="no_such_split"):
+        train_ensemble(*data, tmp_path, ens, toy_config(**CONFIG), device="cpu", num_jobs=2,
+                       dev_split="no_such_split")  # fmt: skip
+    assert not list(tmp_path.glob("teacher*/.done.json"))
