@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,32 @@ bg_job third bash -c 'echo ok'"""
     assert "the loss is NaN at cut u1" in res.stderr  # the end of the failed job's log
     assert "bad failed" in res.stderr and f"{tmp_path}/log/bad.log" in res.stderr
     assert "good: stage 17 took" in res.stdout and "third: stage 17 took" in res.stdout
+
+
+def test_ctrl_c_stops_the_background_trainings(tmp_path):
+    """Background jobs of a script ignore SIGINT: the recipe itself must stop them."""
+    jobs = "\n".join(f"bg_job m{i} bash -c 'echo $$ > {tmp_path}/m{i}.pid; exec sleep 60'"
+                      for i in range(2))  # fmt: skip
+    script = f"""set -euo pipefail
+recipe_dir={ROOT}/recipes/synth
+source {ROOT}/recipes/common/lib.sh
+exp={tmp_path}; current=16; train_jobs=2
+mkdir -p "$exp/log"
+{jobs}
+wait_jobs
+"""
+    proc = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, text=True)
+    pid_files = [tmp_path / f"m{i}.pid" for i in range(2)]
+    for _ in range(100):
+        if all(f.is_file() and f.read_text().strip() for f in pid_files):
+            break
+        time.sleep(0.05)
+    pids = [int(f.read_text()) for f in pid_files]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 130
+    for pid in pids:  # the jobs' commands are gone, not left running for a minute
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_stage_without_its_input_fails_with_one_line(tmp_path):

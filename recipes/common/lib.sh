@@ -73,9 +73,12 @@ timed() {
 # Independent trainings run as up to protocol.train_jobs background jobs of one thread
 # each, as Kaldi's recipes run jobs with `&` and `wait` (on 2 CPU cores two one-thread
 # trainings do 1.47x the frames of one two-thread training: bench/RESULTS.md).
-# bg_job NAME CMD...: runs `timed CMD` once fewer than train_jobs jobs run, its output in
-# $exp/log/NAME.log (train_jobs 1: in the foreground, as any command). wait_jobs: waits
-# for them all; if any failed, prints the end of each failed job's log and exits 1.
+# bg_job NAME CMD...: runs CMD once fewer than train_jobs jobs run, its output and its time
+# in $exp/log/NAME.log (train_jobs 1: `timed CMD` in the foreground, as any command).
+# wait_jobs: waits for them all; if any failed, prints the end of each failed job's log
+# and exits 1. Ctrl-C, a TERM or an error of the recipe stops the running jobs with a
+# TERM (asr-kd removes its temporary output and exits 143): background jobs of a script
+# ignore Ctrl-C themselves.
 bg_pids=()
 bg_names=()
 bg_job() {
@@ -86,10 +89,28 @@ bg_job() {
     return
   fi
   while [[ $(jobs -rp | wc -l) -ge $train_jobs ]]; do wait -n || true; done
+  [[ ${#bg_pids[@]} -gt 0 ]] || { trap 'stop_jobs; exit 130' INT TERM; trap stop_jobs EXIT; }
   log "$name: started in the background (one thread; log: $exp/log/$name.log)"
-  ( export OMP_NUM_THREADS=1; timed "$@" ) > "$exp/log/$name.log" 2>&1 &
+  (
+    export OMP_NUM_THREADS=1
+    start=$SECONDS
+    "$@" &
+    child=$!
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
+    if wait "$child"; then rc=0; else rc=$?; fi
+    log "stage $current took $((SECONDS - start)) s"
+    exit $rc
+  ) > "$exp/log/$name.log" 2>&1 &
   bg_pids+=($!)
   bg_names+=("$name")
+}
+
+stop_jobs() {
+  local pid
+  for pid in "${bg_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${bg_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  bg_pids=()
+  bg_names=()
 }
 
 wait_jobs() {
