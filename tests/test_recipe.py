@@ -89,7 +89,9 @@ mkdir -p "$exp/log"
 wait_jobs
 echo all finished
 """
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # make test sets it
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
 
 
 def test_background_trainings_run_one_thread_each_and_report_their_times(tmp_path):
@@ -128,7 +130,14 @@ mkdir -p "$exp/log"
 {jobs}
 wait_jobs
 """
-    proc = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, text=True)
+    # as from a terminal: SIGINT not ignored (a pytest-xdist worker ignores it, and bash
+    # cannot trap a signal ignored when it started)
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     pid_files = [tmp_path / f"m{i}.pid" for i in range(2)]
     for _ in range(100):
         if all(f.is_file() and f.read_text().strip() for f in pid_files):
