@@ -78,9 +78,9 @@ def test_tiny_recipe_lang_alignment_and_senones(tiny_run):
     assert priors["num_frames"] == info["train"]["frames"]
 
 
-def _jobs_script(exp: Path, train_jobs: int, jobs: str) -> subprocess.CompletedProcess:
-    """lib.sh's background-job pool on shell commands (no asr-kd)."""
-    script = f"""set -euo pipefail
+def _jobs_source(exp: Path, train_jobs: int, jobs: str) -> str:
+    """A script that runs ``jobs`` (``bg_job`` lines) through lib.sh's pool and waits."""
+    return f"""set -euo pipefail
 recipe_dir={ROOT}/recipes/synth
 source {ROOT}/recipes/common/lib.sh
 exp={exp}; current=17; train_jobs={train_jobs}
@@ -89,6 +89,11 @@ mkdir -p "$exp/log"
 wait_jobs
 echo all finished
 """
+
+
+def _jobs_script(exp: Path, train_jobs: int, jobs: str) -> subprocess.CompletedProcess:
+    """lib.sh's background-job pool on shell commands (no asr-kd)."""
+    script = _jobs_source(exp, train_jobs, jobs)
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # make test sets it
     return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
                           timeout=60)  # fmt: skip
@@ -122,14 +127,7 @@ def test_ctrl_c_stops_the_background_trainings(tmp_path):
     """Background jobs of a script ignore SIGINT: the recipe itself must stop them."""
     jobs = "\n".join(f"bg_job m{i} bash -c 'echo $$ > {tmp_path}/m{i}.pid; exec sleep 60'"
                       for i in range(2))  # fmt: skip
-    script = f"""set -euo pipefail
-recipe_dir={ROOT}/recipes/synth
-source {ROOT}/recipes/common/lib.sh
-exp={tmp_path}; current=16; train_jobs=2
-mkdir -p "$exp/log"
-{jobs}
-wait_jobs
-"""
+    script = _jobs_source(tmp_path, 2, jobs)
     # as from a terminal: SIGINT not ignored (a pytest-xdist worker ignores it, and bash
     # cannot trap a signal ignored when it started)
     proc = subprocess.Popen(

@@ -33,6 +33,7 @@ from typing import Any
 
 from asr_kd.errors import AsrKdError
 from asr_kd.report.collect import SPLITS, TEACHER_N, SystemDirs
+from asr_kd.report.transfer import UNLABELLED_SYSTEM
 from asr_kd.scoring.bootstrap import bootstrap_wer, paired_bootstrap, read_utt_counts
 
 STUDENT_N = re.compile(r"^student(?:_s(\d+))?$")
@@ -40,7 +41,7 @@ FRACTION_N = re.compile(r"^(hard|soft)_(\d+(?:\.\d+)?)pct(?:_s(\d+))?$")
 METRICS = (("frame_acc", False), ("wer", True))
 # The transfer-set experiments' systems (asr_kd.report.transfer), each against the system
 # it should be read against.
-TRANSFER_PAIRS = (("student", "student_unlab"), ("omit_control", "omit_student"))
+TRANSFER_PAIRS = (("student", UNLABELLED_SYSTEM), ("omit_control", "omit_student"))
 
 
 def _json(path: Path) -> dict[str, Any] | None:
