@@ -20,9 +20,13 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
   the full-data pair is the baseline and the student;
 - ``seeded_fractions``: the fractions trained with every subset seed (default: all); the
   others (points of the data-fraction curve) with the first seed only;
-- ``soft_fraction_alpha``: the soft-target fraction models' ``distill.alpha`` (None: the
-  student's); 1.0 trains them on the soft targets alone, as the paper's 3% question asks
-  of soft targets (with a hard term, minutes of audio are memorised);
+- ``soft_fraction_distill``: settings of the ``distill`` section for the soft-target
+  fraction models (``{}``: the student's). ``alpha: 1.0`` trains them on the soft targets
+  alone, as the paper's 3% question asks of soft targets (with a hard term, minutes of
+  audio are memorised); ``source: on_the_fly`` runs the teachers on every training
+  window instead of reading the cache, which with the ``augment_*`` settings of the
+  fraction models' sections is consistent teaching (teacher and student see the same
+  perturbed window; the README);
 - ``decode_fractions``: which of those fractions' models are decoded (seed 0);
 - ``decoded_teachers``: how many teachers (the first N) are decoded beside the baseline
   (default: all); every teacher's frame accuracy is measured either way. Each lattice
@@ -77,8 +81,8 @@ class ProtocolConfig:
         subset_seeds: seeds of the subsets (the first is the unsuffixed name).
         seeded_fractions: fractions trained with every subset seed (None: all of them);
             the other fractions with the first seed only.
-        soft_fraction_alpha: ``distill.alpha`` of the soft-target fraction models
-            (``None``: the student's ``distill.alpha``).
+        soft_fraction_distill: ``{distill key: value}`` for the soft-target fraction
+            models (e.g. ``{alpha: 1.0, source: on_the_fly}``); the rest is the student's.
         decode_fractions: fractions whose (first-seed) models are decoded.
         baseline_in_ensemble: the baseline is a member of the ensemble.
         decoded_teachers: the first N teachers are decoded (None: all of them).
@@ -96,7 +100,7 @@ class ProtocolConfig:
     fractions: tuple[float, ...] = (0.03,)
     subset_seeds: tuple[int, ...] = (0,)
     seeded_fractions: tuple[float, ...] | None = None
-    soft_fraction_alpha: float | None = None
+    soft_fraction_distill: dict[str, Any] = field(default_factory=dict)
     decode_fractions: tuple[float, ...] = (0.03,)
     baseline_in_ensemble: bool = False
     decoded_teachers: int | None = None
@@ -134,9 +138,18 @@ class ProtocolConfig:
                 f"extra_set_systems must be distinct exp/ names of stage 18's systems "
                 f"(baseline, ensemble, teacher<N>, student[_s<seed>]), got {self.extra_set_systems}"
             )
-        alpha = self.soft_fraction_alpha
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"soft_fraction_alpha must be in [0, 1], got {alpha}")
+        frac = self.soft_fraction_distill
+        if not isinstance(frac, dict) or not all(isinstance(k, str) for k in frac):
+            raise ValueError(f"soft_fraction_distill must map distill keys to values, got {frac!r}")
+        alpha = frac.get("alpha")
+        if alpha is not None and not (isinstance(alpha, int | float) and 0.0 <= alpha <= 1.0):
+            raise ValueError(f"soft_fraction_distill.alpha must be in [0, 1], got {alpha!r}")
+        if frac.get("source", "cache") not in ("cache", "on_the_fly"):
+            raise ValueError(
+                f"soft_fraction_distill.source must be cache or on_the_fly, got {frac['source']!r}"
+            )
+        if frac.get("cache_dir") is not None:
+            raise ValueError("soft_fraction_distill sets no cache_dir: the recipe's cache is used")
         for name in ("decode_fractions", "seeded_fractions"):
             missing = sorted(set(getattr(self, name) or ()) - set(self.fractions))
             if missing:
@@ -158,6 +171,17 @@ class ProtocolConfig:
             if fnmatch.fnmatchcase(system, pattern):
                 args += [a for arg in _set_args(options) for a in ("--set", arg)]
         return args
+
+    def soft_fraction_options(self) -> list[str]:
+        """``--set distill.KEY=VALUE`` arguments of ``asr-kd distill`` for the soft-target
+        fraction models (``soft_fraction_distill``)."""
+        args = _set_args(self.soft_fraction_distill)
+        return [a for arg in args for a in ("--set", f"distill.{arg}")]
+
+    @property
+    def soft_fraction_source(self) -> str:
+        """``cache`` or ``on_the_fly``: where the soft-target fraction models' targets come from."""
+        return str(self.soft_fraction_distill.get("source", "cache"))
 
     def value(self, key: str) -> str:
         """One field as the shell reads it: a list space-separated, a bool ``yes``/``no``."""

@@ -23,8 +23,8 @@ def test_values_for_the_shell():
     p = ProtocolConfig(student_seeds=(0, 1), fractions=(0.03, 0.1), specialists=True)
     assert p.value("student_seeds") == "0 1" and p.value("fractions") == "0.03 0.1"
     assert p.value("specialists") == "yes" and p.value("sweeps") == "no"
-    assert p.value("soft_fraction_alpha") == ""  # the recipe then keeps distill.alpha
-    assert ProtocolConfig(soft_fraction_alpha=1.0).value("soft_fraction_alpha") == "1.0"
+    assert p.soft_fraction_options() == []  # the recipe then keeps the student's distill
+    assert p.soft_fraction_source == "cache"
     assert p.value("decoded_teachers") == ""  # the recipe then decodes every teacher
     assert ProtocolConfig(decoded_teachers=1).value("decoded_teachers") == "1"
     assert p.value("extra_set_systems") == "baseline ensemble student"
@@ -39,7 +39,10 @@ def test_values_for_the_shell():
         ({"fractions": [1.0]}, "fractions must lie in"),
         ({"student_seeds": [0, 0]}, "distinct"),
         ({"decode_fractions": [0.1]}, "not among fractions"),
-        ({"soft_fraction_alpha": 1.5}, r"soft_fraction_alpha must be in \[0, 1\]"),
+        ({"soft_fraction_distill": {"alpha": 1.5}}, r"soft_fraction_distill.alpha must be in"),
+        ({"soft_fraction_distill": {"source": "disk"}}, "must be cache or on_the_fly"),
+        ({"soft_fraction_distill": {"cache_dir": "x"}}, "sets no cache_dir"),
+        ({"soft_fraction_distill": [1.0]}, "soft_fraction_distill must be a mapping"),
         ({"decoded_teachers": -1}, "decoded_teachers must be >= 0"),
         ({"extra_set_systems": ["baseline", "hard_3pct"]}, "extra_set_systems must be"),
         ({"extra_set_systems": ["student", "student"]}, "extra_set_systems must be"),
@@ -123,3 +126,27 @@ def test_decode_options_per_system_as_decode_reads_them(tmp_path):
     small = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf" / "small.yaml"
     p = load_section(small, "protocol", ProtocolConfig)
     assert "lattice=false" in p.decode_options("soft_3pct") and not p.decode_options("baseline")
+
+
+def test_soft_fraction_settings_as_distill_reads_them(tmp_path):
+    """The soft fraction models' --set arguments give distill the protocol's settings,
+    and the recipe learns whether they read the cache (consistent teaching: not)."""
+    from asr_kd.config import apply_overrides
+    from asr_kd.distill.train import DistillConfig
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("protocol:\n  soft_fraction_distill: {alpha: 1.0, source: on_the_fly}\n")
+    p = load_section(conf, "protocol", ProtocolConfig)
+    args = p.soft_fraction_options()
+    assert args == ["--set", "distill.alpha=1.0", "--set", 'distill.source="on_the_fly"']
+    read = apply_overrides({"distill": {"alpha": 0.667, "k": 64}}, args[1::2], "distill")
+    config = DistillConfig(**read["distill"], teachers=("t",))
+    assert (config.alpha, config.source, config.k) == (1.0, "on_the_fly", 64)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), "soft_fraction_source"])
+    assert res.exit_code == 0 and res.output.splitlines()[-1] == "on_the_fly"
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), "soft_fraction_options"])
+    assert res.output.splitlines()[-1] == " ".join(args)
+    # converge.yaml (make experiment) teaches its soft fraction models consistently
+    converge = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf" / "converge.yaml"
+    assert load_section(converge, "protocol", ProtocolConfig).soft_fraction_source == "on_the_fly"

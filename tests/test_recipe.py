@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from lhotse import CutSet
 
 from asr_kd.cli.main import cli
+from asr_kd.stage import read_marker
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "recipes" / "synth" / "run.sh"
@@ -240,6 +241,15 @@ def test_tiny_recipe_report_has_every_system_with_sane_numbers(tiny_run):
     steps = {n: json.loads((work / "exp" / n / "train.json").read_text())["total_steps"]
              for n in ("baseline", "hard_10pct", "soft_10pct")}  # fmt: skip
     assert steps["hard_10pct"] == steps["soft_10pct"] == steps["baseline"], steps
+    # tiny teaches its fraction models as converge.yaml: perturbed windows, and the soft
+    # model's teachers on the fly (no cache), on the soft targets alone
+    soft = read_marker(work / "exp" / "soft_10pct")["config"]
+    assert soft["distillation"]["source"] == "on_the_fly", soft["distillation"]
+    assert soft["distillation"]["alpha"] == 1.0 and soft["distillation"]["cache_dir"] is None
+    for name in ("hard_10pct", "soft_10pct"):
+        train = read_marker(work / "exp" / name)["config"]
+        section = train.get("distill", train.get("train"))
+        assert section["augment_freq_masks"] == 2 and section["augment_noise"] == 0.3, name
     assert "| student |" in res.stdout  # the run ends by printing the report table
     for png in ("systems.png", "learning_curves.png"):
         assert (work / "exp" / "report" / png).stat().st_size > 1000

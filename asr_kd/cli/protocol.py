@@ -18,7 +18,10 @@ def protocol(config_path, overrides, key: str) -> None:
     ``system:hard:0.03:1`` -> ``hard_3pct_s1``; KEY ``subset_seeds:FRACTION`` the subset
     seeds that fraction is trained with (``seeded_fractions``); KEY
     ``decode_options:SYSTEM`` the ``--set`` arguments of that system's decode
-    (``decode_overrides``), e.g. ``--set lattice=false --set max_active=2000``.
+    (``decode_overrides``), e.g. ``--set lattice=false --set max_active=2000``; KEY
+    ``soft_fraction_options`` the ``--set distill.KEY=VALUE`` arguments of the soft-target
+    fraction models (``soft_fraction_distill``), KEY ``soft_fraction_source`` where their
+    targets come from (``cache`` or ``on_the_fly``).
     """
     from asr_kd.config import load_section
     from asr_kd.errors import ConfigError
@@ -36,6 +39,12 @@ def protocol(config_path, overrides, key: str) -> None:
         return
     if key.startswith("decode_options:"):
         click.echo(" ".join(config.decode_options(key.split(":", 1)[1])))
+        return
+    if key == "soft_fraction_options":
+        click.echo(" ".join(config.soft_fraction_options()))
+        return
+    if key == "soft_fraction_source":
+        click.echo(config.soft_fraction_source)
         return
     if key.startswith("subset_seeds:"):
         try:

@@ -223,9 +223,11 @@ fi
 current=17
 if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
   log "Stage 17: fractions of the training data: hard targets vs the ensemble's soft targets"
-  frac_alpha=$(protocol soft_fraction_alpha)  # the soft models' alpha; empty: distill.alpha
-  alpha_set=()
-  [[ -z $frac_alpha ]] || alpha_set=(--set "distill.alpha=$frac_alpha")
+  # the soft models' distill settings (protocol.soft_fraction_distill), and their targets:
+  # the cache, or the teachers run on every (perturbed) window
+  read -ra frac_opts <<< "$(protocol soft_fraction_options)"
+  frac_cache=(--cache-dir "$data/soft")
+  [[ $(protocol soft_fraction_source) == cache ]] || frac_cache=()
   for f in "${fractions[@]}"; do
     read -ra seeds <<< "$(protocol "subset_seeds:$f")"
     for s in "${seeds[@]}"; do
@@ -236,7 +238,7 @@ if [[ $stage -le 17 && $stop_stage -ge 17 ]]; then
         "${splits[@]}" "$data/senones" "$data/fbank" "$exp/$hard"
       bg_job "$soft" "${kd[@]}" distill --config "$config" --train-section student_3pct \
         "${splits[@]}" --set "student_3pct.train_fraction=$f" --set "student_3pct.subset_seed=$s" \
-        "${alpha_set[@]}" --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" \
+        "${frac_opts[@]}" "${frac_cache[@]}" "${teacher_args[@]}" "$data/senones" \
         "$data/fbank" "$exp/$soft"
     done
   done
