@@ -150,6 +150,9 @@ class ProtocolConfig:
             )
         if frac.get("cache_dir") is not None:
             raise ValueError("soft_fraction_distill sets no cache_dir: the recipe's cache is used")
+        for arg in _set_args(frac):  # the recipe splits the --set arguments on spaces
+            if any(c.isspace() for c in arg):
+                raise ValueError(f"soft_fraction_distill: {arg!r} holds a space")
         for name in ("decode_fractions", "seeded_fractions"):
             missing = sorted(set(getattr(self, name) or ()) - set(self.fractions))
             if missing:

@@ -42,6 +42,7 @@ def test_values_for_the_shell():
         ({"soft_fraction_distill": {"alpha": 1.5}}, r"soft_fraction_distill.alpha must be in"),
         ({"soft_fraction_distill": {"source": "disk"}}, "must be cache or on_the_fly"),
         ({"soft_fraction_distill": {"cache_dir": "x"}}, "sets no cache_dir"),
+        ({"soft_fraction_distill": {"teachers": ["a b"]}}, "holds a space"),
         ({"soft_fraction_distill": [1.0]}, "soft_fraction_distill must be a mapping"),
         ({"decoded_teachers": -1}, "decoded_teachers must be >= 0"),
         ({"extra_set_systems": ["baseline", "hard_3pct"]}, "extra_set_systems must be"),
