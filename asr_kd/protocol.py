@@ -121,13 +121,7 @@ class ProtocolConfig:
                 f"got {self.fractions} / {self.decode_fractions}"
             )
         for pattern, options in self.decode_overrides.items():
-            if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-                raise ValueError(
-                    f"decode_overrides[{pattern!r}] must map decode keys to values, got {options!r}"
-                )
-            for arg in _set_args(options):
-                if any(c.isspace() for c in arg):
-                    raise ValueError(f"decode_overrides[{pattern!r}]: {arg!r} holds a space")
+            _check_set_mapping(f"decode_overrides[{pattern!r}]", "decode", options)
         if self.train_jobs < 1:
             raise ValueError(f"train_jobs must be at least 1, got {self.train_jobs}")
         if self.decoded_teachers is not None and self.decoded_teachers < 0:
@@ -139,8 +133,7 @@ class ProtocolConfig:
                 f"(baseline, ensemble, teacher<N>, student[_s<seed>]), got {self.extra_set_systems}"
             )
         frac = self.soft_fraction_distill
-        if not isinstance(frac, dict) or not all(isinstance(k, str) for k in frac):
-            raise ValueError(f"soft_fraction_distill must map distill keys to values, got {frac!r}")
+        _check_set_mapping("soft_fraction_distill", "distill", frac)
         alpha = frac.get("alpha")
         if alpha is not None and not (isinstance(alpha, int | float) and 0.0 <= alpha <= 1.0):
             raise ValueError(f"soft_fraction_distill.alpha must be in [0, 1], got {alpha!r}")
@@ -150,9 +143,6 @@ class ProtocolConfig:
             )
         if frac.get("cache_dir") is not None:
             raise ValueError("soft_fraction_distill sets no cache_dir: the recipe's cache is used")
-        for arg in _set_args(frac):  # the recipe splits the --set arguments on spaces
-            if any(c.isspace() for c in arg):
-                raise ValueError(f"soft_fraction_distill: {arg!r} holds a space")
         for name in ("decode_fractions", "seeded_fractions"):
             missing = sorted(set(getattr(self, name) or ()) - set(self.fractions))
             if missing:
@@ -172,14 +162,13 @@ class ProtocolConfig:
         args: list[str] = []
         for pattern, options in self.decode_overrides.items():
             if fnmatch.fnmatchcase(system, pattern):
-                args += [a for arg in _set_args(options) for a in ("--set", arg)]
+                args += _set_flags(options)
         return args
 
     def soft_fraction_options(self) -> list[str]:
         """``--set distill.KEY=VALUE`` arguments of ``asr-kd distill`` for the soft-target
         fraction models (``soft_fraction_distill``)."""
-        args = _set_args(self.soft_fraction_distill)
-        return [a for arg in args for a in ("--set", f"distill.{arg}")]
+        return _set_flags(self.soft_fraction_distill, "distill.")
 
     @property
     def soft_fraction_source(self) -> str:
@@ -204,3 +193,18 @@ class ProtocolConfig:
 def _set_args(options: dict[str, Any]) -> list[str]:
     """``key=value`` with the value as YAML reads it back (``false``, ``2000``, ``[6,8]``)."""
     return [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in options.items()]
+
+
+def _set_flags(options: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["--set", "<prefix>key=value", ...]``: ``options`` as ``--set`` arguments."""
+    return [a for arg in _set_args(options) for a in ("--set", prefix + arg)]
+
+
+def _check_set_mapping(name: str, section: str, options: Any) -> None:
+    """Refuse ``options`` unless it maps ``section`` keys to values that the recipe can
+    pass as ``--set`` arguments (it splits them on spaces)."""
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"{name} must map {section} keys to values, got {options!r}")
+    for arg in _set_args(options):
+        if any(c.isspace() for c in arg):
+            raise ValueError(f"{name}: {arg!r} holds a space")
