@@ -13,6 +13,14 @@ The paper's protocol (Hinton et al. 2015, section 4) as config values:
 - ``student_seeds``: students trained from the same soft targets with these seeds
   (``exp/student``, ``exp/student_s1``, ...): the share of the gain kept gets an
   interval over seeds;
+- ``student_overrides``: settings of those students beside the ``student`` and
+  ``distill`` sections, ``{section: {key: value}}`` with section ``distill`` or
+  ``student`` (``{}``: the sections as they are, from the cache). ``{distill: {source:
+  on_the_fly}, student: {augment_...}}`` is consistent teaching of the full-data student:
+  the teachers run on every perturbed window. The transfer stages' students (the omitted
+  phone, the untranscribed audio) are taught the same way, so that they compare with
+  ``exp/student``; the specialists' student and the sweeps keep the sections and their
+  caches (the sweep then trains its own T = 2, alpha = 0.667 point);
 - ``fractions`` x ``subset_seeds``: models on a speaker-stratified fraction of the
   training data, hard targets (section ``hard_3pct``) and soft targets (section
   ``student_3pct``), each given the whole set's number of updates
@@ -77,6 +85,8 @@ class ProtocolConfig:
 
     Attributes:
         student_seeds: seeds of the distilled students (the first is ``exp/student``).
+        student_overrides: ``{distill|student: {key: value}}`` for those students (e.g.
+            ``{distill: {source: on_the_fly}, student: {augment_noise: 0.3}}``).
         fractions: data fractions (< 1) for the hard-vs-soft comparison.
         subset_seeds: seeds of the subsets (the first is the unsuffixed name).
         seeded_fractions: fractions trained with every subset seed (None: all of them);
@@ -97,6 +107,7 @@ class ProtocolConfig:
     """
 
     student_seeds: tuple[int, ...] = (0,)
+    student_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     fractions: tuple[float, ...] = (0.03,)
     subset_seeds: tuple[int, ...] = (0,)
     seeded_fractions: tuple[float, ...] | None = None
@@ -132,21 +143,32 @@ class ProtocolConfig:
                 f"extra_set_systems must be distinct exp/ names of stage 18's systems "
                 f"(baseline, ensemble, teacher<N>, student[_s<seed>]), got {self.extra_set_systems}"
             )
-        frac = self.soft_fraction_distill
-        _check_set_mapping("soft_fraction_distill", "distill", frac)
-        alpha = frac.get("alpha")
-        if alpha is not None and not (isinstance(alpha, int | float) and 0.0 <= alpha <= 1.0):
-            raise ValueError(f"soft_fraction_distill.alpha must be in [0, 1], got {alpha!r}")
-        if frac.get("source", "cache") not in ("cache", "on_the_fly"):
-            raise ValueError(
-                f"soft_fraction_distill.source must be cache or on_the_fly, got {frac['source']!r}"
-            )
-        if frac.get("cache_dir") is not None:
-            raise ValueError("soft_fraction_distill sets no cache_dir: the recipe's cache is used")
+        _check_distill_settings("soft_fraction_distill", self.soft_fraction_distill)
+        self._check_student_overrides()
         for name in ("decode_fractions", "seeded_fractions"):
             missing = sorted(set(getattr(self, name) or ()) - set(self.fractions))
             if missing:
                 raise ValueError(f"{name} {missing} are not among fractions {self.fractions}")
+
+    def _check_student_overrides(self) -> None:
+        over = self.student_overrides
+        if not isinstance(over, dict) or set(over) - {"distill", "student"}:
+            raise ValueError(
+                f"student_overrides must map the sections distill and student to settings, "
+                f"got {over!r}"
+            )
+        for section, options in over.items():
+            _check_set_mapping(f"student_overrides.{section}", section, options)
+        _check_distill_settings("student_overrides.distill", over.get("distill", {}))
+        augmented = sorted(
+            k for k, v in over.get("student", {}).items() if k.startswith("augment_") and v
+        )
+        if augmented and self.student_source == "cache":
+            raise ValueError(
+                f"student_overrides.student sets {', '.join(augmented)}: the cached soft targets "
+                "are of unperturbed windows; set student_overrides.distill.source: on_the_fly "
+                "(the teachers see the same perturbed windows)"
+            )
 
     def seeds_for(self, fraction: float) -> tuple[int, ...]:
         """The subset seeds that ``fraction`` is trained with."""
@@ -175,6 +197,20 @@ class ProtocolConfig:
         """``cache`` or ``on_the_fly``: where the soft-target fraction models' targets come from."""
         return str(self.soft_fraction_distill.get("source", "cache"))
 
+    def student_options(self) -> list[str]:
+        """``--set SECTION.KEY=VALUE`` arguments of ``asr-kd distill`` for the students of
+        stage 16 (``student_overrides``)."""
+        return [
+            a
+            for section, opts in self.student_overrides.items()
+            for a in _set_flags(opts, f"{section}.")
+        ]
+
+    @property
+    def student_source(self) -> str:
+        """``cache`` or ``on_the_fly``: where the students' soft targets come from."""
+        return str(self.student_overrides.get("distill", {}).get("source", "cache"))
+
     def value(self, key: str) -> str:
         """One field as the shell reads it: a list space-separated, a bool ``yes``/``no``."""
         if key not in self.__dataclass_fields__:
@@ -198,6 +234,19 @@ def _set_args(options: dict[str, Any]) -> list[str]:
 def _set_flags(options: dict[str, Any], prefix: str = "") -> list[str]:
     """``["--set", "<prefix>key=value", ...]``: ``options`` as ``--set`` arguments."""
     return [a for arg in _set_args(options) for a in ("--set", prefix + arg)]
+
+
+def _check_distill_settings(name: str, options: Any) -> None:
+    """Refuse ``distill`` settings that the recipe cannot pass, or that would override
+    its own (the cache directory)."""
+    _check_set_mapping(name, "distill", options)
+    alpha = options.get("alpha")
+    if alpha is not None and not (isinstance(alpha, int | float) and 0.0 <= alpha <= 1.0):
+        raise ValueError(f"{name}.alpha must be in [0, 1], got {alpha!r}")
+    if options.get("source", "cache") not in ("cache", "on_the_fly"):
+        raise ValueError(f"{name}.source must be cache or on_the_fly, got {options['source']!r}")
+    if options.get("cache_dir") is not None:
+        raise ValueError(f"{name} sets no cache_dir: the recipe's cache is used")
 
 
 def _check_set_mapping(name: str, section: str, options: Any) -> None:

@@ -44,6 +44,12 @@ def test_values_for_the_shell():
         ({"soft_fraction_distill": {"cache_dir": "x"}}, "sets no cache_dir"),
         ({"soft_fraction_distill": {"teachers": ["a b"]}}, "holds a space"),
         ({"soft_fraction_distill": [1.0]}, "soft_fraction_distill must be a mapping"),
+        ({"student_overrides": {"teacher": {"seed": 1}}}, "sections distill and student"),
+        ({"student_overrides": {"distill": {"alpha": -1}}}, r"overrides.distill.alpha must"),
+        ({"student_overrides": {"distill": {"cache_dir": "x"}}}, "sets no cache_dir"),
+        ({"student_overrides": {"student": [2]}}, "student_overrides.student must map"),
+        # cached targets are of unperturbed windows: perturbing only the student is refused
+        ({"student_overrides": {"student": {"augment_noise": 0.3}}}, "augment_noise: the cached"),
         ({"decoded_teachers": -1}, "decoded_teachers must be >= 0"),
         ({"extra_set_systems": ["baseline", "hard_3pct"]}, "extra_set_systems must be"),
         ({"extra_set_systems": ["student", "student"]}, "extra_set_systems must be"),
@@ -129,25 +135,53 @@ def test_decode_options_per_system_as_decode_reads_them(tmp_path):
     assert "lattice=false" in p.decode_options("soft_3pct") and not p.decode_options("baseline")
 
 
-def test_soft_fraction_settings_as_distill_reads_them(tmp_path):
-    """The soft fraction models' --set arguments give distill the protocol's settings,
-    and the recipe learns whether they read the cache (consistent teaching: not)."""
+@pytest.mark.parametrize(
+    "yaml_text, key, expected",
+    [
+        (
+            "soft_fraction_distill: {alpha: 1.0, source: on_the_fly}",
+            "soft_fraction",
+            ["--set", "distill.alpha=1.0", "--set", 'distill.source="on_the_fly"'],
+        ),
+        (
+            "student_overrides: {distill: {source: on_the_fly}, student: {augment_noise: 0.3}}",
+            "student",
+            ["--set", 'distill.source="on_the_fly"', "--set", "student.augment_noise=0.3"],
+        ),
+    ],
+)
+def test_distill_settings_as_distill_reads_them(tmp_path, yaml_text, key, expected):
+    """The soft fraction models' and the students' --set arguments give distill the
+    protocol's settings, and the recipe learns whether they read the cache (consistent
+    teaching: not)."""
     from asr_kd.config import apply_overrides
     from asr_kd.distill.train import DistillConfig
 
     conf = tmp_path / "c.yaml"
-    conf.write_text("protocol:\n  soft_fraction_distill: {alpha: 1.0, source: on_the_fly}\n")
+    conf.write_text(f"protocol:\n  {yaml_text}\n")
     p = load_section(conf, "protocol", ProtocolConfig)
-    args = p.soft_fraction_options()
-    assert args == ["--set", "distill.alpha=1.0", "--set", 'distill.source="on_the_fly"']
-    read = apply_overrides({"distill": {"alpha": 0.667, "k": 64}}, args[1::2], "distill")
+    args = getattr(p, f"{key}_options")()
+    assert args == expected
+    sections = {"distill": {"alpha": 0.667, "k": 64}, "student": {"augment_noise": 0.0}}
+    read = apply_overrides(sections, args[1::2], "distill")
     config = DistillConfig(**read["distill"], teachers=("t",))
-    assert (config.alpha, config.source, config.k) == (1.0, "on_the_fly", 64)
+    assert (config.source, config.k) == ("on_the_fly", 64)
+    assert config.alpha == (1.0 if key == "soft_fraction" else 0.667)
+    assert read["student"]["augment_noise"] == (0.3 if key == "student" else 0.0)
     runner = CliRunner()
-    res = runner.invoke(cli, ["protocol", "--config", str(conf), "soft_fraction_source"])
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), f"{key}_source"])
     assert res.exit_code == 0 and res.output.splitlines()[-1] == "on_the_fly"
-    res = runner.invoke(cli, ["protocol", "--config", str(conf), "soft_fraction_options"])
+    res = runner.invoke(cli, ["protocol", "--config", str(conf), f"{key}_options"])
     assert res.output.splitlines()[-1] == " ".join(args)
-    # converge.yaml (make experiment) teaches its soft fraction models consistently
-    converge = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf" / "converge.yaml"
-    assert load_section(converge, "protocol", ProtocolConfig).soft_fraction_source == "on_the_fly"
+
+
+def test_recipe_configs_teach_consistently():
+    """converge.yaml (make experiment) teaches its soft fraction models and its students
+    consistently; small.yaml (make demo) reads the cache."""
+    conf = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf"
+    converge = load_section(conf / "converge.yaml", "protocol", ProtocolConfig)
+    assert converge.soft_fraction_source == converge.student_source == "on_the_fly"
+    assert "student.augment_noise=0.3" in converge.student_options()
+    small = load_section(conf / "small.yaml", "protocol", ProtocolConfig)
+    assert small.soft_fraction_source == small.student_source == "cache"
+    assert small.student_options() == []

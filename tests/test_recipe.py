@@ -246,7 +246,12 @@ def test_tiny_recipe_report_has_every_system_with_sane_numbers(tiny_run):
     soft = read_marker(work / "exp" / "soft_10pct")["config"]
     assert soft["distillation"]["source"] == "on_the_fly", soft["distillation"]
     assert soft["distillation"]["alpha"] == 1.0 and soft["distillation"]["cache_dir"] is None
-    for name in ("hard_10pct", "soft_10pct"):
+    # and its student as converge.yaml teaches it (protocol.student_overrides): the
+    # teachers on the same perturbed windows, the paper's hard-target weight kept
+    student = read_marker(work / "exp" / "student")["config"]["distillation"]
+    assert student["source"] == "on_the_fly" and student["cache_dir"] is None, student
+    assert student["alpha"] == 0.667, student
+    for name in ("hard_10pct", "soft_10pct", "student"):
         train = read_marker(work / "exp" / name)["config"]
         section = train.get("distill", train.get("train"))
         assert section["augment_freq_masks"] == 2 and section["augment_noise"] == 0.3, name
@@ -325,3 +330,25 @@ def test_tiny_recipe_decodes_the_protocols_teachers_only(tiny_run, tmp_path):
         for d, kept in moved.items():
             shutil.rmtree(d, ignore_errors=True)
             kept.rename(d)
+
+
+@pytest.mark.slow
+def test_tiny_recipe_transfer_stages_teach_as_the_student(tiny_run):
+    """Stages 25-27 (--transfer yes): the omitted-phone student and the student on the
+    untranscribed audio are taught as stage 16's student (protocol.student_overrides:
+    the teachers on the fly, no cache), and the report gains both sections. Runs last: it
+    rewrites the tiny run's report."""
+    work, _ = tiny_run
+    exp = work / "exp"
+    res = run_recipe("--config", "tiny", "--work-dir", str(work), "--stage", "25",
+                     "--stop-stage", "27", "--transfer", "yes")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("omit_student", "student_unlab"):
+        config = read_marker(exp / name)["config"]
+        assert config["distillation"]["source"] == "on_the_fly", name
+        assert config["distillation"]["cache_dir"] is None, name
+        assert config["distill"]["augment_noise"] == 0.3, name
+    assert read_marker(exp / "omit_student")["config"]["distill"]["omit_phone"]
+    assert not (work / "data" / "soft_unlab").exists()  # no cache that nothing reads
+    doc = json.loads((exp / "report" / "results.json").read_text())
+    assert doc["omitted_phone"]["control"] and doc["unlabelled"]["student"]

@@ -21,7 +21,8 @@ def protocol(config_path, overrides, key: str) -> None:
     (``decode_overrides``), e.g. ``--set lattice=false --set max_active=2000``; KEY
     ``soft_fraction_options`` the ``--set distill.KEY=VALUE`` arguments of the soft-target
     fraction models (``soft_fraction_distill``), KEY ``soft_fraction_source`` where their
-    targets come from (``cache`` or ``on_the_fly``).
+    targets come from (``cache`` or ``on_the_fly``); KEY ``student_options`` and
+    ``student_source`` the same for the full-data students (``student_overrides``).
     """
     from asr_kd.config import load_section
     from asr_kd.errors import ConfigError
@@ -45,6 +46,12 @@ def protocol(config_path, overrides, key: str) -> None:
         return
     if key == "soft_fraction_source":
         click.echo(config.soft_fraction_source)
+        return
+    if key == "student_options":
+        click.echo(" ".join(config.student_options()))
+        return
+    if key == "student_source":
+        click.echo(config.student_source)
         return
     if key.startswith("subset_seeds:"):
         try:

@@ -194,6 +194,10 @@ teachers=("${trained[@]}")
 teacher_args=()
 for t in "${teachers[@]}"; do teacher_args+=(--teacher "$t"); done
 ensemble_spec="ensemble:$(IFS=,; echo "${teachers[*]}")"
+# the full-data students' settings (protocol.student_overrides: stages 16, 23, 25, 27)
+read -ra student_opts <<< "$(protocol student_options)"
+student_cache=(--cache-dir "$data/soft")
+[[ $(protocol student_source) == cache ]] || student_cache=()
 
 current=14
 if [[ $stage -le 14 && $stop_stage -ge 14 ]]; then
@@ -213,10 +217,13 @@ fi
 current=16
 if [[ $stage -le 16 && $stop_stage -ge 16 ]]; then
   log "Stage 16: distil the ensemble into students of the same size (protocol.student_seeds)"
+  # protocol.student_overrides: their settings beside the student and distill sections,
+  # and their targets: the cache, or the teachers run on every (perturbed) window
   for seed in "${student_seeds[@]}"; do
     name=$(protocol "system:student::$seed")
-    bg_job "$name" "${kd[@]}" distill --config "$config" --set "student.seed=$seed" "${splits[@]}" \
-      --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" "$exp/$name"
+    bg_job "$name" "${kd[@]}" distill --config "$config" --set "student.seed=$seed" \
+      "${student_opts[@]}" "${splits[@]}" "${student_cache[@]}" "${teacher_args[@]}" \
+      "$data/senones" "$data/fbank" "$exp/$name"
   done
 fi
 
@@ -334,8 +341,11 @@ if [[ $sweeps == yes && $stage -le 23 && $stop_stage -ge 23 ]]; then
   log "Stage 23: students at other temperatures and soft-target weights (exp/sweeps)"
   # A cache per temperature (alpha only weighs the loss). At T >= 5 the top 10 senones
   # hold too little of the flattened mass: those caches keep 40.
-  # The student of stage 16 is the point T = 2, alpha = 0.667 (the paper's weighting).
-  for point in "1 0.667" "5 0.667" "10 0.667" "2 0.25" "2 0.5" "2 0.9" "2 1.0"; do
+  # The student of stage 16 is the point T = 2, alpha = 0.667 (the paper's weighting),
+  # unless protocol.student_overrides teaches it otherwise: then the sweep trains it too.
+  points=("1 0.667" "5 0.667" "10 0.667" "2 0.25" "2 0.5" "2 0.9" "2 1.0")
+  [[ ${#student_opts[@]} -eq 0 ]] || points+=("2 0.667")
+  for point in "${points[@]}"; do
     read -r t a <<< "$point"
     k=10
     [[ $t -ge 5 ]] && k=40
@@ -346,7 +356,8 @@ if [[ $sweeps == yes && $stage -le 23 && $stop_stage -ge 23 ]]; then
       --set "k=$k" "${splits[@]}" --cache-dir "$data/soft_T$t" "${teacher_args[@]}" "$data/senones" \
       "$data/fbank" "$exp/sweeps/student_T${t}_a${a}"
   done
-  [[ -d $exp/student ]] && ln -sfn ../student "$exp/sweeps/student_T2_a0.667"
+  [[ ${#student_opts[@]} -eq 0 && -d $exp/student ]] &&
+    ln -sfn ../student "$exp/sweeps/student_T2_a0.667"
   "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "$exp/sweeps" \
     "$exp/sweeps/report"
 fi
@@ -366,9 +377,10 @@ if [[ $transfer == yes && $stage -le 25 && $stop_stage -ge 25 ]]; then
   log "Stage 25: $phone left out of the transfer set: a hard-target control and a student"
   bg_job omit_control "${kd[@]}" train --config "$config" --section teacher --set seed=0 \
     --set "omit_phone=$phone" "${splits[@]}" "$data/senones" "$data/fbank" "$exp/omit_control"
+  # taught as stage 16's students are (protocol.student_overrides), the phone aside
   bg_job omit_student "${kd[@]}" distill --config "$config" --set "student.omit_phone=$phone" \
-    "${splits[@]}" --cache-dir "$data/soft" "${teacher_args[@]}" "$data/senones" "$data/fbank" \
-    "$exp/omit_student"
+    "${student_opts[@]}" "${splits[@]}" "${student_cache[@]}" "${teacher_args[@]}" \
+    "$data/senones" "$data/fbank" "$exp/omit_student"
   wait_jobs
   timed "${kd[@]}" eval-omitted-phone --config "$config" --dev-split "$dev_split" \
     --test-split "$test_split" --system "student=$exp/omit_student" \
@@ -395,10 +407,17 @@ if [[ $transfer == yes && $stage -le 27 && $stop_stage -ge 27 ]]; then
   log "Stage 27: the ensemble labels the untranscribed audio; a student on both; the report"
   timed "${kd[@]}" unlabelled-set --train-split "$train_split" "$data/senones" \
     "$data/unlabelled/fbank" "$data/senones_unlab"
-  timed "${kd[@]}" cache-soft-targets --config "$config" --split "$train_split" \
-    "${teacher_args[@]}" "$data/senones_unlab" "$data/fbank" "$data/soft_unlab"
-  timed "${kd[@]}" distill --config "$config" "${splits[@]}" --cache-dir "$data/soft_unlab" \
-    "${teacher_args[@]}" "$data/senones_unlab" "$data/fbank" "$exp/student_unlab"
+  # taught as stage 16's students are (protocol.student_overrides): from a cache of the
+  # ensemble's targets on both sets, or the teachers on the fly
+  unlab_cache=()
+  if [[ $(protocol student_source) == cache ]]; then
+    timed "${kd[@]}" cache-soft-targets --config "$config" --split "$train_split" \
+      "${teacher_args[@]}" "$data/senones_unlab" "$data/fbank" "$data/soft_unlab"
+    unlab_cache=(--cache-dir "$data/soft_unlab")
+  fi
+  timed "${kd[@]}" distill --config "$config" "${student_opts[@]}" "${splits[@]}" \
+    "${unlab_cache[@]}" "${teacher_args[@]}" "$data/senones_unlab" "$data/fbank" \
+    "$exp/student_unlab"
   decode_model student_unlab "$exp/student_unlab"
   "${kd[@]}" report --data-dir "$data/senones" "${report_splits[@]}" "${voice_splits[@]}" \
     "$exp" "$exp/report"
