@@ -41,17 +41,14 @@ def protocol(config_path, overrides, key: str) -> None:
     if key.startswith("decode_options:"):
         click.echo(" ".join(config.decode_options(key.split(":", 1)[1])))
         return
-    if key == "soft_fraction_options":
-        click.echo(" ".join(config.soft_fraction_options()))
-        return
-    if key == "soft_fraction_source":
-        click.echo(config.soft_fraction_source)
-        return
-    if key == "student_options":
-        click.echo(" ".join(config.student_options()))
-        return
-    if key == "student_source":
-        click.echo(config.student_source)
+    derived = {
+        "soft_fraction_options": lambda: " ".join(config.soft_fraction_options()),
+        "soft_fraction_source": lambda: config.soft_fraction_source,
+        "student_options": lambda: " ".join(config.student_options()),
+        "student_source": lambda: config.student_source,
+    }
+    if key in derived:
+        click.echo(derived[key]())
         return
     if key.startswith("subset_seeds:"):
         try:
