@@ -67,6 +67,14 @@ __all__ = ["ProtocolConfig", "fraction_tag", "system_name"]
 _SYSTEM = re.compile(r"baseline|ensemble|teacher\d+|student(_s\d+)?")
 
 
+# (section, key, what sets it) of the students' settings that the recipe sets itself
+_RECIPE_SET = (
+    ("student", "seed", "protocol.student_seeds sets for each student"),
+    ("student", "omit_phone", "only the transfer stage's student sets (transfer.omit_phone)"),
+    ("distill", "teachers", "the recipe sets from the trained teachers (--teacher)"),
+)
+
+
 def fraction_tag(fraction: float) -> str:
     """``0.03`` -> ``3pct``, ``0.005`` -> ``0.5pct``."""
     pct = round(100 * fraction, 6)
@@ -160,6 +168,10 @@ class ProtocolConfig:
         for section, options in over.items():
             _check_set_mapping(f"student_overrides.{section}", section, options)
         _check_distill_settings("student_overrides.distill", over.get("distill", {}))
+        # what the recipe sets per student: an override would give every student the same
+        for section, key, by in _RECIPE_SET:
+            if key in over.get(section, {}):
+                raise ValueError(f"student_overrides.{section} sets {key}, which {by}")
         augmented = sorted(
             k for k, v in over.get("student", {}).items() if k.startswith("augment_") and v
         )

@@ -48,6 +48,8 @@ def test_values_for_the_shell():
         ({"student_overrides": {"distill": {"alpha": -1}}}, r"overrides.distill.alpha must"),
         ({"student_overrides": {"distill": {"cache_dir": "x"}}}, "sets no cache_dir"),
         ({"student_overrides": {"student": [2]}}, "student_overrides.student must map"),
+        ({"student_overrides": {"student": {"seed": 3}}}, "sets seed, which protocol.student"),
+        ({"student_overrides": {"distill": {"teachers": ["t"]}}}, "sets teachers, which"),
         # cached targets are of unperturbed windows: perturbing only the student is refused
         ({"student_overrides": {"student": {"augment_noise": 0.3}}}, "augment_noise: the cached"),
         ({"decoded_teachers": -1}, "decoded_teachers must be >= 0"),
