@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" recipes/synth/run.sh --config $(CONFIG) --work-dir $(WORK_DIR)
 
-# The paper's protocol with converged models (conf/converge.yaml, ~3 h 30 min on 2 cores);
+# The paper's protocol with converged models (conf/converge.yaml, ~3 h 35 min on 2 cores);
 # its report is exp/report/RESULTS.md under the work dir (default recipes/synth/converge).
 # TRANSFER=yes adds stages 25-27 (an omitted phone, untranscribed audio; ~2 h more).
 EXPERIMENT_DIR = $(if $(filter command line environment,$(origin WORK_DIR)),$(WORK_DIR),recipes/synth/converge)
