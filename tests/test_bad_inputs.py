@@ -452,3 +452,45 @@ def test_a_missing_stage_output_given_as_text_names_its_stage(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_full_disk_is_one_line_in_a_command_and_in_a_library_thread(monkeypatch, tmp_path):
+    """A write that finds no space (the kernel's /dev/full: ENOSPC) ends the command with
+    one line naming the file and what to do; one in a library's background thread (as
+    tensorboard's event writer on a full disk) is one line too, never a raw traceback."""
+    import threading
+
+    from asr_kd.protocol import ProtocolConfig
+
+    def write_full() -> None:
+        with open("/dev/full", "w") as f:
+            f.write("x" * 65536)
+
+    def in_a_thread(self, key):
+        thread = threading.Thread(target=write_full, name="event-writer")
+        thread.start()
+        thread.join()
+        return "yes"
+
+    monkeypatch.setattr(ProtocolConfig, "value", in_a_thread)
+    result = _run(["--log-file", str(tmp_path / "run.log"), "protocol", "sweeps"])
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "background thread event-writer failed: OSError: [Errno 28]" in result.output
+    assert "Traceback" in (tmp_path / "run.log").read_text()  # kept for a bug report
+
+    monkeypatch.setattr(ProtocolConfig, "value", lambda self, key: write_full())
+    result = _run(["protocol", "sweeps"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("asr-kd protocol: error: no space left on the device"), line
+    assert "rerun the same command" in line
+    # an error that names its file (io.open of a new file on a full disk) names it too
+    import errno
+
+    def full(self, key):
+        raise OSError(errno.ENOSPC, "No space left on device", "/w/exp/student/log/events")
+
+    monkeypatch.setattr(ProtocolConfig, "value", full)
+    result = _run(["protocol", "sweeps"])
+    assert "no space left on the device writing /w/exp/student/log/events" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shlex
@@ -56,6 +57,7 @@ class _Cli(click.Group):
     def invoke(self, ctx: click.Context):
         reset_inputs()  # one command, one stage: nothing recorded before it is its input
         previous = _on_sigterm(_terminate)
+        previous_hook, threading.excepthook = threading.excepthook, _thread_failed
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
@@ -72,6 +74,14 @@ class _Cli(click.Group):
             lines = _original_lines(str(e))
             if isinstance(e, AsrKdError):
                 message = "\n".join(lines)
+            elif isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                where = f" writing {e.filename}" if e.filename else ""
+                message = (
+                    f"no space left on the device{where} ({e.strerror}): free some on the output's "
+                    "disk and rerun "
+                    "the same command (its temporary output is gone; a training resumes from "
+                    "its last epoch's checkpoint)"
+                )
             else:
                 message = (
                     f"unexpected {type(e).__name__}: {lines[0]} (a bug, or a damaged input this "
@@ -83,6 +93,22 @@ class _Cli(click.Group):
         finally:
             set_command_line(None)  # a later library call in this process is no command
             _on_sigterm(previous)
+            threading.excepthook = previous_hook
+
+
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+    """A library's background thread (tensorboard's event writer, a prefetcher) that
+    fails: one line, its traceback into the --log-file. The command itself fails when it
+    next uses that thread's work (tensorboard raises the thread's error to its caller)."""
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    message = (
+        f"asr-kd: background thread {name} failed: {args.exc_type.__name__}: "
+        f"{_original_lines(str(args.exc_value))[0]}"
+    )
+    _log_to_files(message, args.exc_value)
+    click.echo(message, err=True)
 
 
 class Terminated(KeyboardInterrupt):
