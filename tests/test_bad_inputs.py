@@ -7,6 +7,7 @@ gets its own test; the messages are asserted, and so is the absence of partial o
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -450,14 +451,10 @@ def test_a_missing_stage_output_given_as_text_names_its_stage(tmp_path):
     assert not (tmp_path / "lang").exists()
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))
-
-
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_full_disk_is_one_line_in_a_command_and_in_a_library_thread(monkeypatch, tmp_path):
     """A write that finds no space (the kernel's /dev/full: ENOSPC) ends the command with
-    one line naming the file and what to do; one in a library's background thread (as
+    one line saying what to do (and the file, when the error names one); one in a library's background thread (as
     tensorboard's event writer on a full disk) is one line too, never a raw traceback."""
     import threading
 
@@ -485,12 +482,15 @@ def test_full_disk_is_one_line_in_a_command_and_in_a_library_thread(monkeypatch,
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("asr-kd protocol: error: no space left on the device"), line
     assert "rerun the same command" in line
-    # an error that names its file (io.open of a new file on a full disk) names it too
-    import errno
 
+    # an error that names its file (io.open of a new file on a full disk) names it too
     def full(self, key):
         raise OSError(errno.ENOSPC, "No space left on device", "/w/exp/student/log/events")
 
     monkeypatch.setattr(ProtocolConfig, "value", full)
     result = _run(["protocol", "sweeps"])
     assert "no space left on the device writing /w/exp/student/log/events" in result.output
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))

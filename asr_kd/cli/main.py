@@ -77,10 +77,9 @@ class _Cli(click.Group):
             elif isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
                 where = f" writing {e.filename}" if e.filename else ""
                 message = (
-                    f"no space left on the device{where} ({e.strerror}): free some on the output's "
-                    "disk and rerun "
-                    "the same command (its temporary output is gone; a training resumes from "
-                    "its last epoch's checkpoint)"
+                    f"no space left on the device{where} ({e.strerror}): free some on the "
+                    "output's disk and rerun the same command (its temporary output is gone; a "
+                    "training resumes from its last epoch's checkpoint)"
                 )
             else:
                 message = (
