@@ -454,8 +454,9 @@ def test_a_missing_stage_output_given_as_text_names_its_stage(tmp_path):
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_full_disk_is_one_line_in_a_command_and_in_a_library_thread(monkeypatch, tmp_path):
     """A write that finds no space (the kernel's /dev/full: ENOSPC) ends the command with
-    one line saying what to do (and the file, when the error names one); one in a library's background thread (as
-    tensorboard's event writer on a full disk) is one line too, never a raw traceback."""
+    one line saying what to do (and the file, when the error names one); one in a
+    library's background thread (as tensorboard's event writer on a full disk) is one
+    line too, never a raw traceback."""
     import threading
 
     from asr_kd.protocol import ProtocolConfig
